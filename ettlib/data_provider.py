@@ -1,0 +1,256 @@
+"""The DataProvider: subscriptions to candle completions, pivots and steps.
+
+Replay and live feeds both publish through a DataProvider; subscribers never
+know which one drives them (backtest and live differ only by what is plugged
+in).  The seed's two methods are here with the seed's signatures, each
+returning a :class:`Subscription` handle that unsubscribes.
+
+Callback errors
+---------------
+``on_error="raise"`` (the default) stops delivery and raises
+:class:`~ettlib.errors.SubscriberError` naming the callback and carrying the
+event that caused it (``err.event``); the original exception is its
+``__cause__``.  ``on_error="warn"`` warns, records ``(callback, event,
+exception)`` in :attr:`DataProvider.errors`, and keeps delivering to the other
+subscribers.  The coordinator isolates its own subscribers further (dead
+letters).
+
+Examples
+--------
+>>> from ettlib.events import CandleCompletionEvent
+>>> provider = DataProvider()
+>>> seen = []
+>>> sub = provider.subscribe_candle_completion(seen.append, "ETH/USDT", "1m")
+>>> provider.publish_candle(CandleCompletionEvent("ETH/USDT", "1m", 0, 60_000, 1, 2, 0.5, 1.5, 10))
+>>> len(seen)
+1
+>>> sub.unsubscribe()
+>>> provider.publish_candle(CandleCompletionEvent("ETH/USDT", "1m", 60_000, 120_000, 1, 2, 0.5, 1.5, 10))
+>>> len(seen)
+1
+>>> provider.subscribe_pivot_events(print, "ETH/USDT", "1m", ["L2X"])
+Traceback (most recent call last):
+...
+ettlib.errors.UnknownNameError: unknown pivot type 'L2X' (did you mean 'L2L' or 'L2H'?)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ettlib.errors import ConfigError, SubscriberError, UnknownNameError
+from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
+from ettlib.timeframes import validate_timeframe
+
+__all__ = ["DataProvider", "Subscription", "pivot_types_up_to", "MAX_PIVOT_LEVEL"]
+
+#: Highest Larry Williams level ettlib detects.
+MAX_PIVOT_LEVEL = 5
+
+
+def pivot_types_up_to(levels: int) -> list[str]:
+    """All pivot type names up to ``levels``: ``['L1L', 'L1H', 'L2L', ...]``.
+
+    >>> pivot_types_up_to(2)
+    ['L1L', 'L1H', 'L2L', 'L2H']
+    """
+    return [f"L{k}{side}" for k in range(1, levels + 1) for side in ("L", "H")]
+
+
+def _validate_symbol(symbol: str) -> str:
+    if not isinstance(symbol, str) or not symbol or not symbol.strip():
+        raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+    return symbol
+
+
+@dataclass(eq=False)
+class Subscription:
+    """Handle returned by every ``subscribe_*`` call; ``unsubscribe()`` ends it.
+
+    Also a context manager: the subscription ends when the block exits.
+    """
+
+    _registry: list = field(repr=False)
+    callback: Callable
+    key: tuple
+    active: bool = True
+
+    def unsubscribe(self) -> None:
+        """Stop delivering to this callback (idempotent)."""
+        if self.active:
+            self._registry.remove(self.callback)
+            self.active = False
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unsubscribe()
+
+
+class DataProvider:
+    """Routes events to subscribed callbacks, keyed by symbol and timeframe.
+
+    Parameters
+    ----------
+    duckdb_storage
+        The store events come from (the seed's ``data_provider.duckdb_storage``);
+        optional for a provider fed by hand.
+    pivot_levels
+        Highest pivot level subscribers may ask for (1..5, default 3).
+    on_error
+        ``"raise"`` or ``"warn"``: what a raising callback does (see module doc).
+    """
+
+    def __init__(self, duckdb_storage=None, *, pivot_levels: int = 3, on_error: str = "raise"):
+        if not 1 <= pivot_levels <= MAX_PIVOT_LEVEL:
+            raise ConfigError(f"pivot_levels must be in 1..{MAX_PIVOT_LEVEL}, got {pivot_levels!r}")
+        if on_error not in ("raise", "warn"):
+            raise ConfigError(f"on_error must be 'raise' or 'warn', got {on_error!r}")
+        self.duckdb_storage = duckdb_storage
+        self.pivot_levels = pivot_levels
+        self.on_error = on_error
+        self.errors: list[tuple[Callable, object, BaseException]] = []
+        self._candle_subs: dict[tuple[str, str], list[Callable]] = {}
+        self._pivot_subs: dict[tuple[str, str, str], list[Callable]] = {}
+        self._step_subs: dict[tuple[str, str], list[Callable]] = {}
+
+    # -- subscribing -------------------------------------------------------
+
+    def subscribe_candle_completion(
+        self, callback: Callable[[CandleCompletionEvent], object], symbol: str, timeframe: str
+    ) -> Subscription:
+        """Call ``callback(event)`` when a ``timeframe`` candle of ``symbol`` closes."""
+        key = (_validate_symbol(symbol), validate_timeframe(timeframe))
+        return self._add(self._candle_subs, key, callback)
+
+    def subscribe_pivot_events(
+        self,
+        callback: Callable[[PivotEvent], object],
+        symbol: str,
+        timeframe: str,
+        pivot_types: Iterable[str],
+    ) -> Subscription:
+        """Call ``callback(event)`` when a pivot of one of ``pivot_types`` is confirmed.
+
+        Returns one handle covering every requested type.
+        """
+        symbol = _validate_symbol(symbol)
+        timeframe = validate_timeframe(timeframe)
+        if isinstance(pivot_types, str):
+            pivot_types = [pivot_types]
+        known = pivot_types_up_to(self.pivot_levels)
+        types = list(dict.fromkeys(pivot_types))
+        if not types:
+            raise ConfigError("pivot_types is empty; known: " + ", ".join(known))
+        for pivot_type in types:
+            if pivot_type not in known:
+                raise UnknownNameError("pivot type", pivot_type, known)
+        subs = [self._add(self._pivot_subs, (symbol, timeframe, t), callback) for t in types]
+        return _MultiSubscription(subs)
+
+    def subscribe_inference_step(
+        self, callback: Callable[[InferenceStepEvent], object], symbol: str, timeframe: str
+    ) -> Subscription:
+        """Call ``callback(step)`` at each inference step of ``symbol``/``timeframe``.
+
+        Steps come after every candle and pivot event of the same instant.
+        """
+        key = (_validate_symbol(symbol), validate_timeframe(timeframe))
+        return self._add(self._step_subs, key, callback)
+
+    def _add(self, table: dict, key: tuple, callback: Callable) -> Subscription:
+        if not callable(callback):
+            raise ConfigError(f"callback must be callable, got {callback!r}")
+        registry = table.setdefault(key, [])
+        registry.append(callback)
+        return Subscription(registry, callback, key)
+
+    # -- what is subscribed --------------------------------------------------
+
+    def subscribed_streams(self) -> set[tuple[str, str]]:
+        """Every ``(symbol, timeframe)`` with at least one live subscription."""
+        return {
+            key[:2]
+            for table in (self._candle_subs, self._pivot_subs, self._step_subs)
+            for key, callbacks in table.items()
+            if callbacks
+        }
+
+    def candle_callbacks(self, symbol: str, timeframe: str) -> list[Callable]:
+        """The live list of candle callbacks for a stream (do not mutate)."""
+        return self._candle_subs.get((symbol, timeframe), [])
+
+    def pivot_callbacks(self, symbol: str, timeframe: str, pivot_type: str) -> list[Callable]:
+        """The live list of pivot callbacks for a stream and type (do not mutate)."""
+        return self._pivot_subs.get((symbol, timeframe, pivot_type), [])
+
+    def step_callbacks(self, symbol: str, timeframe: str) -> list[Callable]:
+        """The live list of inference-step callbacks for a stream (do not mutate)."""
+        return self._step_subs.get((symbol, timeframe), [])
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish_candle(self, event: CandleCompletionEvent) -> None:
+        """Deliver a candle completion to its subscribers, in subscription order."""
+        self._deliver(self._candle_subs.get((event.symbol, event.timeframe)), event)
+
+    def publish_pivot(self, event: PivotEvent) -> None:
+        """Deliver a pivot confirmation to its subscribers."""
+        self._deliver(
+            self._pivot_subs.get((event.symbol, event.timeframe, event.pivot_type)), event
+        )
+
+    def publish_step(self, event: InferenceStepEvent) -> None:
+        """Deliver an inference step to its subscribers."""
+        self._deliver(self._step_subs.get((event.symbol, event.timeframe)), event)
+
+    def publish(self, event) -> None:
+        """Deliver any event to the subscribers of its kind."""
+        if isinstance(event, CandleCompletionEvent):
+            self.publish_candle(event)
+        elif isinstance(event, PivotEvent):
+            self.publish_pivot(event)
+        else:
+            self.publish_step(event)
+
+    def _deliver(self, callbacks: list[Callable] | None, event) -> None:
+        if not callbacks:
+            return
+        for callback in tuple(callbacks):  # a callback may unsubscribe itself
+            try:
+                callback(event)
+            except Exception as exc:
+                self._handle_error(callback, event, exc)
+
+    def _handle_error(self, callback: Callable, event, exc: Exception) -> None:
+        name = getattr(callback, "__qualname__", repr(callback))
+        if self.on_error == "raise":
+            raise SubscriberError(
+                f"subscriber {name} raised {type(exc).__name__}: {exc} on {event!r}",
+                event=event,
+                callback=callback,
+            ) from exc
+        self.errors.append((callback, event, exc))
+        warnings.warn(
+            f"subscriber {name} raised {type(exc).__name__}: {exc} on {event!r}; "
+            "continuing (on_error='warn')",
+            stacklevel=3,
+        )
+
+
+class _MultiSubscription(Subscription):
+    """One handle over several subscriptions (a pivot subscription's types)."""
+
+    def __init__(self, parts: list[Subscription]):
+        self.parts = parts
+        self.callback = parts[0].callback
+        self.key = tuple(p.key for p in parts)
+        self.active = True
+
+    def unsubscribe(self) -> None:
+        for part in self.parts:
+            part.unsubscribe()
+        self.active = False

@@ -1,0 +1,196 @@
+"""The DuckDB schema: versioned table definitions and forward migrations.
+
+The database file is the single source of truth for candles, indicators,
+pivots, inference frames, delivered training pairs, dead letters and runs.
+:func:`ensure_schema` brings any database -- empty, seed-shaped (an
+``ohlcv_data`` table with OHLCV columns only), or written by an older
+ettlib -- up to :data:`SCHEMA_VERSION`, in one transaction.  A database
+written by a *newer* ettlib is refused with :class:`~ettlib.errors.SchemaError`.
+
+Examples
+--------
+>>> import duckdb
+>>> con = duckdb.connect()
+>>> ensure_schema(con)
+1
+>>> sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
+['dead_letters', 'inference_frames', 'ohlcv_data', 'pivot_points', 'runs', 'schema_version', 'training_events']
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from ettlib.errors import SchemaError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "OHLCV_COLUMNS",
+    "INDICATOR_COLUMNS",
+    "CANDLE_COLUMNS",
+    "ensure_schema",
+    "schema_version",
+]
+
+#: The price and volume columns of every candle.
+OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+
+#: Indicator columns stored beside the candles (NULL during warm-up).
+INDICATOR_COLUMNS: tuple[str, ...] = (
+    "sma_10",
+    "sma_20",
+    "sma_50",
+    "ema_12",
+    "ema_26",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "atr_14",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+)
+
+#: Every numeric column of ``ohlcv_data``, in table order.
+CANDLE_COLUMNS: tuple[str, ...] = OHLCV_COLUMNS + INDICATOR_COLUMNS
+
+_OHLCV_DDL = (
+    "CREATE TABLE IF NOT EXISTS ohlcv_data ("
+    " symbol VARCHAR NOT NULL,"
+    " timeframe VARCHAR NOT NULL,"
+    " timestamp BIGINT NOT NULL,"
+    + "".join(f" {c} DOUBLE NOT NULL," for c in OHLCV_COLUMNS)
+    + "".join(f" {c} DOUBLE," for c in INDICATOR_COLUMNS)
+    + " PRIMARY KEY (symbol, timeframe, timestamp))"
+)
+
+# Version 1: every table.  Later versions append to _MIGRATIONS; each entry
+# is a list of statements that takes version i to version i + 1.
+_MIGRATIONS: list[list[str]] = [
+    [
+        _OHLCV_DDL,
+        "CREATE SEQUENCE IF NOT EXISTS pivot_points_id_seq START 1",
+        """CREATE TABLE IF NOT EXISTS pivot_points (
+            id INTEGER PRIMARY KEY DEFAULT nextval('pivot_points_id_seq'),
+            symbol VARCHAR NOT NULL,
+            timeframe VARCHAR NOT NULL,
+            timestamp BIGINT NOT NULL,
+            price DOUBLE NOT NULL,
+            pivot_type VARCHAR NOT NULL,
+            level INTEGER NOT NULL,
+            strength DOUBLE NOT NULL,
+            confirmed_at BIGINT,
+            UNIQUE (symbol, timeframe, timestamp, pivot_type))""",
+        """CREATE TABLE IF NOT EXISTS inference_frames (
+            inference_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL DEFAULT '',
+            symbol VARCHAR NOT NULL,
+            timeframe VARCHAR NOT NULL,
+            prediction_timestamp BIGINT NOT NULL,
+            target_timestamp BIGINT NOT NULL,
+            data_range_start BIGINT NOT NULL,
+            data_range_end BIGINT NOT NULL,
+            norm_params VARCHAR NOT NULL,
+            predicted_action VARCHAR,
+            predicted_candle VARCHAR,
+            confidence DOUBLE,
+            status VARCHAR NOT NULL DEFAULT 'pending',
+            expired_at BIGINT)""",
+        """CREATE TABLE IF NOT EXISTS training_events (
+            run_id VARCHAR NOT NULL DEFAULT '',
+            inference_id VARCHAR NOT NULL,
+            event_kind VARCHAR NOT NULL,
+            event_key VARCHAR NOT NULL,
+            subscriber VARCHAR NOT NULL,
+            knowable_time BIGINT NOT NULL,
+            seq BIGINT NOT NULL,
+            loss DOUBLE,
+            metrics VARCHAR,
+            PRIMARY KEY (run_id, inference_id, event_key, subscriber))""",
+        """CREATE TABLE IF NOT EXISTS dead_letters (
+            run_id VARCHAR NOT NULL DEFAULT '',
+            subscriber VARCHAR NOT NULL,
+            inference_id VARCHAR,
+            event_kind VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,
+            error VARCHAR NOT NULL,
+            traceback VARCHAR NOT NULL,
+            knowable_time BIGINT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS runs (
+            run_id VARCHAR PRIMARY KEY,
+            status VARCHAR NOT NULL,
+            config VARCHAR NOT NULL,
+            data_fingerprint VARCHAR,
+            package_version VARCHAR,
+            git_commit VARCHAR,
+            seed BIGINT,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            wall_s DOUBLE,
+            metrics VARCHAR,
+            error VARCHAR)""",
+    ],
+]
+
+#: The schema version this ettlib writes.
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """Version of the schema in ``con``; 0 for a database without one."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def _upgrade_seed_ohlcv(con: duckdb.DuckDBPyConnection) -> None:
+    """Add missing indicator columns to a pre-existing seed-shaped table."""
+    existing = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'ohlcv_data'"
+        ).fetchall()
+    }
+    if not existing:
+        return
+    for column in INDICATOR_COLUMNS:
+        if column not in existing:
+            # Identifiers come from INDICATOR_COLUMNS, never from the user.
+            con.execute(f"ALTER TABLE ohlcv_data ADD COLUMN {column} DOUBLE")
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
+    """Create or migrate every table to :data:`SCHEMA_VERSION`; return it.
+
+    Runs in one transaction: a failed migration leaves the database as it was.
+    """
+    current = schema_version(con)
+    if current > SCHEMA_VERSION:
+        raise SchemaError(
+            f"database schema version {current} is newer than this ettlib "
+            f"supports ({SCHEMA_VERSION}); upgrade ettlib"
+        )
+    if current == SCHEMA_VERSION:
+        return current
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
+        )
+        if current == 0:
+            _upgrade_seed_ohlcv(con)
+        for version in range(current, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[version]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [version + 1])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
