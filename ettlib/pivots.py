@@ -1,0 +1,728 @@
+"""Larry Williams pivots: batch (numpy) and streaming detection, storage.
+
+Definitions (``DESIGN.md``, Pivots)
+-----------------------------------
+Bars are the rows of one series (one symbol, one timeframe), sorted by open
+time; ``n`` bars means ``n`` rows, across gaps in time.
+
+* **Level 1.** Bar ``i`` is an L1 high if ``high[i] >= high[j]`` for the ``n``
+  bars before it and ``high[i] > high[j]`` for the ``n`` bars after it; an L1
+  low if ``low[i] <= low[j]`` before and ``low[i] < low[j]`` after.  In a flat
+  run of equal highs only the *last* bar of the run can be the pivot.  The
+  first ``n`` and the last ``n`` bars lack neighbours and are never L1 pivots.
+  An L1 pivot is confirmed at the close time of bar ``i + n``.
+* **Level k+1.** Among the Lk pivots of one kind (highs among highs, lows
+  among lows), in bar order, the pivot ``m`` is an L(k+1) high if its price is
+  ``>=`` the previous Lk high's and ``>`` the next Lk high's (lows: ``<=`` and
+  ``<``).  It is confirmed when that next Lk pivot is confirmed.  The first Lk
+  pivot of a kind has no previous one, so it can never be L(k+1); the latest
+  one has no next one *yet*, so it is not L(k+1) yet.
+* A pivot of level 3 is also L2 and L1: each level is its own row (its own
+  event), with its own confirmation time.  ``levels`` is 1..5.
+
+Strength
+--------
+``strength`` is the pivot's *relative prominence over the span it beat*:
+the bars from the neighbour it was compared with on the left to the one on
+the right (inclusive).  At level 1 that span is bars ``i - n .. i + n``; at
+level k+1 it runs from the previous to the next Lk pivot of the same kind.
+With ``ext`` the lowest low of the span for a high, the highest high for a
+low::
+
+    high pivot:  strength = (price - ext) / price    # the drop it dominates
+    low pivot:   strength = (ext - price) / price    # the rally it dominates
+
+It is ``>= 0``; it never decreases from one level to the next for the same
+bar (spans nest); and it only uses bars up to the confirming bar, so the
+batch and streaming detectors compute it identically at confirmation time.
+Prices must therefore be positive.
+
+Order
+-----
+A :class:`PivotTable` (and each :meth:`StreamingPivotDetector.update` result)
+is in ``DESIGN.md``'s event order: by ``confirmed_at``, then level (lower
+first), then lows before highs, then bar time.  Within one series at most one
+pivot per (confirming bar, level, kind) exists, so the last key never decides.
+
+Examples
+--------
+>>> import numpy as np
+>>> ts = np.arange(7) * 60_000
+>>> high = np.array([1.0, 3.0, 2.0, 4.0, 2.0, 3.5, 1.0])
+>>> low = high - 0.5
+>>> table = detect_pivots(ts, high, low, "1m", n=1, levels=2)
+>>> [(e.pivot_type, e.timestamp, e.price, e.confirmed_at) for e in table.events("X", "1m")]
+... # doctest: +NORMALIZE_WHITESPACE
+[('L1H', 60000, 3.0, 180000), ('L1L', 120000, 1.5, 240000),
+ ('L1H', 180000, 4.0, 300000), ('L1L', 240000, 1.5, 360000),
+ ('L1H', 300000, 3.5, 420000), ('L2H', 180000, 4.0, 420000)]
+>>> det = StreamingPivotDetector("X", "1m", n=1, levels=2)
+>>> streamed = [e for t, h, l in zip(ts, high, low) for e in det.update(t, h, l)]
+>>> streamed == table.events("X", "1m")
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import secrets
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+import duckdb
+import numpy as np
+
+from ettlib.errors import ConfigError, DataValidationError, LookAheadError
+from ettlib.events import PivotEvent, pivot_type_name
+from ettlib.timeframes import timeframe_ms, validate_timeframe
+
+__all__ = [
+    "MAX_LEVEL",
+    "PivotTable",
+    "detect_pivots",
+    "StreamingPivotDetector",
+    "store_pivots",
+]
+
+#: Highest pivot level ettlib detects.
+MAX_LEVEL = 5
+
+
+def _check_params(n: int, levels: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"n (bars on each side) must be an integer >= 1, got {n!r}")
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
+        raise ConfigError(f"levels must be an integer in 1..{MAX_LEVEL}, got {levels!r}")
+    if not 1 <= levels <= MAX_LEVEL:
+        raise ConfigError(f"levels must be in 1..{MAX_LEVEL}, got {levels!r}")
+
+
+# --------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PivotTable:
+    """Confirmed pivots of one series as aligned arrays, in event order.
+
+    Attributes
+    ----------
+    bar_index
+        ``int64``: row of the pivot bar in the detected series.
+    timestamp
+        ``int64``: open time of the pivot bar.
+    price
+        ``float64``: the bar's high (highs) or low (lows).
+    level
+        ``int64``: 1..5.
+    is_low
+        ``bool``.
+    strength
+        ``float64``: see the module docstring.
+    confirmed_index
+        ``int64``: row of the bar whose close confirms the pivot.
+    confirmed_at
+        ``int64``: close time of that bar (the knowable time; its
+        ``close_times`` entry where :func:`detect_pivots` was given one).
+    """
+
+    bar_index: np.ndarray
+    timestamp: np.ndarray
+    price: np.ndarray
+    level: np.ndarray
+    is_low: np.ndarray
+    strength: np.ndarray
+    confirmed_index: np.ndarray
+    confirmed_at: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.timestamp)
+
+    def __getitem__(self, key) -> PivotTable:
+        """Rows selected by a slice, a boolean mask or an index array.
+
+        >>> t = PivotTable.empty()
+        >>> len(t[:0])
+        0
+        """
+        if isinstance(key, (int, np.integer)):
+            key = slice(key, key + 1 or None)
+        return PivotTable(*(getattr(self, f.name)[key] for f in fields(self)))
+
+    @classmethod
+    def empty(cls) -> PivotTable:
+        """A table without rows."""
+        i, f = np.empty(0, np.int64), np.empty(0, np.float64)
+        return cls(i, i, f, i, np.empty(0, bool), f, i, i)
+
+    @classmethod
+    def concat(cls, tables: Iterable[PivotTable]) -> PivotTable:
+        """Rows of several tables, re-sorted into event order.
+
+        The sort is stable, so rows that tie on every key keep their input
+        order.  ``bar_index`` keeps referring to each input's own series.
+        """
+        tables = list(tables)
+        if not tables:
+            return cls.empty()
+        merged = cls(*(np.concatenate([getattr(t, f.name) for t in tables]) for f in fields(cls)))
+        return merged[merged.event_order()]
+
+    def event_order(self) -> np.ndarray:
+        """Indices that sort the rows by (confirmed_at, level, lows first, timestamp)."""
+        return np.lexsort((self.timestamp, ~self.is_low, self.level, self.confirmed_at))
+
+    def knowable_by(self, t: int) -> PivotTable:
+        """The rows with ``confirmed_at <= t`` (a prefix: rows are in event order)."""
+        return self[: int(np.searchsorted(self.confirmed_at, t, side="right"))]
+
+    @property
+    def pivot_type(self) -> np.ndarray:
+        """Type names (``'L1H'``, ``'L2L'``, ...) as a string array."""
+        names = np.array(
+            [[pivot_type_name(k, False), pivot_type_name(k, True)] for k in range(MAX_LEVEL + 1)]
+        )
+        return names[self.level, self.is_low.astype(np.int64)]
+
+    def events(self, symbol: str, timeframe: str) -> list[PivotEvent]:
+        """The rows as :class:`~ettlib.events.PivotEvent` objects, in order."""
+        validate_timeframe(timeframe)
+        names = [[pivot_type_name(k, False), pivot_type_name(k, True)] for k in range(MAX_LEVEL + 1)]
+        return [
+            PivotEvent(symbol, timeframe, names[lv][lo], lv, ts, p, s, c)
+            for lv, lo, ts, p, s, c in zip(
+                self.level.tolist(),
+                self.is_low.tolist(),
+                self.timestamp.tolist(),
+                self.price.tolist(),
+                self.strength.tolist(),
+                self.confirmed_at.tolist(),
+            )
+        ]
+
+    def to_frame(self):
+        """The table as a pandas DataFrame, with a ``pivot_type`` column."""
+        import pandas as pd
+
+        frame = pd.DataFrame({f.name: getattr(self, f.name) for f in fields(self)})
+        frame["pivot_type"] = self.pivot_type
+        return frame
+
+
+# --------------------------------------------------------------------------
+# Input validation (shared by both detectors)
+# --------------------------------------------------------------------------
+
+
+def _validate_arrays(timestamps, high, low) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ts = np.asarray(timestamps)
+    hi = np.asarray(high, dtype=np.float64)
+    lo = np.asarray(low, dtype=np.float64)
+    if ts.ndim != 1 or hi.ndim != 1 or lo.ndim != 1:
+        raise DataValidationError("timestamps, high and low must be 1-D arrays")
+    if not (len(ts) == len(hi) == len(lo)):
+        raise DataValidationError(
+            f"timestamps, high and low differ in length ({len(ts)}, {len(hi)}, {len(lo)})"
+        )
+    if len(ts) and not np.issubdtype(ts.dtype, np.integer):
+        raise DataValidationError(
+            f"timestamps must be integer epoch milliseconds, got dtype {ts.dtype}",
+            column="timestamp",
+        )
+    ts = ts.astype(np.int64, copy=False)
+    _first_bad(np.diff(ts) <= 0, "timestamp", ts, offset=1,
+               reason="timestamps must be strictly increasing")
+    for name, arr in (("high", hi), ("low", lo)):
+        _first_bad(~np.isfinite(arr), name, arr, reason=f"{name} must be finite")
+    _first_bad(~(lo > 0), "low", lo, reason="prices must be positive")
+    _first_bad(lo > hi, "low", lo, reason="low is above high")
+    return ts, hi, lo
+
+
+def _first_bad(bad: np.ndarray, column: str, values: np.ndarray, *, reason: str, offset: int = 0):
+    if bad.any():
+        row = int(np.argmax(bad)) + offset
+        raise DataValidationError(reason, row=row + 1, column=column, value=values[row].item())
+
+
+def _validate_close_times(close_times, ts: np.ndarray, tf_ms: int) -> np.ndarray:
+    ct = np.asarray(close_times)
+    if ct.shape != ts.shape:
+        raise DataValidationError(
+            f"close_times must have one entry per bar ({len(ts)}), got shape {ct.shape}"
+        )
+    if len(ct) and not np.issubdtype(ct.dtype, np.integer):
+        raise DataValidationError(f"close_times must be integer epoch milliseconds, got {ct.dtype}")
+    ct = ct.astype(np.int64, copy=False)
+    early = ct < ts + tf_ms
+    if early.any():
+        row = int(np.argmax(early))
+        raise LookAheadError(
+            f"close_times row {row + 1} ({ct[row]}) precedes the close of its bar "
+            f"({ts[row] + tf_ms})"
+        )
+    _first_bad(np.diff(ct) < 0, "close_times", ct, offset=1,
+               reason="close_times must be non-decreasing")
+    return ct
+
+
+# --------------------------------------------------------------------------
+# Batch detection
+# --------------------------------------------------------------------------
+
+
+def _level1(x: np.ndarray, ext_src: np.ndarray, n: int, is_low: bool):
+    """L1 pivots of one kind; returns (bar, gap-to-previous, strength)."""
+    size = len(x)
+    if size < 2 * n + 1:
+        e = np.empty(0, np.int64)
+        return e, np.empty(0), np.empty(0)
+    center = x[n : size - n]
+    ok = np.ones(size - 2 * n, dtype=bool)
+    for d in range(1, n + 1):
+        before = x[n - d : size - n - d]
+        after = x[n + d : size - n + d]
+        if is_low:
+            ok &= (center <= before) & (center < after)
+        else:
+            ok &= (center >= before) & (center > after)
+    bars = np.flatnonzero(ok) + n
+    # Extreme of the opposite side over bars i-n .. i+n.
+    reduce = np.maximum if is_low else np.minimum
+    span = ext_src[bars - n]
+    for d in range(-n + 1, n + 1):
+        span = reduce(span, ext_src[bars + d])
+    strength = _strength(x[bars], span, is_low)
+    return bars, _gaps(ext_src, bars, reduce), strength
+
+
+def _gaps(ext_src: np.ndarray, bars: np.ndarray, reduce) -> np.ndarray:
+    """``gap[j]`` = extreme of ``ext_src[bars[j-1] .. bars[j]]``; ``gap[0]`` NaN."""
+    gap = np.full(len(bars), np.nan)
+    if len(bars) > 1:
+        seg = reduce.reduceat(ext_src, bars)[:-1]  # [bars[j], bars[j+1])
+        gap[1:] = reduce(seg, ext_src[bars[1:]])
+    return gap
+
+
+def _strength(price, ext, is_low: bool):
+    return (ext - price) / price if is_low else (price - ext) / price
+
+
+def _next_level(bars, price, conf, gap, is_low: bool):
+    """Promote Lk pivots of one kind to L(k+1); same tuple shape plus gaps."""
+    if len(bars) < 3:
+        e = np.empty(0, np.int64)
+        return e, np.empty(0), e, np.empty(0), np.empty(0)
+    mid, prev, nxt = price[1:-1], price[:-2], price[2:]
+    ok = (mid <= prev) & (mid < nxt) if is_low else (mid >= prev) & (mid > nxt)
+    m = np.flatnonzero(ok) + 1
+    reduce = np.maximum if is_low else np.minimum
+    ext = reduce(gap[m], gap[m + 1])
+    strength = _strength(price[m], ext, is_low)
+    up_gap = np.full(len(m), np.nan)
+    if len(m) > 1:
+        # gap between promoted m[j-1] and m[j] = extreme of gap[m[j-1]+1 .. m[j]]
+        idx = np.append(m[:-1] + 1, m[-1] + 1)
+        up_gap[1:] = reduce.reduceat(gap, idx)[:-1]
+    return bars[m], price[m], conf[m + 1], up_gap, strength
+
+
+def detect_pivots(
+    timestamps, high, low, timeframe: str, *, n: int = 1, levels: int = 3, close_times=None
+) -> PivotTable:
+    """Detect the pivots of a whole series at once (vectorized).
+
+    Parameters
+    ----------
+    timestamps
+        Open times (``int64`` epoch ms), strictly increasing; gaps allowed.
+    high, low
+        Bar highs and lows (finite, positive, ``low <= high``).
+    timeframe
+        The series' timeframe: ``confirmed_at = timestamps[i + n] + timeframe_ms``.
+    n
+        Bars on each side at level 1 (``>= 1``).
+    levels
+        Highest level to detect, 1..5.
+    close_times
+        Optional knowable time of each bar (``int64``, non-decreasing, never
+        before ``timestamps + timeframe_ms``), for higher-timeframe bars that
+        complete late (a bucket with missing base candles completes when a
+        later base candle arrives).  Then ``confirmed_at =
+        close_times[confirmed_index]``.  Default: every bar's close time.
+
+    Returns
+    -------
+    PivotTable
+        Every pivot confirmed within the series, in event order.
+
+    Raises
+    ------
+    ConfigError
+        Bad ``n`` or ``levels``.
+    DataValidationError
+        Mismatched lengths, unsorted or duplicate timestamps, non-finite or
+        non-positive prices, ``low > high`` (the row is 1-based).
+    UnknownNameError
+        Unknown timeframe.
+    LookAheadError
+        A ``close_times`` entry precedes its bar's close.
+
+    Examples
+    --------
+    >>> t = detect_pivots([0, 60_000, 120_000], [1.0, 2.0, 1.0], [0.5, 0.5, 0.5], "1m")
+    >>> t.pivot_type.tolist(), t.confirmed_at.tolist(), t.strength.tolist()
+    (['L1H'], [180000], [0.75])
+    """
+    _check_params(n, levels)
+    tf_ms = timeframe_ms(timeframe)
+    ts, hi, lo = _validate_arrays(timestamps, high, low)
+    if close_times is not None:
+        close_times = _validate_close_times(close_times, ts, tf_ms)
+
+    parts = []
+    for is_low, x, ext_src in ((True, lo, hi), (False, hi, lo)):
+        bars, gap, strength = _level1(x, ext_src, n, is_low)
+        price, conf = x[bars], bars + n
+        for level in range(1, levels + 1):
+            if level > 1:
+                bars, price, conf, gap, strength = _next_level(bars, price, conf, gap, is_low)
+            parts.append((bars, price, level, is_low, strength, conf))
+            if len(bars) == 0:
+                break
+    bar_index = np.concatenate([p[0] for p in parts])
+    conf_index = np.concatenate([p[5] for p in parts])
+    level = np.concatenate([np.full(len(p[0]), p[2], np.int64) for p in parts])
+    is_low = np.concatenate([np.full(len(p[0]), p[3], bool) for p in parts])
+    # At most one pivot per (confirming bar, level, kind): this key is unique
+    # and orders by confirmed_at, level, lows first.
+    key = (conf_index * (MAX_LEVEL + 1) + level) * 2 + (~is_low)
+    order = np.argsort(key, kind="stable")
+    bar_index = bar_index[order]
+    conf_index = conf_index[order]
+    table = PivotTable(
+        bar_index=bar_index,
+        timestamp=ts[bar_index],
+        price=np.concatenate([p[1] for p in parts])[order],
+        level=level[order],
+        is_low=is_low[order],
+        strength=np.concatenate([p[4] for p in parts])[order],
+        confirmed_index=conf_index,
+        confirmed_at=(ts[conf_index] + tf_ms) if close_times is None else close_times[conf_index],
+    )
+    if close_times is not None:
+        # Several bars may become knowable at one instant: full event order.
+        table = table[table.event_order()]
+    return table
+
+
+# --------------------------------------------------------------------------
+# Streaming detection
+# --------------------------------------------------------------------------
+
+
+class _LevelState:
+    """One level, one kind: the last two pivots and their running extremes."""
+
+    __slots__ = ("prev_price", "cand", "gap_cand", "acc")
+
+    def __init__(self):
+        self.prev_price = None  # price of the Lk pivot before ``cand``
+        self.cand = None  # (bar, timestamp, price) of the latest Lk pivot
+        self.gap_cand = None  # extreme over [prev.bar, cand.bar]
+        self.acc = None  # extreme over [latest L(k+1).bar, cand.bar]
+
+    def to_list(self) -> list:
+        return [self.prev_price, list(self.cand) if self.cand else None, self.gap_cand, self.acc]
+
+    @classmethod
+    def from_list(cls, items) -> _LevelState:
+        st = cls()
+        st.prev_price, cand, st.gap_cand, st.acc = items
+        st.cand = tuple(cand) if cand is not None else None
+        return st
+
+
+class StreamingPivotDetector:
+    """Detect pivots one bar at a time; same results as :func:`detect_pivots`.
+
+    Keeps the last ``2n + 1`` bars and, per level and kind, the last two
+    pivots with running extremes: O(n) work per bar plus O(1) per pivot
+    level reached, i.e. amortized O(n + levels).  Picklable; :meth:`state`
+    gives a JSON-compatible snapshot for a replay cursor.
+
+    Parameters
+    ----------
+    symbol, timeframe
+        Copied into the events.
+    n, levels
+        As for :func:`detect_pivots`.
+
+    Examples
+    --------
+    >>> det = StreamingPivotDetector("ETH/USDT", "1m")
+    >>> det.update(0, 1.0, 0.5), det.update(60_000, 2.0, 1.5)
+    ([], [])
+    >>> [(e.pivot_type, e.confirmed_at) for e in det.update(120_000, 1.5, 1.0)]
+    [('L1H', 180000)]
+    >>> clone = StreamingPivotDetector.from_state(det.state())
+    >>> clone.state() == det.state()
+    True
+    """
+
+    def __init__(self, symbol: str, timeframe: str, *, n: int = 1, levels: int = 3):
+        _check_params(n, levels)
+        self.symbol = symbol
+        self.timeframe = validate_timeframe(timeframe)
+        self.n = int(n)
+        self.levels = int(levels)
+        self._tf_ms = timeframe_ms(timeframe)
+        self._count = 0  # bars seen; index of the next bar
+        self._last_ts = None
+        self._last_close = None
+        size = 2 * self.n + 1
+        self._ts: deque = deque(maxlen=size)
+        self._high: deque = deque(maxlen=size)
+        self._low: deque = deque(maxlen=size)
+        # Per kind (0 = lows, 1 = highs): extreme of the opposite side over
+        # [latest L1 bar, current centre bar], and one _LevelState per level.
+        self._run: list = [None, None]
+        self._states = [[_LevelState() for _ in range(self.levels)] for _ in range(2)]
+
+    # -- state ------------------------------------------------------------
+    def state(self) -> dict:
+        """A JSON-compatible snapshot; :meth:`from_state` resumes from it."""
+        return {
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "n": self.n,
+            "levels": self.levels,
+            "count": self._count,
+            "last_ts": self._last_ts,
+            "last_close": self._last_close,
+            "ts": list(self._ts),
+            "high": list(self._high),
+            "low": list(self._low),
+            "run": list(self._run),
+            "states": [[s.to_list() for s in kind] for kind in self._states],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> StreamingPivotDetector:
+        """A detector that continues exactly where ``state`` was taken."""
+        det = cls(state["symbol"], state["timeframe"], n=state["n"], levels=state["levels"])
+        det._count = state["count"]
+        det._last_ts = state["last_ts"]
+        det._last_close = state.get("last_close")
+        det._ts.extend(state["ts"])
+        det._high.extend(state["high"])
+        det._low.extend(state["low"])
+        det._run = list(state["run"])
+        det._states = [[_LevelState.from_list(s) for s in kind] for kind in state["states"]]
+        return det
+
+    def __getstate__(self):
+        return self.state()
+
+    def __setstate__(self, state):
+        other = StreamingPivotDetector.from_state(state)
+        self.__dict__.update(other.__dict__)
+
+    # -- detection --------------------------------------------------------
+    def update(
+        self, timestamp: int, high: float, low: float, close_time: int | None = None
+    ) -> list[PivotEvent]:
+        """Add the bar that opened at ``timestamp`` (called when it closes).
+
+        Returns the pivots this bar's close confirms, in event order, all with
+        ``confirmed_at == close_time``.  ``close_time`` defaults to
+        ``timestamp + timeframe_ms``; pass a later time for a bar that
+        completes late (see :func:`detect_pivots`).
+        """
+        row = self._count + 1
+        if isinstance(timestamp, bool) or not isinstance(timestamp, (int, np.integer)):
+            raise DataValidationError("timestamps must be integer epoch milliseconds",
+                                      row=row, column="timestamp", value=timestamp)
+        timestamp, high, low = int(timestamp), float(high), float(low)
+        if self._last_ts is not None and timestamp <= self._last_ts:
+            raise DataValidationError(
+                f"timestamps must be strictly increasing (previous {self._last_ts})",
+                row=row, column="timestamp", value=timestamp,
+            )
+        for column, value in (("high", high), ("low", low)):
+            if not math.isfinite(value):
+                raise DataValidationError(f"{column} must be finite", row=row,
+                                          column=column, value=value)
+        if not low > 0:
+            raise DataValidationError("prices must be positive", row=row, column="low", value=low)
+        if low > high:
+            raise DataValidationError("low is above high", row=row, column="low", value=low)
+        if close_time is None:
+            close_time = timestamp + self._tf_ms
+        else:
+            close_time = int(close_time)
+            if close_time < timestamp + self._tf_ms:
+                raise LookAheadError(
+                    f"close_time {close_time} precedes the close of bar {timestamp} "
+                    f"({timestamp + self._tf_ms})"
+                )
+            if self._last_close is not None and close_time < self._last_close:
+                raise DataValidationError(
+                    f"close times must be non-decreasing (previous {self._last_close})",
+                    row=row, column="close_time", value=close_time,
+                )
+        self._last_ts = timestamp
+        self._last_close = close_time
+        self._count += 1
+        self._ts.append(timestamp)
+        self._high.append(high)
+        self._low.append(low)
+        n = self.n
+        if len(self._ts) < 2 * n + 1:
+            return []
+        found: list = [None] * (2 * self.levels)  # slot (level-1)*2 + (0 low, 1 high)
+        confirmed_at = close_time
+        bar = self._count - 1 - n
+        for kind in (0, 1):
+            x, ext_src = (self._low, self._high) if kind == 0 else (self._high, self._low)
+            c = x[n]
+            e = ext_src[n]
+            run = self._run[kind]
+            if run is not None:
+                run = max(run, e) if kind == 0 else min(run, e)
+            is_pivot = True
+            for d in range(1, n + 1):
+                b, a = x[n - d], x[n + d]
+                if kind == 0:
+                    if not (c <= b and c < a):
+                        is_pivot = False
+                        break
+                elif not (c >= b and c > a):
+                    is_pivot = False
+                    break
+            if is_pivot:
+                span = max(ext_src) if kind == 0 else min(ext_src)
+                strength = (span - c) / c if kind == 0 else (c - span) / c
+                gap = run if self._states[kind][0].cand is not None else None
+                self._run[kind] = e
+                self._push(kind, 0, (bar, self._ts[n], c), gap, strength, confirmed_at, found)
+            else:
+                self._run[kind] = run
+        return [ev for ev in found if ev is not None]
+
+    def _push(self, kind, k, pivot, gap, strength, confirmed_at, found) -> None:
+        """Record a new pivot of level ``k + 1``; promote its predecessor if due."""
+        _bar, ts, price = pivot
+        level = k + 1
+        found[k * 2 + kind] = PivotEvent(
+            self.symbol, self.timeframe, pivot_type_name(level, kind == 0),
+            level, ts, price, strength, confirmed_at,
+        )
+        if level == self.levels:
+            return
+        st = self._states[kind][k]
+        promote = None
+        if st.cand is not None and st.prev_price is not None:
+            y = st.cand[2]
+            if kind == 0:
+                ok = y <= st.prev_price and y < price
+            else:
+                ok = y >= st.prev_price and y > price
+            if ok:
+                span = max(st.gap_cand, gap) if kind == 0 else min(st.gap_cand, gap)
+                y_strength = (span - y) / y if kind == 0 else (y - span) / y
+                promote = (st.cand, st.acc, y_strength)
+                st.acc = gap
+            elif st.acc is not None:
+                st.acc = max(st.acc, gap) if kind == 0 else min(st.acc, gap)
+        st.prev_price = st.cand[2] if st.cand is not None else None
+        st.cand = pivot
+        st.gap_cand = gap
+        if promote is not None:
+            self._push(kind, k + 1, promote[0], promote[1], promote[2], confirmed_at, found)
+
+
+# --------------------------------------------------------------------------
+# Storage
+# --------------------------------------------------------------------------
+
+
+def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
+    """Insert ``table`` into ``pivot_points``; return the number of new rows.
+
+    Idempotent: rows whose (symbol, timeframe, timestamp, pivot_type) already
+    exist are left as they are, so storing the same table twice adds nothing.
+    ``n`` is not part of the key: keep one detection setting per symbol and
+    timeframe in one database (rows of another ``n`` would be skipped where
+    they collide).
+    One parameterized statement from a registered Arrow table, in a
+    transaction (joining the caller's if one is open).
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> from ettlib.schema import ensure_schema
+    >>> con = duckdb.connect()
+    >>> _ = ensure_schema(con)
+    >>> t = detect_pivots([0, 60_000, 120_000], [1.0, 2.0, 1.0], [0.5, 0.5, 0.5], "1m")
+    >>> store_pivots(con, "ETH/USDT", "1m", t), store_pivots(con, "ETH/USDT", "1m", t)
+    (1, 0)
+    >>> con.execute("SELECT pivot_type, level, price, confirmed_at FROM pivot_points").fetchall()
+    [('L1H', 1, 2.0, 180000)]
+    """
+    import pyarrow as pa
+
+    if not isinstance(symbol, str) or not symbol:
+        raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+    validate_timeframe(timeframe)
+    if not isinstance(table, PivotTable):
+        raise ConfigError(f"table must be a PivotTable, got {type(table).__name__}")
+    rows = pa.table(
+        {
+            "timestamp": pa.array(table.timestamp, pa.int64()),
+            "price": pa.array(table.price, pa.float64()),
+            "pivot_type": pa.array(table.pivot_type.tolist(), pa.string()),
+            "level": pa.array(table.level, pa.int32()),
+            "strength": pa.array(table.strength, pa.float64()),
+            "confirmed_at": pa.array(table.confirmed_at, pa.int64()),
+        }
+    )
+    view = "_ett_pivot_rows_" + secrets.token_hex(6)  # generated, never user text
+    own_transaction = _begin(con)
+    con.register(view, rows)
+    try:
+        added = con.execute(
+            "INSERT INTO pivot_points"
+            " (symbol, timeframe, timestamp, price, pivot_type, level, strength, confirmed_at)"
+            " SELECT ?, ?, timestamp, price, pivot_type, level, strength, confirmed_at"
+            f" FROM {view} ON CONFLICT DO NOTHING",
+            [symbol, timeframe],
+        ).fetchall()[0][0]
+    except BaseException:
+        if own_transaction:
+            con.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.Error):  # an aborted caller transaction
+            con.unregister(view)
+        raise
+    con.unregister(view)
+    if own_transaction:
+        con.execute("COMMIT")
+    return int(added)
+
+
+def _begin(con) -> bool:
+    """Start a transaction; False when the caller already has one open.
+
+    DuckDB aborts an open transaction on a nested ``BEGIN``, so probe first:
+    outside a transaction every statement gets a new transaction id.
+    """
+    first = con.execute("SELECT txid_current()").fetchall()[0][0]
+    second = con.execute("SELECT txid_current()").fetchall()[0][0]
+    if first == second:
+        return False
+    con.execute("BEGIN TRANSACTION")
+    return True
