@@ -14,7 +14,7 @@ Examples
 >>> ensure_schema(con)
 1
 >>> sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
-['dead_letters', 'inference_frames', 'ohlcv_data', 'pivot_points', 'runs', 'schema_version', 'training_events']
+['coordinator_checkpoints', 'dead_letters', 'inference_frames', 'ohlcv_data', 'pivot_points', 'runs', 'schema_version', 'training_events']
 """
 
 from __future__ import annotations
@@ -82,21 +82,27 @@ _MIGRATIONS: list[list[str]] = [
             strength DOUBLE NOT NULL,
             confirmed_at BIGINT,
             UNIQUE (symbol, timeframe, timestamp, pivot_type))""",
+        # inference_frames, training_events, dead_letters, coordinator_checkpoints:
+        # written by ettlib.frame_store (see its docstring for the protocol).
         """CREATE TABLE IF NOT EXISTS inference_frames (
-            inference_id VARCHAR PRIMARY KEY,
             run_id VARCHAR NOT NULL DEFAULT '',
+            inference_id VARCHAR NOT NULL,
             symbol VARCHAR NOT NULL,
             timeframe VARCHAR NOT NULL,
             prediction_timestamp BIGINT NOT NULL,
             target_timestamp BIGINT NOT NULL,
             data_range_start BIGINT NOT NULL,
             data_range_end BIGINT NOT NULL,
-            norm_params VARCHAR NOT NULL,
-            predicted_action VARCHAR,
-            predicted_candle VARCHAR,
-            confidence DOUBLE,
+            price_offset DOUBLE NOT NULL,
+            price_scale DOUBLE NOT NULL,
+            volume_offset DOUBLE NOT NULL,
+            volume_scale DOUBLE NOT NULL,
+            predicted_action VARCHAR NOT NULL,
+            predicted_candle DOUBLE[] NOT NULL,
+            confidence DOUBLE NOT NULL,
             status VARCHAR NOT NULL DEFAULT 'pending',
-            expired_at BIGINT)""",
+            expired_at BIGINT,
+            PRIMARY KEY (run_id, inference_id))""",
         """CREATE TABLE IF NOT EXISTS training_events (
             run_id VARCHAR NOT NULL DEFAULT '',
             inference_id VARCHAR NOT NULL,
@@ -111,12 +117,19 @@ _MIGRATIONS: list[list[str]] = [
         """CREATE TABLE IF NOT EXISTS dead_letters (
             run_id VARCHAR NOT NULL DEFAULT '',
             subscriber VARCHAR NOT NULL,
-            inference_id VARCHAR,
+            inference_id VARCHAR NOT NULL,
             event_kind VARCHAR NOT NULL,
+            event_key VARCHAR NOT NULL,
             event VARCHAR NOT NULL,
             error VARCHAR NOT NULL,
             traceback VARCHAR NOT NULL,
-            knowable_time BIGINT NOT NULL)""",
+            knowable_time BIGINT NOT NULL,
+            seq BIGINT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS coordinator_checkpoints (
+            run_id VARCHAR PRIMARY KEY,
+            resume_time BIGINT NOT NULL,
+            next_seq BIGINT NOT NULL,
+            next_inference_id BIGINT NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS runs (
             run_id VARCHAR PRIMARY KEY,
             status VARCHAR NOT NULL,
@@ -148,20 +161,73 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0] or 0)
 
 
+#: Columns a seed-shaped ``ohlcv_data`` must already have, with acceptable types.
+_SEED_COLUMN_TYPES: dict[str, tuple[str, ...]] = {
+    "symbol": ("VARCHAR",),
+    "timeframe": ("VARCHAR",),
+    "timestamp": ("BIGINT", "INTEGER", "HUGEINT", "UBIGINT"),
+    **{c: ("DOUBLE", "FLOAT", "REAL", "DECIMAL") for c in OHLCV_COLUMNS},
+}
+
+
 def _upgrade_seed_ohlcv(con: duckdb.DuckDBPyConnection) -> None:
-    """Add missing indicator columns to a pre-existing seed-shaped table."""
+    """Migrate a pre-existing seed-shaped ``ohlcv_data`` in place.
+
+    The seed's table holds ``symbol, timeframe, timestamp`` (BIGINT epoch ms
+    open time) and OHLCV columns.  Its rows are kept; the indicator columns
+    are added with ``ALTER TABLE ... ADD COLUMN`` (NULL until
+    ``DuckDBStorage.update_indicators`` or the next ingest computes them).  A
+    table without a primary key keeps none (DuckDB cannot add one in place);
+    ettlib's ingest never writes a duplicate key either way.  A table that
+    lacks a required column, or stores time as something other than an
+    integer, cannot be migrated: :class:`SchemaError`, nothing changed.
+    """
     existing = {
-        r[0]
+        r[0]: r[1]
         for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'ohlcv_data'"
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'ohlcv_data'"
         ).fetchall()
     }
     if not existing:
         return
+    for column, types in _SEED_COLUMN_TYPES.items():
+        if column not in existing:
+            raise SchemaError(
+                f"existing table ohlcv_data has no column {column!r}; cannot migrate it "
+                f"(expected at least {', '.join(_SEED_COLUMN_TYPES)})"
+            )
+        if not existing[column].upper().startswith(types):
+            raise SchemaError(
+                f"existing table ohlcv_data has column {column!r} of type {existing[column]}; "
+                f"cannot migrate it (expected {' or '.join(types)})"
+            )
     for column in INDICATOR_COLUMNS:
         if column not in existing:
             # Identifiers come from INDICATOR_COLUMNS, never from the user.
             con.execute(f"ALTER TABLE ohlcv_data ADD COLUMN {column} DOUBLE")
+
+
+def _upgrade_seed_pivots(con: duckdb.DuckDBPyConnection) -> None:
+    """Migrate a pre-existing seed-shaped ``pivot_points`` in place.
+
+    Adds ``confirmed_at`` and gives ``id`` a default from a sequence that
+    starts after the largest stored id; rows are kept.
+    """
+    existing = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'pivot_points'"
+        ).fetchall()
+    }
+    if not existing:
+        return
+    if "confirmed_at" not in existing:
+        con.execute("ALTER TABLE pivot_points ADD COLUMN confirmed_at BIGINT")
+    next_id = int(con.execute("SELECT coalesce(max(id), 0) + 1 FROM pivot_points").fetchone()[0])
+    # next_id is an integer read from the database, not user text.
+    con.execute(f"CREATE SEQUENCE IF NOT EXISTS pivot_points_id_seq START {next_id}")
+    con.execute("ALTER TABLE pivot_points ALTER COLUMN id SET DEFAULT nextval('pivot_points_id_seq')")
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
@@ -185,6 +251,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         )
         if current == 0:
             _upgrade_seed_ohlcv(con)
+            _upgrade_seed_pivots(con)
         for version in range(current, SCHEMA_VERSION):
             for statement in _MIGRATIONS[version]:
                 con.execute(statement)

@@ -1,0 +1,809 @@
+"""The InferenceTrainingCoordinator: match predictions to the truth, exactly once.
+
+Models register an :class:`~ettlib.frames.InferenceFrameReference` at each
+prediction.  The coordinator subscribes itself to the
+:class:`~ettlib.data_provider.DataProvider` (once per stream), and when the
+truth becomes known it hands each (frame, event) pair to its
+:class:`TrainingEventSubscriber` s:
+
+Matching (``DESIGN.md``)
+------------------------
+- A candle completion of ``(symbol, timeframe, timestamp)`` matches every
+  retained frame with that symbol, timeframe and ``target_timestamp``;
+  ``on_candle_completion(event, ref)`` is called once per matching frame, or
+  once with ``None`` where none matched.  O(1): a dict keyed by target.
+- A pivot confirmed at bar time ``t_p`` matches every retained frame of the
+  stream with ``prediction_timestamp`` in ``[t_p - pivot_lookback * tf, t_p]``;
+  ``on_pivot_event(event, refs)`` is called once with all of them (an empty
+  list where none matched).  O(log n + matches): a list per stream sorted by
+  prediction time, searched with ``bisect`` (out-of-order registrations from
+  live threads are inserted in place).
+
+Retention
+---------
+A frame is *retained* -- can match -- while the knowable time ``T`` of an
+event satisfies ``T <= expires_at(ref)`` where::
+
+    expires_at = max(target close time, prediction_timestamp + pivot_lookback * tf)
+                 + retention * tf
+
+i.e. until its target candle has closed and no pivot bar it could match is
+left, plus ``retention`` candles of grace for late confirmations (a level-3
+pivot is confirmed many bars after its bar).  The rule is exact and does not
+depend on when memory is cleaned: frames past it are dropped from memory as
+the stream's events advance (``O(1)`` amortized) and marked ``expired`` (with
+``expired_at``) in ``inference_frames`` at the next flush.  Memory is bounded
+by the frames registered within ``pivot_lookback + retention`` candles (plus
+the prediction horizon).
+
+Exactly once, across crashes: the delivery protocol
+---------------------------------------------------
+Nothing is written per event.  The coordinator buffers new frames, expiries,
+delivered pairs and dead letters, and every ``persist_every`` events, at the
+first event of a *new knowable instant* (so every event of earlier instants,
+including the inference steps that registered frames, is complete), it
+commits in **one transaction** (see :mod:`ettlib.frame_store`):
+
+1. the buffered frames, expiries, pairs and dead letters;
+2. a checkpoint: ``resume_time`` (every event with a knowable time before it
+   has been processed), the delivery sequence number and the id counter;
+3. each subscriber's own state, through its optional ``checkpoint(con)`` hook,
+   on the same connection and in the same transaction.
+
+After a crash (even SIGKILL) the database holds the state of the last
+commit, consistently: the pairs recorded are exactly the pairs whose effects
+the subscribers' checkpointed state contains.  ``resume=True`` reloads the
+pending frames and counters; the driver then restarts the replay at
+:attr:`InferenceTrainingCoordinator.resume_time` (events with an earlier
+knowable time are ignored as already processed).  Deliveries made after the
+last commit are made again -- and, because they were never committed, they
+are *not* repeats of the committed state.  So:
+
+- **exactly once** for a subscriber whose effects live in what its
+  ``checkpoint(con)`` writes (or that restores its state from the commit it
+  is handed): the recorded pairs and the subscriber's state never disagree;
+- the same holds only for what reaches a subscriber *through the
+  coordinator*: a callback subscribed to the provider directly is not part
+  of the protocol (its state is checkpointed mid-instant, at the first
+  coordinator event of the instant);
+- **at least once** for a subscriber with effects outside the transaction
+  (a file written, a message sent): deliveries between the last commit and
+  the crash happen again on resume.  Key such effects by
+  ``(run_id, inference_id, event_key, subscriber)`` to make them idempotent.
+
+``training_events`` has a primary key on that tuple, so a pair committed
+twice (a replay restarted before ``resume_time`` in a fresh coordinator) is
+refused loudly instead of being counted twice.  The replay must also give
+the same events and frame ids again (``new_inference_id()`` is a counter that
+is part of the checkpoint): deterministic replay + deterministic model.
+
+Isolation
+---------
+A subscriber that raises is recorded in ``dead_letters`` (pair, event,
+traceback), counted in ``failed``, and the other subscribers keep receiving;
+``strict=True`` re-raises (as :class:`~ettlib.errors.SubscriberError`).
+
+Threads
+-------
+Every public method takes one re-entrant lock: frames may be registered from
+one thread while events arrive on another.  Subscribers are called with the
+lock held (they may call ``get_inference_data`` or register frames).
+
+Examples
+--------
+>>> from ettlib.data_provider import DataProvider
+>>> from ettlib.events import CandleCompletionEvent
+>>> from ettlib.store import DuckDBStorage
+>>> storage = DuckDBStorage(":memory:")
+>>> provider = DataProvider(storage)
+>>> coordinator = InferenceTrainingCoordinator(provider, storage)
+>>> class Printer(TrainingEventSubscriber):
+...     def on_candle_completion(self, event, inference_ref):
+...         print(event.timestamp, inference_ref and inference_ref.inference_id)
+>>> coordinator.subscribe_to_candle_completion(Printer(), "ETH/USDT", "1m")
+>>> ref = InferenceFrameReference.for_prediction(
+...     coordinator.new_inference_id(), "ETH/USDT", "1m", 600_000, context=10,
+...     norm_params=(100.0, 1.0, 10.0, 1.0), predicted_action="BUY", confidence=0.6)
+>>> coordinator.register_inference_frame(ref)
+>>> provider.publish_candle(CandleCompletionEvent("ETH/USDT", "1m", 540_000, 600_000, 1, 1, 1, 1, 1))
+540000 None
+>>> provider.publish_candle(CandleCompletionEvent("ETH/USDT", "1m", 600_000, 660_000, 1, 1, 1, 1, 1))
+600000 1
+>>> c = coordinator.counters()
+>>> c.registered, c.matched, c.delivered
+(1, 1, 2)
+>>> coordinator.close()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import traceback
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ettlib.candles import CandleArrays
+from ettlib.errors import ConfigError, LookAheadError, SubscriberError, UnknownNameError
+from ettlib.events import CandleCompletionEvent, PivotEvent
+from ettlib.frame_store import (
+    Checkpoint,
+    commit_flush,
+    delete_run_state,
+    load_checkpoint,
+    load_pending_frames,
+    run_has_state,
+)
+from ettlib.frames import InferenceFrameReference
+from ettlib.normalization import normalize
+from ettlib.schema import CANDLE_COLUMNS
+from ettlib.timeframes import TIMEFRAMES, validate_timeframe
+
+__all__ = [
+    "InferenceTrainingCoordinator",
+    "TrainingEventSubscriber",
+    "InferenceData",
+    "CoordinatorCounters",
+    "subscriber_name",
+]
+
+
+class TrainingEventSubscriber:
+    """What a training adapter implements (both methods default to no-ops).
+
+    The return value of a callback, if a number, is stored as the pair's
+    ``loss`` in ``training_events``; if a mapping, as ``metrics`` (JSON),
+    with its ``"loss"`` entry, if any, as ``loss``.
+
+    Optional: ``subscriber_name`` (a class or instance attribute; default the
+    class name) identifies the subscriber in ``training_events`` and must be
+    stable across a resume; ``checkpoint(con)`` persists the subscriber's
+    state inside the coordinator's flush transaction (see the module doc).
+    """
+
+    def on_candle_completion(self, event: CandleCompletionEvent, inference_ref: InferenceFrameReference | None):
+        """The candle ``event`` closed; ``inference_ref`` predicted it (or ``None``)."""
+        return None
+
+    def on_pivot_event(self, event: PivotEvent, inference_refs: list[InferenceFrameReference]):
+        """The pivot ``event`` was confirmed; ``inference_refs`` were made near its bar."""
+        return None
+
+    def checkpoint(self, con) -> None:
+        """Persist state on ``con`` (inside the coordinator's transaction)."""
+        return None
+
+
+def subscriber_name(subscriber: object) -> str:
+    """``subscriber.subscriber_name`` if set, else the class's qualified name."""
+    name = getattr(subscriber, "subscriber_name", None)
+    return name if isinstance(name, str) and name else type(subscriber).__qualname__
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceData:
+    """A frame's input window, re-read by reference and normalized.
+
+    ``timestamps`` (int64 open times, exactly the stored rows of
+    ``[ref.data_range_start, ref.data_range_end]``), ``values`` (float32
+    ``[n, len(columns)]``, normalized with ``ref.norm_params``; NaN -> 0),
+    ``columns`` and the ``ref`` itself.
+    """
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    columns: tuple[str, ...]
+    ref: InferenceFrameReference
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def column(self, name: str) -> np.ndarray:
+        """One normalized column (a view)."""
+        return CandleArrays.column(self, name)  # same lookup rule
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorCounters:
+    """A snapshot of the coordinator's live counters.
+
+    ``registered`` frames registered (this process); ``pending`` retained
+    now; ``matched`` (frame, event) matches; ``expired`` frames dropped;
+    ``delivered`` pairs delivered (rows of ``training_events``, including
+    deliveries without a frame); ``failed`` pairs whose subscriber raised
+    (rows of ``dead_letters``); ``events`` candle and pivot events handled.
+    """
+
+    registered: int
+    pending: int
+    matched: int
+    expired: int
+    delivered: int
+    failed: int
+    events: int
+
+
+class _Stream:
+    """Retained frames of one (symbol, timeframe), sorted by prediction time."""
+
+    __slots__ = ("times", "refs", "head", "targets", "tf", "span", "grace")
+
+    def __init__(self, tf: int, span: int, grace: int):
+        self.times: list[int] = []
+        self.refs: list[InferenceFrameReference] = []
+        self.head = 0
+        #: target_timestamp -> a frame, or a list of frames sharing the target
+        self.targets: dict[int, object] = {}
+        self.tf = tf  # timeframe length, ms
+        self.span = span  # pivot lookback, ms
+        self.grace = grace  # retention, ms
+
+    def expires_at(self, ref: InferenceFrameReference) -> int:
+        """Last knowable time at which ``ref`` can match (see the module doc)."""
+        a = ref.target_timestamp + self.tf
+        b = ref.prediction_timestamp + self.span
+        return (a if a > b else b) + self.grace
+
+    def add(self, ref: InferenceFrameReference) -> None:
+        t = ref.prediction_timestamp
+        if not self.times or t >= self.times[-1]:
+            self.times.append(t)
+            self.refs.append(ref)
+        else:  # out of order (live threads): keep sorted, stable for equal times
+            i = bisect_right(self.times, t, self.head)
+            self.times.insert(i, t)
+            self.refs.insert(i, ref)
+
+    def compact(self) -> None:
+        if self.head > 1024 and self.head * 2 > len(self.times):
+            del self.times[: self.head]
+            del self.refs[: self.head]
+            self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.times) - self.head
+
+
+def _loss_and_metrics(result) -> tuple[float | None, str | None]:
+    if result is None:
+        return None, None
+    if isinstance(result, (int, float, np.floating, np.integer)) and not isinstance(result, bool):
+        value = float(result)
+        return (value if math.isfinite(value) else None), None
+    if isinstance(result, dict):
+        loss = result.get("loss")
+        try:
+            loss = float(loss) if loss is not None else None
+        except (TypeError, ValueError):
+            loss = None
+        return loss, json.dumps(result, default=str, sort_keys=True)
+    return None, None
+
+
+def _candle_key(event: CandleCompletionEvent) -> str:
+    return f"candle:{event.symbol}:{event.timeframe}:{event.timestamp}"
+
+
+def _pivot_key(event: PivotEvent) -> str:
+    return f"pivot:{event.symbol}:{event.timeframe}:{event.pivot_type}:{event.timestamp}"
+
+
+class InferenceTrainingCoordinator:
+    """Matches registered frames to candle and pivot events; delivers pairs once.
+
+    Parameters
+    ----------
+    data_provider
+        The :class:`~ettlib.data_provider.DataProvider` events come through.
+    duckdb_storage
+        A :class:`~ettlib.store.DuckDBStorage` (``read_window``,
+        ``read_windows``, ``con``): windows are read from it and frames,
+        pairs and checkpoints written to it.
+    cache
+        Optional object with ``window(symbol, timeframe, start, end, columns)
+        -> CandleArrays | None`` (e.g. the replay's
+        :class:`~ettlib.cache.CandleCache`), tried before DuckDB.
+    pivot_lookback
+        Candles before a pivot bar whose frames it matches (default 30).
+    retention
+        Extra candles a frame is kept after its last possible match (default
+        60); see the module doc.
+    columns
+        Columns returned by :meth:`get_inference_data` (default every candle
+        column).
+    run_id
+        Key of this run's rows in the store.
+    strict
+        Re-raise subscriber errors instead of dead-lettering them.
+    persist_every
+        Flush after this many events (at the next instant boundary) and at
+        :meth:`close`.
+    clock
+        Optional clock (``now() -> ms``; default the provider's ``clock``, set
+        by a replay or live feed): frames whose window has not closed by
+        ``now()`` are refused, and :meth:`expire` without an argument uses it.
+        Matching and retention run on the knowable times of the events
+        handled; no wall clock is ever read under replay.
+    resume
+        Continue ``run_id`` from its last checkpoint in the store.
+    replace
+        Delete ``run_id``'s stored state first.  Without ``resume`` or
+        ``replace``, a ``run_id`` that already has state is refused.
+    """
+
+    def __init__(
+        self,
+        data_provider,
+        duckdb_storage,
+        *,
+        cache=None,
+        pivot_lookback: int = 30,
+        retention: int = 60,
+        columns: Sequence[str] = CANDLE_COLUMNS,
+        run_id: str = "",
+        strict: bool = False,
+        persist_every: int = 10_000,
+        clock=None,
+        resume: bool = False,
+        replace: bool = False,
+    ):
+        for name, value, low in (("pivot_lookback", pivot_lookback, 0), ("retention", retention, 0),
+                                 ("persist_every", persist_every, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+        if not isinstance(run_id, str):
+            raise ConfigError(f"run_id must be a str, got {run_id!r}")
+        if resume and replace:
+            raise ConfigError("resume and replace exclude each other")
+        columns = tuple(columns)
+        for c in columns:
+            if c not in CANDLE_COLUMNS:
+                raise UnknownNameError("column", c, CANDLE_COLUMNS)
+        self.data_provider = data_provider
+        self.duckdb_storage = duckdb_storage
+        self.cache = cache
+        self.pivot_lookback = pivot_lookback
+        self.retention = retention
+        self.columns = columns
+        self.run_id = run_id
+        self.strict = bool(strict)
+        self.persist_every = persist_every
+        self.clock = clock
+        self._con = duckdb_storage.con
+        self._lock = threading.RLock()
+        self._subscribers: dict[str, object] = {}
+        self._candle_subs: dict[tuple[str, str], list[tuple[str, object]]] = {}
+        self._pivot_subs: dict[tuple[str, str, str], list[tuple[str, object]]] = {}
+        self._provider_subs: dict[tuple, object] = {}
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self._pending = 0
+        self._new_frames: list[InferenceFrameReference] = []
+        self._expired: list[tuple[str, int]] = []
+        self._pairs: list[tuple] = []
+        self._dead: list[tuple] = []
+        self._events_since_flush = 0
+        self._now: int | None = None
+        self._seq = 0
+        self._next_id = 1
+        self.resume_time: int | None = None
+        self._registered = self._matched = self._expired_n = 0
+        self._delivered = self._failed = self._events = 0
+        self._closed = False
+
+        if replace:
+            delete_run_state(self._con, run_id)
+        elif resume:
+            self._load(run_id)
+        elif run_has_state(self._con, run_id):
+            raise ConfigError(
+                f"run {run_id!r} already has frames or delivered pairs in {getattr(duckdb_storage, 'path', 'the store')}; "
+                "pass resume=True to continue it, replace=True to start it over, or a new run_id"
+            )
+
+    # -- resume ----------------------------------------------------------------
+
+    def _load(self, run_id: str) -> None:
+        checkpoint = load_checkpoint(self._con, run_id)
+        if checkpoint is None:
+            return
+        self.resume_time = checkpoint.resume_time
+        self._now = checkpoint.resume_time - 1
+        self._seq = checkpoint.next_seq
+        self._next_id = checkpoint.next_inference_id
+        for ref in load_pending_frames(self._con, run_id):
+            self._index(ref, with_target=ref.target_close_time >= checkpoint.resume_time)
+
+    # -- ids, subscriptions --------------------------------------------------------
+
+    def new_inference_id(self) -> int:
+        """A new int id, unique in this run (part of the checkpoint: resumes continue it)."""
+        with self._lock:
+            value = self._next_id
+            self._next_id += 1
+            return value
+
+    def _name(self, subscriber, name: str | None) -> str:
+        name = name or subscriber_name(subscriber)
+        known = self._subscribers.get(name)
+        if known is not None and known is not subscriber:
+            raise ConfigError(
+                f"another subscriber is already named {name!r}; give subscriber_name or name= "
+                "(names key the delivered pairs and must be stable across a resume)"
+            )
+        self._subscribers[name] = subscriber
+        return name
+
+    def subscribe_to_candle_completion(self, subscriber, symbol: str, timeframe: str, *, name: str | None = None) -> None:
+        """Call ``subscriber.on_candle_completion`` for each candle of the stream."""
+        if not callable(getattr(subscriber, "on_candle_completion", None)):
+            raise ConfigError(f"{subscriber!r} has no on_candle_completion method")
+        with self._lock:
+            key = (symbol, validate_timeframe(timeframe))
+            if key not in self._provider_subs:
+                self._provider_subs[key] = self.data_provider.subscribe_candle_completion(
+                    self._on_candle, symbol, timeframe
+                )
+            label = self._name(subscriber, name)
+            entries = self._candle_subs.setdefault(key, [])
+            if any(n == label for n, _ in entries):
+                raise ConfigError(f"{label!r} is already subscribed to candles of {symbol} {timeframe}")
+            entries.append((label, subscriber.on_candle_completion))
+
+    def subscribe_to_pivot_events(
+        self, subscriber, symbol: str, timeframe: str, pivot_types: Iterable[str], *, name: str | None = None
+    ) -> None:
+        """Call ``subscriber.on_pivot_event`` for each confirmed pivot of ``pivot_types``."""
+        if not callable(getattr(subscriber, "on_pivot_event", None)):
+            raise ConfigError(f"{subscriber!r} has no on_pivot_event method")
+        if isinstance(pivot_types, str):
+            pivot_types = [pivot_types]
+        types = list(dict.fromkeys(pivot_types))
+        with self._lock:
+            timeframe = validate_timeframe(timeframe)
+            new = [t for t in types if (symbol, timeframe, t) not in self._provider_subs]
+            if new or not types:
+                handle = self.data_provider.subscribe_pivot_events(self._on_pivot, symbol, timeframe, new)
+                for t in new:
+                    self._provider_subs[(symbol, timeframe, t)] = handle
+            label = self._name(subscriber, name)
+            for t in types:
+                entries = self._pivot_subs.setdefault((symbol, timeframe, t), [])
+                if not any(n == label for n, _ in entries):
+                    entries.append((label, subscriber.on_pivot_event))
+
+    # -- frames ------------------------------------------------------------------------
+
+    def _stream(self, symbol: str, timeframe: str) -> _Stream:
+        stream = self._streams.get((symbol, timeframe))
+        if stream is None:
+            tf = TIMEFRAMES[timeframe]
+            stream = self._streams[(symbol, timeframe)] = _Stream(
+                tf, self.pivot_lookback * tf, self.retention * tf
+            )
+        return stream
+
+    def _index(self, ref: InferenceFrameReference, *, with_target: bool = True) -> None:
+        self._pending += 1
+        stream = self._stream(ref.symbol, ref.timeframe)
+        stream.add(ref)
+        if with_target:
+            targets = stream.targets
+            key = ref.target_timestamp
+            held = targets.get(key)
+            if held is None:
+                targets[key] = ref
+            elif isinstance(held, list):
+                held.append(ref)
+            else:
+                targets[key] = [held, ref]
+
+    def register_inference_frame(self, ref: InferenceFrameReference) -> None:
+        """Retain ``ref`` until it can no longer match; persist it at the next flush.
+
+        Raises :class:`~ettlib.errors.LookAheadError` when a clock is known
+        (``clock=``, or the provider's, set by a replay or live feed) and the
+        frame's last input candle has not closed by ``clock.now()``.
+        """
+        if not isinstance(ref, InferenceFrameReference):
+            raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
+        clock = self.clock if self.clock is not None else getattr(self.data_provider, "clock", None)
+        if clock is not None:
+            now = clock.now()
+            closes = ref.data_range_end + TIMEFRAMES[ref.timeframe]
+            if now is not None and closes > now:
+                raise LookAheadError(
+                    f"frame {ref.inference_id!r}: its last input candle closes at {closes}, "
+                    f"after now ({now})"
+                )
+        with self._lock:
+            self._index(ref)
+            self._new_frames.append(ref)
+            self._registered += 1
+
+    def _drop(self, stream: _Stream, now: int) -> None:
+        refs = stream.refs
+        head = stream.head
+        n = len(refs)
+        tf, span, grace = stream.tf, stream.span, stream.grace
+        while head < n:
+            ref = refs[head]
+            a = ref.target_timestamp + tf
+            b = ref.prediction_timestamp + span
+            if (a if a > b else b) + grace >= now:
+                break
+            refs[head] = None  # free it now; compaction removes the slot
+            head += 1
+            self._forget(stream, ref, now)
+        if head != stream.head:
+            stream.head = head
+            stream.compact()
+
+    def _forget(self, stream: _Stream, ref: InferenceFrameReference, now: int) -> None:
+        self._pending -= 1
+        targets = stream.targets
+        key = ref.target_timestamp
+        held = targets.get(key)
+        if held is ref:
+            del targets[key]
+        elif isinstance(held, list) and ref in held:
+            held.remove(ref)
+            if not held:
+                del targets[key]
+        self._expired.append((str(ref.inference_id), now))
+        self._expired_n += 1
+
+    def expire(self, now: int | None = None) -> int:
+        """Drop every frame past its retention at ``now`` (default: the clock, or the last event time).
+
+        Returns the number of frames expired.  Matching never depends on this
+        being called: expired frames are excluded exactly at match time.
+        """
+        with self._lock:
+            if now is None:
+                now = self.clock.now() if self.clock is not None else self._now
+            if now is None:
+                return 0
+            before = self._expired_n
+            for stream in self._streams.values():
+                self._drop(stream, now)
+            return self._expired_n - before
+
+    # -- events ------------------------------------------------------------------------
+
+    def _advance(self, t: int) -> bool:
+        """Move the coordinator's time to ``t``; False for an event already processed."""
+        if self.resume_time is not None and t < self.resume_time:
+            return False
+        now = self._now
+        if now is None or t > now:
+            if self._events_since_flush >= self.persist_every:
+                self._flush(resume_time=t)
+            self._now = t
+        return True
+
+    def _dead_letter(self, exc, label, method, event, ids, kind, event_key, t, seq) -> None:
+        """Record a failed delivery (one row per frame); re-raise in strict mode."""
+        tb = traceback.format_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        for iid in ids:
+            self._dead.append((label, iid, kind, event_key, repr(event), error, tb, t, seq))
+        self._failed += len(ids)
+        if self.strict:
+            raise SubscriberError(
+                f"subscriber {label!r} raised {error} on {event!r}", event=event, callback=method
+            ) from exc
+
+    def _deliver_one(self, label, method, event, ref, event_key, t) -> None:
+        """A candle pair: the fast path of :meth:`_deliver`."""
+        seq = self._seq
+        self._seq = seq + 1
+        iid = "" if ref is None else str(ref.inference_id)
+        try:
+            result = method(event, ref)
+        except Exception as exc:
+            self._dead_letter(exc, label, method, event, [iid], "candle", event_key, t, seq)
+            return
+        if result is None:
+            self._pairs.append((iid, "candle", event_key, label, t, seq, None, None))
+        else:
+            loss, metrics = _loss_and_metrics(result)
+            self._pairs.append((iid, "candle", event_key, label, t, seq, loss, metrics))
+        self._delivered += 1
+
+    def _deliver(self, label, method, event, arg, refs, kind, event_key, t) -> None:
+        seq = self._seq
+        self._seq += 1
+        ids = [str(r.inference_id) for r in refs] or [""]
+        try:
+            result = method(event, arg)
+        except Exception as exc:
+            self._dead_letter(exc, label, method, event, ids, kind, event_key, t, seq)
+            return
+        loss, metrics = _loss_and_metrics(result)
+        for iid in ids:
+            self._pairs.append((iid, kind, event_key, label, t, seq, loss, metrics))
+        self._delivered += len(ids)
+
+    def _on_candle(self, event: CandleCompletionEvent) -> None:
+        with self._lock:
+            t = event.close_time
+            if not self._advance(t):
+                return
+            self._events += 1
+            self._events_since_flush += 1
+            stream = self._streams.get((event.symbol, event.timeframe))
+            held = None if stream is None else stream.targets.pop(event.timestamp, None)
+            if held is None:
+                refs = (None,)
+            else:
+                refs = held if isinstance(held, list) else (held,)
+                refs = [r for r in refs if stream.expires_at(r) >= t] or (None,)
+                if refs[0] is not None:
+                    self._matched += len(refs)
+            key = _candle_key(event)
+            deliver = self._deliver_one
+            for label, method in tuple(self._candle_subs.get((event.symbol, event.timeframe), ())):
+                for ref in refs:
+                    deliver(label, method, event, ref, key, t)
+            if stream is not None:
+                self._drop(stream, t)
+
+    def _on_pivot(self, event: PivotEvent) -> None:
+        with self._lock:
+            t = event.confirmed_at
+            if not self._advance(t):
+                return
+            self._events += 1
+            self._events_since_flush += 1
+            stream = self._streams.get((event.symbol, event.timeframe))
+            refs: list[InferenceFrameReference] = []
+            if stream is not None:
+                self._drop(stream, t)
+                lo = event.timestamp - self.pivot_lookback * TIMEFRAMES[event.timeframe]
+                i = bisect_left(stream.times, lo, stream.head)
+                j = bisect_right(stream.times, event.timestamp, i)
+                refs = [r for r in stream.refs[i:j] if stream.expires_at(r) >= t]
+            self._matched += len(refs)
+            subs = self._pivot_subs.get((event.symbol, event.timeframe, event.pivot_type), ())
+            key = _pivot_key(event)
+            for label, method in tuple(subs):
+                self._deliver(label, method, event, list(refs), refs, "pivot", key, t)
+
+    # -- windows -----------------------------------------------------------------------
+
+    def _data(self, ref: InferenceFrameReference, arrays: CandleArrays | None) -> InferenceData | None:
+        if arrays is None:
+            return None
+        ts, values = arrays.timestamps, arrays.values
+        n = len(ts)
+        if n == 0:
+            return None
+        if ts[0] < ref.data_range_start or ts[n - 1] > ref.data_range_end:  # never a row outside
+            i = int(np.searchsorted(ts, ref.data_range_start, "left"))
+            j = int(np.searchsorted(ts, ref.data_range_end, "right"))
+            ts, values = ts[i:j], values[i:j]
+            if len(ts) == 0:
+                return None
+        return InferenceData(ts, normalize(values, self.columns, ref.norm_params), self.columns, ref)
+
+    def _cached(self, ref: InferenceFrameReference) -> CandleArrays | None:
+        if self.cache is None:
+            return None
+        return self.cache.window(ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end, self.columns)
+
+    def get_inference_data(self, ref: InferenceFrameReference) -> InferenceData | None:
+        """The rows of ``[ref.data_range_start, ref.data_range_end]``, normalized; None if none.
+
+        From the cache when it covers the range, else from DuckDB: the same
+        values either way.  Never a row after ``data_range_end``.
+        """
+        arrays = self._cached(ref)
+        if arrays is None:
+            with self._lock:
+                arrays = self.duckdb_storage.read_window(
+                    ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end, self.columns
+                )
+        return self._data(ref, arrays)
+
+    def get_inference_data_batch(self, refs: Sequence[InferenceFrameReference]) -> list[InferenceData | None]:
+        """:meth:`get_inference_data` for many frames; uncached windows in one query per stream."""
+        out: list[InferenceData | None] = [None] * len(refs)
+        missing: dict[tuple[str, str], list[int]] = {}
+        for k, ref in enumerate(refs):
+            arrays = self._cached(ref)
+            if arrays is None:
+                missing.setdefault((ref.symbol, ref.timeframe), []).append(k)
+            else:
+                out[k] = self._data(ref, arrays)
+        for (symbol, timeframe), positions in missing.items():
+            with self._lock:
+                windows = self.duckdb_storage.read_windows(
+                    symbol,
+                    timeframe,
+                    [refs[k].data_range_start for k in positions],
+                    [refs[k].data_range_end for k in positions],
+                    self.columns,
+                )
+            for k, arrays in zip(positions, windows):
+                out[k] = self._data(refs[k], arrays)
+        return out
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _flush(self, resume_time: int) -> None:
+        if self._now is not None:
+            for stream in self._streams.values():
+                self._drop(stream, self._now)
+        hooks = [
+            sub.checkpoint for sub in self._subscribers.values() if callable(getattr(sub, "checkpoint", None))
+        ]
+        commit_flush(
+            self._con,
+            self.run_id,
+            frames=self._new_frames,
+            expired=self._expired,
+            pairs=self._pairs,
+            dead_letters=self._dead,
+            checkpoint=Checkpoint(resume_time, self._seq, self._next_id),
+            hooks=hooks,
+        )
+        self._new_frames = []
+        self._expired = []
+        self._pairs = []
+        self._dead = []
+        self._events_since_flush = 0
+
+    def flush(self) -> None:
+        """Commit everything buffered, with a checkpoint after the current instant.
+
+        Call it between instants (a resume restarts after the latest event
+        time handled); the coordinator flushes by itself every
+        ``persist_every`` events and at :meth:`close`.
+        """
+        with self._lock:
+            resume = (self._now + 1) if self._now is not None else (self.resume_time or 0)
+            self._flush(resume_time=resume)
+
+    def close(self) -> None:
+        """Flush, and stop receiving events (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self.flush()
+            seen = set()
+            for handle in self._provider_subs.values():
+                if id(handle) not in seen:
+                    seen.add(id(handle))
+                    handle.unsubscribe()
+            self._closed = True
+
+    def __enter__(self) -> InferenceTrainingCoordinator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- counters ----------------------------------------------------------------------
+
+    def counters(self) -> CoordinatorCounters:
+        """A frozen snapshot of the live counters."""
+        with self._lock:
+            return CoordinatorCounters(
+                registered=self._registered,
+                pending=self._pending,
+                matched=self._matched,
+                expired=self._expired_n,
+                delivered=self._delivered,
+                failed=self._failed,
+                events=self._events,
+            )
+
+    def retained_frames(self) -> list[InferenceFrameReference]:
+        """Every retained frame, by stream then prediction time (a copy)."""
+        with self._lock:
+            return [r for s in self._streams.values() for r in s.refs[s.head:]]
+

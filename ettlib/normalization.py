@@ -1,0 +1,225 @@
+"""Normalization of an input window with parameters stored in its frame.
+
+At inference a model computes ``norm_params`` from its input window
+(:func:`compute_norm_params`) and stores them in the
+:class:`~ettlib.frames.InferenceFrameReference`.  At training the window is
+re-read by reference and normalized again with *the same* parameters
+(:func:`normalize`), so the model trains on exactly the numbers it predicted
+from.
+
+The contract (shared by every model and training adapter)
+-----------------------------------------------------------
+``norm_params`` has four numbers:
+
+``price_offset``, ``price_scale``
+    mean and population standard deviation (``ddof=0``) of the window's
+    ``close``; the scale is floored at ``1e-6 * max(|price_offset|, 1)`` so a
+    flat window does not divide by zero.
+``volume_offset``, ``volume_scale``
+    the same for ``volume``.
+
+:func:`normalize` maps each column by its kind:
+
+=====================================================  ===============================
+columns                                                value
+=====================================================  ===============================
+price levels: ``open high low close sma_* ema_* bb_*``  ``(x - price_offset) / price_scale``
+price differences: ``macd macd_signal macd_hist atr_*``  ``x / price_scale``
+``volume``                                              ``(x - volume_offset) / volume_scale``
+``rsi_*``                                               ``(x - 50) / 50``
+=====================================================  ===============================
+
+NaN (indicator warm-up) becomes ``0.0`` after normalizing.  Output is
+**float32** by default (what a PyTorch model eats; half the memory); pass
+``dtype=np.float64`` for full precision.  The result is deterministic: the
+same values, columns and parameters always give bit-identical arrays.
+
+Examples
+--------
+>>> import numpy as np
+>>> from ettlib.candles import CandleArrays
+>>> w = CandleArrays(np.array([0, 60_000, 120_000]),
+...                  np.array([[9.0, 10.0], [10.0, 20.0], [11.0, 30.0]]),
+...                  ("close", "volume"))
+>>> p = compute_norm_params(w)
+>>> p["price_offset"], p["volume_offset"]
+(10.0, 20.0)
+>>> normalize(w.values, w.columns, p, dtype=np.float64).round(4).tolist()
+[[-1.2247, -1.2247], [0.0, 0.0], [1.2247, 1.2247]]
+>>> out = normalize(np.array([[70.0, np.nan]]), ("rsi_14", "macd"), p)
+>>> out.dtype, [round(float(x), 6) for x in out[0]]
+(dtype('float32'), [0.4, 0.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from ettlib.errors import DataValidationError, UnknownNameError
+
+__all__ = [
+    "NORM_PARAM_KEYS",
+    "SCALE_FLOOR",
+    "compute_norm_params",
+    "normalize",
+    "column_kind",
+]
+
+#: The keys of every ``norm_params`` mapping, in storage order.
+NORM_PARAM_KEYS: tuple[str, str, str, str] = (
+    "price_offset",
+    "price_scale",
+    "volume_offset",
+    "volume_scale",
+)
+
+#: Relative floor of a scale: ``scale >= SCALE_FLOOR * max(|offset|, 1)``.
+SCALE_FLOOR = 1e-6
+
+_PRICE_LEVEL = {"open", "high", "low", "close"}
+_PRICE_LEVEL_PREFIXES = ("sma_", "ema_", "bb_")
+_PRICE_DIFF = {"macd", "macd_signal", "macd_hist"}
+_PRICE_DIFF_PREFIXES = ("atr_",)
+
+
+def column_kind(column: str) -> str:
+    """``'price'``, ``'price_diff'``, ``'volume'`` or ``'rsi'``.
+
+    >>> [column_kind(c) for c in ("close", "sma_20", "atr_14", "volume", "rsi_14")]
+    ['price', 'price', 'price_diff', 'volume', 'rsi']
+    """
+    if column in _PRICE_LEVEL or column.startswith(_PRICE_LEVEL_PREFIXES):
+        return "price"
+    if column in _PRICE_DIFF or column.startswith(_PRICE_DIFF_PREFIXES):
+        return "price_diff"
+    if column == "volume":
+        return "volume"
+    if column.startswith("rsi_"):
+        return "rsi"
+    known = sorted(_PRICE_LEVEL | _PRICE_DIFF | {"volume", "sma_*", "ema_*", "bb_*", "atr_*", "rsi_*"})
+    raise UnknownNameError("column to normalize", column, known)
+
+
+def _floored(std: float, mean: float) -> float:
+    return max(std, SCALE_FLOOR * max(abs(mean), 1.0))
+
+
+def _column(candles, name: str) -> np.ndarray:
+    if hasattr(candles, "column"):
+        return np.asarray(candles.column(name), dtype=np.float64)
+    return np.asarray(candles[name], dtype=np.float64)
+
+
+def compute_norm_params(candles) -> dict[str, float]:
+    """The four normalization parameters of an input window.
+
+    Parameters
+    ----------
+    candles
+        A :class:`~ettlib.candles.CandleArrays` (or any mapping / DataFrame
+        with ``close`` and ``volume``) holding the model's input window.
+
+    Returns
+    -------
+    dict
+        ``{"price_offset", "price_scale", "volume_offset", "volume_scale"}``
+        as Python floats.
+
+    Raises
+    ------
+    DataValidationError
+        If the window is empty or ``close``/``volume`` hold NaN or inf.
+    """
+    close = _column(candles, "close")
+    volume = _column(candles, "volume")
+    if close.size == 0:
+        raise DataValidationError("cannot compute norm_params of an empty window")
+    for name, values in (("close", close), ("volume", volume)):
+        if not np.isfinite(values).all():
+            raise DataValidationError(
+                "norm_params need finite values", column=name
+            )
+    price_offset = float(close.mean())
+    volume_offset = float(volume.mean())
+    return {
+        "price_offset": price_offset,
+        "price_scale": _floored(float(close.std()), price_offset),
+        "volume_offset": volume_offset,
+        "volume_scale": _floored(float(volume.std()), volume_offset),
+    }
+
+
+@lru_cache(maxsize=256)
+def _coefficients(columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Matrices that turn ``(po, ps, vo, vs, 1)`` into per-column offset and scale."""
+    offset = np.zeros((len(columns), 5))
+    scale = np.zeros((len(columns), 5))
+    for i, column in enumerate(columns):
+        kind = column_kind(column)
+        if kind == "price":
+            offset[i, 0] = 1.0
+            scale[i, 1] = 1.0
+        elif kind == "price_diff":
+            scale[i, 1] = 1.0
+        elif kind == "volume":
+            offset[i, 2] = 1.0
+            scale[i, 3] = 1.0
+        else:  # rsi
+            offset[i, 4] = 50.0
+            scale[i, 4] = 50.0
+    offset.setflags(write=False)
+    scale.setflags(write=False)
+    return offset, scale
+
+
+def _param_vector(norm_params: Mapping[str, float]) -> np.ndarray:
+    try:
+        return np.array(
+            [
+                norm_params["price_offset"],
+                norm_params["price_scale"],
+                norm_params["volume_offset"],
+                norm_params["volume_scale"],
+                1.0,
+            ],
+            dtype=np.float64,
+        )
+    except KeyError as err:
+        raise UnknownNameError("norm_params key", err.args[0], NORM_PARAM_KEYS) from None
+
+
+def normalize(
+    values: np.ndarray,
+    columns: Sequence[str],
+    norm_params: Mapping[str, float],
+    *,
+    dtype=np.float32,
+) -> np.ndarray:
+    """Normalize a window ``values[n, len(columns)]`` with ``norm_params``.
+
+    Returns a new C-contiguous array of ``dtype`` (float32 by default); the
+    input is not modified.  NaN becomes 0.0.  See the module doc for the
+    per-column rule.
+    """
+    columns = tuple(columns)
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[1] != len(columns):
+        raise DataValidationError(
+            f"values have shape {values.shape}, expected (n, {len(columns)}) for columns {columns}"
+        )
+    offset_m, scale_m = _coefficients(columns)
+    p = _param_vector(norm_params)
+    offset = offset_m @ p
+    inverse = 1.0 / (scale_m @ p)
+    # In float64 (the offset is not rounded to float32), then one cast.
+    out = np.subtract(values, offset, dtype=np.float64)
+    out *= inverse
+    if out.dtype != dtype:
+        out = out.astype(dtype)
+    nan = np.isnan(out)
+    if nan.any():
+        out[nan] = 0.0
+    return out
