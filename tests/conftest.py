@@ -1,0 +1,56 @@
+"""Shared fixtures: valid candles and a store on a real DuckDB file.
+
+``make_candles(n, start=..., timeframe="1m", seed=0)`` returns a DataFrame
+of ``n`` valid candles (``timestamp, open, high, low, close, volume``) on
+the timeframe grid, without gaps; drop rows to make gaps.  The ``store``
+fixture is a :class:`~ettlib.store.DuckDBStorage` on ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ettlib.timeframes import timeframe_ms
+
+#: 2024-01-01 00:00 UTC in epoch ms (on every timeframe's grid up to 1d).
+START_MS = 1_704_067_200_000
+
+
+def make_candles(n: int, start: int = START_MS, timeframe: str = "1m", seed: int = 0) -> pd.DataFrame:
+    """``n`` valid, gap-free candles of ``timeframe`` from ``start`` (a random walk).
+
+    Prefix-stable: ``make_candles(m)`` starts with the rows of ``make_candles(n)``.
+    """
+    # One stream per quantity, so that make_candles(m)[:n] == make_candles(n).
+    returns, highs, lows, volumes = (np.random.default_rng([seed, k]) for k in range(4))
+    step = timeframe_ms(timeframe)
+    close = 100.0 * np.exp(np.cumsum(returns.normal(0.0, 0.002, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    spread = np.abs(np.stack([highs.normal(0.0, 0.001, n), lows.normal(0.0, 0.001, n)])) * close
+    return pd.DataFrame(
+        {
+            "timestamp": start + step * np.arange(n, dtype=np.int64),
+            "open": open_,
+            "high": np.maximum(open_, close) + spread[0],
+            "low": np.minimum(open_, close) - spread[1],
+            "close": close,
+            "volume": volumes.gamma(2.0, 5.0, n),
+        }
+    )
+
+
+@pytest.fixture(name="make_candles")
+def make_candles_fixture():
+    """The :func:`make_candles` factory, as a fixture."""
+    return make_candles
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh :class:`~ettlib.store.DuckDBStorage` on a file in ``tmp_path``."""
+    from ettlib.store import DuckDBStorage
+
+    with DuckDBStorage(tmp_path / "ett.duckdb") as storage:
+        yield storage
