@@ -15,6 +15,15 @@ exception)`` in :attr:`DataProvider.errors`, and keeps delivering to the other
 subscribers.  The coordinator isolates its own subscribers further (dead
 letters).
 
+Live path
+---------
+:meth:`DataProvider.push_candle` feeds one closed base candle of a live
+exchange feed; the symbol's :class:`~ettlib.live.LiveFeed` aggregates higher
+timeframes, detects pivots, schedules inference steps and delivers exactly the
+events a :class:`~ettlib.replay.ReplayEngine` would deliver for the same
+candles.  ``provider.clock`` is the driving feed's clock (set by a replay, or
+created by the first push).
+
 Examples
 --------
 >>> from ettlib.events import CandleCompletionEvent
@@ -76,12 +85,15 @@ class Subscription:
     callback: Callable
     key: tuple
     active: bool = True
+    _owner: object = field(default=None, repr=False)
 
     def unsubscribe(self) -> None:
         """Stop delivering to this callback (idempotent)."""
         if self.active:
             self._registry.remove(self.callback)
             self.active = False
+            if self._owner is not None:
+                self._owner._version += 1
 
     def __enter__(self) -> Subscription:
         return self
@@ -116,6 +128,11 @@ class DataProvider:
         self._candle_subs: dict[tuple[str, str], list[Callable]] = {}
         self._pivot_subs: dict[tuple[str, str, str], list[Callable]] = {}
         self._step_subs: dict[tuple[str, str], list[Callable]] = {}
+        #: The clock of the feed driving this provider (set by a ReplayEngine,
+        #: or created by :meth:`push_candle`); ``None`` until one drives it.
+        self.clock = None
+        self._version = 0  # bumped on every (un)subscription: fast loops re-snapshot
+        self._live: dict[str, object] = {}
 
     # -- subscribing -------------------------------------------------------
 
@@ -166,18 +183,22 @@ class DataProvider:
             raise ConfigError(f"callback must be callable, got {callback!r}")
         registry = table.setdefault(key, [])
         registry.append(callback)
-        return Subscription(registry, callback, key)
+        self._version += 1
+        return Subscription(registry, callback, key, _owner=self)
 
     # -- what is subscribed --------------------------------------------------
 
-    def subscribed_streams(self) -> set[tuple[str, str]]:
-        """Every ``(symbol, timeframe)`` with at least one live subscription."""
-        return {
-            key[:2]
-            for table in (self._candle_subs, self._pivot_subs, self._step_subs)
-            for key, callbacks in table.items()
-            if callbacks
-        }
+    def subscribed_streams(self, kind: str | None = None) -> set[tuple[str, str]]:
+        """Every ``(symbol, timeframe)`` with at least one live subscription.
+
+        ``kind`` (``"candle"``, ``"pivot"`` or ``"step"``) restricts it to one
+        kind of subscription.
+        """
+        tables = {"candle": self._candle_subs, "pivot": self._pivot_subs, "step": self._step_subs}
+        if kind is not None and kind not in tables:
+            raise UnknownNameError("subscription kind", kind, tables)
+        chosen = tables.values() if kind is None else (tables[kind],)
+        return {key[:2] for table in chosen for key, callbacks in table.items() if callbacks}
 
     def candle_callbacks(self, symbol: str, timeframe: str) -> list[Callable]:
         """The live list of candle callbacks for a stream (do not mutate)."""
@@ -215,6 +236,52 @@ class DataProvider:
             self.publish_pivot(event)
         else:
             self.publish_step(event)
+
+    # -- the live path -------------------------------------------------------
+
+    def start_live(
+        self,
+        symbol: str,
+        *,
+        base_timeframe: str = "1m",
+        timeframes=None,
+        pivot_timeframes=None,
+        pivot_n: int = 1,
+        pivot_levels: int | None = None,
+        step_timeframes=None,
+    ):
+        """Configure the live feed of ``symbol`` (see :class:`ettlib.live.LiveFeed`).
+
+        The parameters mean what they mean for
+        :class:`~ettlib.replay.ReplayEngine`, with the same defaults (derived
+        from this provider's subscriptions), so a live feed and a replay of the
+        same candles deliver the same events.  Returns the feed.
+        """
+        from ettlib.live import LiveFeed
+
+        feed = LiveFeed(
+            self, symbol, base_timeframe=base_timeframe, timeframes=timeframes,
+            pivot_timeframes=pivot_timeframes, pivot_n=pivot_n,
+            pivot_levels=self.pivot_levels if pivot_levels is None else pivot_levels,
+            step_timeframes=step_timeframes,
+        )
+        self._live[symbol] = feed
+        return feed
+
+    def push_candle(self, symbol: str, timeframe: str, timestamp: int, open: float,
+                    high: float, low: float, close: float, volume: float) -> list:
+        """Feed one closed base candle live; deliver and return the events it causes.
+
+        Candle completions (base, then aggregated higher timeframes), pivot
+        confirmations and inference steps come exactly as a replay of the same
+        candles would deliver them (``DESIGN.md`` order).  The first push for a
+        symbol starts its feed with :meth:`start_live` defaults (base =
+        ``timeframe``) unless :meth:`start_live` was called.
+        """
+        feed = self._live.get(symbol)
+        if feed is None:
+            feed = self.start_live(symbol, base_timeframe=validate_timeframe(timeframe))
+        return feed.push(timeframe, timestamp, open, high, low, close, volume)
 
     def _deliver(self, callbacks: list[Callable] | None, event) -> None:
         if not callbacks:

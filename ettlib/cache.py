@@ -1,0 +1,258 @@
+"""A columnar in-memory cache of the replayed range; windows are array slices.
+
+DuckDB stays the source of truth: the cache holds a copy of the rows of
+``ohlcv_data`` for the ranges it loaded (in chunks), and answers
+``window(symbol, timeframe, start, end)`` with exactly the rows DuckDB would
+return for that inclusive open-time range -- as views of its arrays (one copy
+when a subset of columns is asked for), or ``None`` when the range is not
+covered (the caller then asks DuckDB).  Cached arrays are read-only.
+
+No look-ahead, by construction
+------------------------------
+The cache may hold rows from the future (the whole replay range is preloaded),
+so when a clock is attached, :meth:`CandleCache.window` refuses with
+:class:`~ettlib.errors.LookAheadError` any range whose last candle would close
+after ``clock.now()`` -- judged on the requested ``end`` (``end +
+timeframe_ms > now``), not on the rows that happen to exist.
+
+Examples
+--------
+>>> import duckdb
+>>> from ettlib.schema import ensure_schema
+>>> from ettlib.clock import ReplayClock
+>>> con = duckdb.connect()
+>>> _ = ensure_schema(con)
+>>> for m in range(5):
+...     _ = con.execute("INSERT INTO ohlcv_data (symbol, timeframe, timestamp, open, high, low, close, volume)"
+...                     " VALUES ('X', '1m', ?, 1, 2, 0.5, 1.5, 10)", [m * 60_000])
+>>> cache = CandleCache(con, clock=ReplayClock(180_000))
+>>> len(cache.load("X", "1m", 0, 240_000))
+5
+>>> w = cache.window("X", "1m", 0, 120_000, ("close",))
+>>> w.timestamps.tolist(), w.values[:, 0].tolist()
+([0, 60000, 120000], [1.5, 1.5, 1.5])
+>>> cache.window("X", "1m", 0, 180_000)   # the 3-minute candle closes at 240000 > now
+Traceback (most recent call last):
+...
+ettlib.errors.LookAheadError: window X 1m [0, 180000] ends with a candle closing at 240000, after now (180000)
+>>> cache.window("X", "1m", -120_000, 0) is None   # not loaded: ask DuckDB
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ettlib.candles import CandleArrays
+from ettlib.errors import ConfigError, EttError, LookAheadError, UnknownNameError
+from ettlib.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
+from ettlib.timeframes import timeframe_ms, validate_timeframe
+
+__all__ = ["CandleCache", "read_candle_rows"]
+
+#: Default number of candles fetched from DuckDB per query when loading.
+DEFAULT_CHUNK_ROWS = 262_144
+
+
+def _check_columns(columns: Sequence[str]) -> tuple[str, ...]:
+    columns = tuple(columns)
+    for c in columns:
+        if c not in CANDLE_COLUMNS:
+            raise UnknownNameError("column", c, CANDLE_COLUMNS)
+    return columns
+
+
+def _fetch_into(con, symbol, timeframe, start, end, columns, out_ts, out_values, at) -> int:
+    """Copy the rows of ``[start, end]`` into preallocated arrays from row ``at``."""
+    # Column names come from CANDLE_COLUMNS only (checked by the callers).
+    sql = ("SELECT timestamp, " + ", ".join(columns) + " FROM ohlcv_data"
+           " WHERE symbol = ? AND timeframe = ? AND timestamp BETWEEN ? AND ?")
+    result = con.execute(sql, [symbol, timeframe, int(start), int(end)]).fetchnumpy()
+    ts = np.asarray(result["timestamp"], dtype=np.int64)
+    n = len(ts)
+    if at + n > len(out_ts):
+        raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
+    out_ts[at:at + n] = ts
+    for j, c in enumerate(columns):
+        col = result[c]
+        out_values[at:at + n, j] = np.ma.filled(col, np.nan) if np.ma.isMaskedArray(col) else col
+    return n
+
+
+def read_candle_rows(storage, symbol: str, timeframe: str, start: int, end: int,
+                     columns: Sequence[str] = CANDLE_COLUMNS, *,
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> CandleArrays:
+    """Rows of ``ohlcv_data`` with open time in ``[start, end]``, sorted, NULL as NaN.
+
+    Reads ``storage.con`` (or ``storage`` itself, a DuckDB connection) with
+    parameterized queries of at most ``chunk_rows`` candles each, straight
+    into one preallocated array (one copy from DuckDB's result).  A storage
+    without a connection is read through its ``read_candles``.
+    """
+    columns = _check_columns(columns)
+    con = getattr(storage, "con", storage)
+    if not hasattr(con, "execute"):
+        return storage.read_candles(symbol, timeframe, start, end, columns)
+    count = con.execute(
+        "SELECT count(*) FROM ohlcv_data WHERE symbol = ? AND timeframe = ?"
+        " AND timestamp BETWEEN ? AND ?", [symbol, timeframe, int(start), int(end)]).fetchall()[0][0]
+    ts = np.empty(count, dtype=np.int64)
+    values = np.empty((count, len(columns)), dtype=np.float64)
+    span = chunk_rows * timeframe_ms(timeframe)
+    at, lo = 0, int(start)
+    while lo <= end and at < count:
+        hi = min(int(end), lo + span - 1)
+        at += _fetch_into(con, symbol, timeframe, lo, hi, columns, ts, values, at)
+        lo = hi + 1
+    if at != count:
+        raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
+    if count > 1 and not np.all(ts[1:] > ts[:-1]):
+        order = np.argsort(ts, kind="stable")
+        ts, values = ts[order], values[order]
+    return CandleArrays(ts, values, columns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    lo: int  # covered open-time range, inclusive
+    hi: int
+    timestamps: np.ndarray
+    values: np.ndarray
+    columns: tuple[str, ...]
+
+
+class CandleCache:
+    """Rows of ``ohlcv_data`` held as numpy columns, per (symbol, timeframe).
+
+    Parameters
+    ----------
+    storage
+        A :class:`~ettlib.store.DuckDBStorage` (or anything with ``read_candles``
+        or ``con``), or a DuckDB connection.
+    clock
+        Optional; when set, :meth:`window` refuses ranges not yet knowable.
+    columns
+        The columns to load up front (default: every candle column); others
+        are loaded on first use by :meth:`window`.
+    chunk_rows
+        Candles fetched per query while loading.
+    """
+
+    def __init__(self, storage, *, clock=None, columns: Sequence[str] = CANDLE_COLUMNS,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        columns = _check_columns(dict.fromkeys(columns))
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        self.storage = storage
+        self.clock = clock
+        self.columns = columns
+        self.chunk_rows = chunk_rows
+        self._entries: dict[tuple[str, str], _Entry] = {}
+
+    # -- loading -------------------------------------------------------------
+
+    def load(self, symbol: str, timeframe: str, start: int, end: int) -> CandleArrays:
+        """Load the rows with open time in ``[start, end]`` (replacing that key's rows).
+
+        Reads DuckDB in chunks of ``chunk_rows`` candles straight into one
+        array per stream; returns the cached arrays (read-only).
+        """
+        validate_timeframe(timeframe)
+        start, end = int(start), int(end)
+        if start > end:
+            raise ConfigError(f"start {start} is after end {end}")
+        rows = read_candle_rows(self.storage, symbol, timeframe, start, end, self.columns,
+                                chunk_rows=self.chunk_rows)
+        return self._hold(symbol, timeframe, start, end, rows.timestamps, rows.values, self.columns)
+
+    def _hold(self, symbol, timeframe, start, end, ts, values, columns) -> CandleArrays:
+        ts.flags.writeable = False
+        values.flags.writeable = False
+        self._entries[(symbol, timeframe)] = _Entry(start, end, ts, values, tuple(columns))
+        return CandleArrays(ts, values, tuple(columns))
+
+    def _add_columns(self, symbol: str, timeframe: str, wanted: Sequence[str]) -> _Entry:
+        """Load columns not held yet for a stream's whole covered range (once)."""
+        entry = self._entries[(symbol, timeframe)]
+        missing = tuple(c for c in wanted if c not in entry.columns)
+        extra = read_candle_rows(self.storage, symbol, timeframe, entry.lo, entry.hi, missing,
+                                 chunk_rows=self.chunk_rows)
+        if not np.array_equal(extra.timestamps, entry.timestamps):
+            raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed since they were cached")
+        values = np.hstack([entry.values, extra.values])
+        self._hold(symbol, timeframe, entry.lo, entry.hi, entry.timestamps, values,
+                   entry.columns + missing)
+        return self._entries[(symbol, timeframe)]
+
+    def put(self, symbol: str, timeframe: str, start: int, end: int, arrays: CandleArrays) -> None:
+        """Hold ``arrays`` as the rows of ``[start, end]`` (e.g. rows read elsewhere)."""
+        ts = np.array(arrays.timestamps, dtype=np.int64)
+        values = np.array(arrays.values, dtype=np.float64)
+        ts.flags.writeable = False
+        values.flags.writeable = False
+        self._entries[(symbol, validate_timeframe(timeframe))] = _Entry(
+            int(start), int(end), ts, values, tuple(arrays.columns))
+
+    # -- reading -------------------------------------------------------------
+
+    def covers(self, symbol: str, timeframe: str, start: int, end: int) -> bool:
+        """True when ``[start, end]`` lies inside a loaded range."""
+        entry = self._entries.get((symbol, timeframe))
+        return entry is not None and entry.lo <= start and end <= entry.hi
+
+    def arrays(self, symbol: str, timeframe: str) -> CandleArrays | None:
+        """Everything held for a stream (no look-ahead check: for the engine)."""
+        entry = self._entries.get((symbol, timeframe))
+        if entry is None:
+            return None
+        return CandleArrays(entry.timestamps, entry.values, entry.columns)
+
+    def window(self, symbol: str, timeframe: str, start: int, end: int,
+               columns: Sequence[str] | None = None) -> CandleArrays | None:
+        """The rows with open time in ``[start, end]`` as array slices, or None.
+
+        ``None`` when the range is not held.  Columns not held yet are loaded
+        from DuckDB for the stream's whole range on first use.  Raises
+        :class:`~ettlib.errors.LookAheadError` when a clock is attached and the
+        candle opened at ``end`` closes after ``clock.now()``.
+        """
+        tf_ms = timeframe_ms(timeframe)
+        start, end = int(start), int(end)
+        if start > end:
+            raise ConfigError(f"start {start} is after end {end}")
+        if self.clock is not None:
+            now = self.clock.now()
+            if now is None or end + tf_ms > now:
+                raise LookAheadError(
+                    f"window {symbol} {timeframe} [{start}, {end}] ends with a candle "
+                    f"closing at {end + tf_ms}, after now ({now})"
+                )
+        entry = self._entries.get((symbol, timeframe))
+        if entry is None or start < entry.lo or end > entry.hi:
+            return None
+        ts = entry.timestamps
+        i = int(np.searchsorted(ts, start, "left"))
+        j = int(np.searchsorted(ts, end, "right"))
+        if columns is None or tuple(columns) == entry.columns:
+            return CandleArrays(ts[i:j], entry.values[i:j], entry.columns)
+        columns = _check_columns(columns)
+        if any(c not in entry.columns for c in columns):
+            entry = self._add_columns(symbol, timeframe, columns)  # lazily, once per column
+        if columns == entry.columns:
+            return CandleArrays(ts[i:j], entry.values[i:j], columns)
+        index = [entry.columns.index(c) for c in columns]
+        return CandleArrays(ts[i:j], entry.values[i:j, index], columns)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._entries
+
+    def __repr__(self) -> str:
+        return f"CandleCache({len(self._entries)} streams, columns={len(self.columns)})"
+
+
+def ohlcv_columns_first(columns: Sequence[str]) -> tuple[str, ...]:
+    """``columns`` with the OHLCV columns guaranteed (first, in order)."""
+    return OHLCV_COLUMNS + tuple(c for c in columns if c not in OHLCV_COLUMNS)

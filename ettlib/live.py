@@ -1,0 +1,223 @@
+"""The live path: base candles pushed one at a time give the replay's events.
+
+A :class:`LiveFeed` per symbol aggregates higher timeframes incrementally
+(:class:`~ettlib.aggregate.IncrementalAggregator`), detects pivots with
+:class:`~ettlib.pivots.StreamingPivotDetector`, schedules inference steps and
+delivers everything through the :class:`~ettlib.data_provider.DataProvider`,
+in ``DESIGN.md``'s order.  :class:`FeedConfig` (shared with
+:class:`~ettlib.replay.ReplayEngine`) fixes what is produced, so a live feed
+and a replay of the same candles deliver the same events (tested).
+
+Pivot confirmation times are knowable times: a pivot confirmed by a higher
+candle that completed late (a gapped bucket, see :mod:`ettlib.aggregate`) is
+confirmed at that candle's ``close_time``.
+
+Examples
+--------
+>>> from ettlib.data_provider import DataProvider
+>>> provider = DataProvider()
+>>> seen = []
+>>> _ = provider.subscribe_candle_completion(seen.append, "ETH/USDT", "5m")
+>>> for m in range(5):
+...     _ = provider.push_candle("ETH/USDT", "1m", m * 60_000, 1.0, 2.0, 0.5, 1.5, 1.0)
+>>> [(e.timeframe, e.timestamp, e.close_time, e.volume) for e in seen]
+[('5m', 0, 300000, 5.0)]
+>>> provider.clock.now()
+300000
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from ettlib.aggregate import IncrementalAggregator
+from ettlib.clock import ReplayClock
+from ettlib.errors import ConfigError, DataValidationError
+from ettlib.events import CandleCompletionEvent, InferenceStepEvent
+from ettlib.timeframes import TIMEFRAMES, check_higher, sort_timeframes, validate_timeframe
+
+__all__ = ["FeedConfig", "resolve_feed_config", "LiveFeed"]
+
+_MAX_LEVEL = 5
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    """What a feed produces, for every symbol it serves.
+
+    Attributes
+    ----------
+    base_timeframe
+        Timeframe of the candles read (replay) or pushed (live).
+    timeframes
+        Candle streams produced, shortest first; includes the base.
+    pivot_timeframes
+        Timeframes whose pivots are detected (a subset of ``timeframes``).
+    pivot_n, pivot_levels
+        Williams pivot parameters.
+    step_streams
+        ``(symbol, timeframe)`` pairs that get an :class:`InferenceStepEvent`
+        whenever a candle of theirs completes on time.
+    """
+
+    base_timeframe: str
+    timeframes: tuple[str, ...]
+    pivot_timeframes: tuple[str, ...]
+    pivot_n: int
+    pivot_levels: int
+    step_streams: tuple[tuple[str, str], ...]
+
+
+def resolve_feed_config(provider, symbols: Iterable[str], *, base_timeframe: str = "1m",
+                        timeframes=None, pivot_timeframes=None, pivot_n: int = 1,
+                        pivot_levels: int = 3, step_timeframes=None) -> FeedConfig:
+    """Fill in the defaults and validate; shared by replay and live.
+
+    * ``timeframes=None``: the timeframes ``provider`` has subscriptions for
+      (among ``symbols``), plus the base.
+    * ``pivot_timeframes=None``: every timeframe of the feed.
+    * ``step_timeframes=None``: the streams with inference-step subscriptions
+      when the feed is configured; else timeframes (for every symbol) and/or
+      ``(symbol, timeframe)`` pairs.
+    """
+    symbols = tuple(symbols)
+    base = validate_timeframe(base_timeframe)
+    if timeframes is None:
+        wanted = {tf for s, tf in provider.subscribed_streams() if s in symbols} if provider else set()
+    else:
+        wanted = {timeframes} if isinstance(timeframes, str) else set(timeframes)
+    tfs = tuple(sort_timeframes(wanted | {base}))
+    for tf in tfs:
+        check_higher(base, tf)
+    if pivot_timeframes is None:
+        ptfs = tfs
+    else:
+        ptfs = tuple(sort_timeframes([pivot_timeframes] if isinstance(pivot_timeframes, str)
+                                     else pivot_timeframes))
+        for tf in ptfs:
+            if tf not in tfs:
+                raise ConfigError(f"pivot timeframe {tf!r} is not one of the feed's timeframes {tfs}")
+    if isinstance(pivot_n, bool) or not isinstance(pivot_n, int) or pivot_n < 1:
+        raise ConfigError(f"pivot_n must be an integer >= 1, got {pivot_n!r}")
+    if isinstance(pivot_levels, bool) or not isinstance(pivot_levels, int) \
+            or not 1 <= pivot_levels <= _MAX_LEVEL:
+        raise ConfigError(f"pivot_levels must be in 1..{_MAX_LEVEL}, got {pivot_levels!r}")
+    if step_timeframes is None:
+        steps = {(s, tf) for s, tf in provider.subscribed_streams("step") if s in symbols} \
+            if provider else set()
+    else:
+        items = [step_timeframes] if isinstance(step_timeframes, str) else list(step_timeframes)
+        steps = set()
+        for item in items:
+            if isinstance(item, str):
+                steps |= {(s, validate_timeframe(item)) for s in symbols}
+            else:
+                s, tf = item
+                steps.add((s, validate_timeframe(tf)))
+    for s, tf in steps:
+        if tf not in tfs:
+            raise ConfigError(
+                f"inference steps on {s} {tf} need {tf!r} among the feed's timeframes {tfs}")
+    step_streams = tuple(sorted(steps, key=lambda p: (p[0], TIMEFRAMES[p[1]])))
+    return FeedConfig(base, tfs, ptfs, int(pivot_n), int(pivot_levels), step_streams)
+
+
+def _pivot_key(event) -> tuple:
+    return (TIMEFRAMES[event.timeframe], event.level, not event.is_low, event.timestamp)
+
+
+class LiveFeed:
+    """One symbol's live feed into a provider (see the module docstring).
+
+    Created by :meth:`DataProvider.start_live`; fed by
+    :meth:`DataProvider.push_candle`.  The provider's clock (a
+    :class:`~ettlib.clock.ReplayClock` advanced to each candle's close) is
+    created when the provider has none.
+    """
+
+    def __init__(self, provider, symbol: str, *, base_timeframe: str = "1m", timeframes=None,
+                 pivot_timeframes=None, pivot_n: int = 1, pivot_levels: int = 3,
+                 step_timeframes=None, config: FeedConfig | None = None):
+        from ettlib.pivots import StreamingPivotDetector
+
+        if not isinstance(symbol, str) or not symbol.strip():
+            raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+        if config is None:
+            config = resolve_feed_config(
+                provider, [symbol], base_timeframe=base_timeframe, timeframes=timeframes,
+                pivot_timeframes=pivot_timeframes, pivot_n=pivot_n, pivot_levels=pivot_levels,
+                step_timeframes=step_timeframes)
+        self.provider = provider
+        self.symbol = symbol
+        self.config = config
+        self._base_ms = TIMEFRAMES[config.base_timeframe]
+        self._aggregators = [
+            (tf, None if tf == config.base_timeframe else IncrementalAggregator(config.base_timeframe, tf))
+            for tf in config.timeframes
+        ]
+        self._detectors = {
+            tf: StreamingPivotDetector(symbol, tf, n=config.pivot_n, levels=config.pivot_levels)
+            for tf in config.pivot_timeframes
+        }
+        self._steps = tuple(tf for s, tf in config.step_streams if s == symbol)
+        self._last: int | None = None
+        if provider.clock is None:
+            provider.clock = ReplayClock()
+
+    def push(self, timeframe: str, timestamp: int, open: float, high: float, low: float,
+             close: float, volume: float) -> list:
+        """Add one closed base candle; deliver and return the events at its close."""
+        if timeframe != self.config.base_timeframe:
+            raise ConfigError(
+                f"the live feed of {self.symbol} takes {self.config.base_timeframe!r} candles, "
+                f"got {timeframe!r}")
+        ts = int(timestamp)
+        now = ts + self._base_ms
+        o, h, l, c, v = float(open), float(high), float(low), float(close), float(volume)
+        self._check(ts, o, h, l, c, v)  # before any state changes
+        symbol = self.symbol
+        candles, pivots, steps = [], [], []
+        for tf, agg in self._aggregators:
+            done = [(ts, o, h, l, c, v, now, True)] if agg is None else agg.update(ts, o, h, l, c, v)
+            on_time = False
+            for bar_ts, bo, bh, bl, bc, bv, ct, ok in done:
+                candles.append(CandleCompletionEvent(symbol, tf, bar_ts, ct, bo, bh, bl, bc, bv))
+                on_time = on_time or ok
+                det = self._detectors.get(tf)
+                if det is not None:
+                    for p in det.update(bar_ts, bh, bl):
+                        pivots.append(p if p.confirmed_at == ct else replace(p, confirmed_at=ct))
+            if on_time and tf in self._steps:
+                steps.append(InferenceStepEvent(symbol, tf, now))
+        pivots.sort(key=_pivot_key)
+        events = candles + pivots + steps
+        clock = self.provider.clock
+        if clock.now() is None or now > clock.now():
+            clock.reset(now)
+        publish = self.provider.publish
+        for event in events:
+            publish(event)
+        return events
+
+    def _check(self, ts: int, o: float, h: float, l: float, c: float, v: float) -> None:
+        source = f"live {self.symbol} {self.config.base_timeframe}"
+        if ts % self._base_ms:
+            raise DataValidationError(
+                f"timestamp is not aligned to the {self.config.base_timeframe} grid",
+                source=source, column="timestamp", value=ts)
+        if self._last is not None and ts <= self._last:
+            raise DataValidationError(
+                f"timestamps must be strictly increasing (previous {self._last})",
+                source=source, column="timestamp", value=ts)
+        for name, x in (("open", o), ("high", h), ("low", l), ("close", c), ("volume", v)):
+            if not math.isfinite(x):
+                raise DataValidationError(f"{name} must be finite", source=source,
+                                          column=name, value=x)
+        if self._detectors and not l > 0:
+            raise DataValidationError("prices must be positive", source=source,
+                                      column="low", value=l)
+        if l > h:
+            raise DataValidationError("low is above high", source=source, column="low", value=l)
+        self._last = ts

@@ -1,0 +1,644 @@
+"""The replay engine: the store's candles delivered as events, as they became known.
+
+:class:`ReplayEngine` reads the base candles of one or several symbols from
+DuckDB (into a :class:`~ettlib.cache.CandleCache`, in chunks), aggregates the
+higher timeframes (:mod:`ettlib.aggregate`), detects pivots
+(:func:`ettlib.pivots.detect_pivots`), schedules inference steps, merges all
+of it into ``DESIGN.md``'s order with one sort (:mod:`ettlib.event_plan`), and
+delivers every event through the :class:`~ettlib.data_provider.DataProvider`.
+
+Order (the contract)
+--------------------
+Events are ordered by knowable time ``T``; at equal ``T`` by symbol name; for
+one symbol at ``T``: candle completions (base first, then higher timeframes by
+length; older bar first), pivot confirmations (timeframe, level, lows before
+highs, bar time), then inference steps (timeframe).  This is exactly
+:func:`ettlib.events.event_sort_key`.  An inference step ``(symbol, tf)`` is
+scheduled at ``T`` when a ``tf`` candle completes on time at ``T`` (see
+:mod:`ettlib.aggregate` for late, gapped buckets, which get no step).
+
+What is replayed
+----------------
+The base candles with open time in ``[start, end]`` (inclusive).  Higher
+candles and pivots come from those candles only (a bucket cut by ``start`` is
+aggregated from the candles it has; a bucket that has not completed by the
+last base candle is not emitted).  The sequence depends only on the data and
+the parameters: the same inputs always give the same events.
+
+Driving it
+----------
+* :meth:`ReplayEngine.iter_events` -- the generator at the core; each event is
+  delivered to its subscribers *before* it is yielded.
+* :meth:`ReplayEngine.step` ``(n)`` -- deliver the next ``n`` events, return them.
+* :meth:`ReplayEngine.run` ``(until=None)`` -- deliver every event with knowable
+  time ``<= until`` (the fast path: events are built only for streams that have
+  subscribers, callbacks are looked up once per chunk); returns how many
+  events it passed.
+* :meth:`ReplayEngine.seek` ``(t)`` -- move so that the next event is the first
+  with knowable time ``> t``, delivering **nothing** (subscribers miss the
+  skipped events).  Seeking backwards restarts the replay at that point.
+* :meth:`ReplayEngine.cursor` -- a small frozen, JSON-serializable
+  :class:`ReplayCursor`; :meth:`ReplayEngine.resume` /
+  :meth:`ReplayEngine.restore` continue with exactly the same remaining events.
+
+Time
+----
+``engine.clock`` (a :class:`~ettlib.clock.ReplayClock`, also set as
+``data_provider.clock``) reads ``start`` before the first event, then the
+knowable time of the event being delivered; after :meth:`run` ``(until=t)`` or
+:meth:`seek` ``(t)`` it reads ``t``.  Nothing reads the wall clock except the
+optional pacing (``speed``), through the injected ``timer`` and ``sleep``.
+``engine.cache`` holds the replayed range (plus ``cache_warmup`` candles
+before ``start``) and refuses windows that are not yet knowable.
+
+Subscriber errors follow the provider's ``on_error`` policy; with
+``"raise"``, the failing event counts as passed (the cursor is after it).
+
+Examples
+--------
+>>> import duckdb, numpy as np, pandas as pd
+>>> from ettlib.schema import ensure_schema
+>>> from ettlib.data_provider import DataProvider
+>>> con = duckdb.connect()
+>>> _ = ensure_schema(con)
+>>> price = 100 + np.sin(np.arange(30) / 2)
+>>> rows = pd.DataFrame({"symbol": "X", "timeframe": "1m", "timestamp": np.arange(30) * 60_000,
+...                      "open": price, "high": price + 1, "low": price - 1, "close": price, "volume": 1.0})
+>>> _ = con.execute("INSERT INTO ohlcv_data BY NAME SELECT * FROM rows")
+>>> provider = DataProvider()
+>>> five = []
+>>> _ = provider.subscribe_candle_completion(five.append, "X", "5m")
+>>> engine = ReplayEngine(con, provider, "X", 0, 29 * 60_000)
+>>> engine.run() == len(engine)      # every event passed
+True
+>>> [(e.timestamp, e.close_time) for e in five][:2]
+[(0, 300000), (300000, 600000)]
+>>> engine.clock.now()
+1800000
+>>> engine.seek(0)
+>>> [type(e).__name__ for e in engine.step(3)]
+['CandleCompletionEvent', 'CandleCompletionEvent', 'CandleCompletionEvent']
+>>> resumed = ReplayEngine.resume(ReplayCursor.from_json(engine.cursor().to_json()), con, DataProvider())
+>>> [e.close_time for e in resumed.step(2)] == [e.close_time for e in engine.step(2)]
+True
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from ettlib.cache import CandleCache, ohlcv_columns_first
+from ettlib.clock import ReplayClock
+from ettlib.errors import ConfigError
+from ettlib import event_plan
+from ettlib.event_plan import CANDLE, PIVOT, STEP, Plan, build_plan
+from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, pivot_type_name
+from ettlib.live import FeedConfig, resolve_feed_config
+from ettlib.schema import OHLCV_COLUMNS
+from ettlib.timeframes import TIMEFRAMES
+
+__all__ = ["ReplayEngine", "ReplayCursor", "to_epoch_ms", "count_events"]
+
+_ITER_CHUNK = 4096  # events built at a time by the generator (it yields to user code)
+
+
+def to_epoch_ms(value) -> int:
+    """An ``int`` epoch ms as is; a datetime, pandas Timestamp or ISO string (UTC) converted.
+
+    >>> to_epoch_ms("1970-01-01 00:01")
+    60000
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"expected a time, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot read {value!r} as a time: {exc}") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.value // 1_000_000)
+
+
+# --------------------------------------------------------------------------
+# The cursor
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCursor:
+    """Where a replay stands, and what it replays: enough to resume it exactly.
+
+    ``position`` counts the events passed (delivered or skipped);
+    ``last_time`` is the knowable time of the last one (``None`` at the start);
+    ``total`` the number of events of the whole replay (a check that the data
+    did not change).
+    """
+
+    symbols: tuple[str, ...]
+    start: int
+    end: int
+    base_timeframe: str
+    timeframes: tuple[str, ...]
+    pivot_timeframes: tuple[str, ...]
+    pivot_n: int
+    pivot_levels: int
+    step_streams: tuple[tuple[str, str], ...]
+    position: int
+    last_time: int | None
+    total: int
+
+    def to_dict(self) -> dict:
+        """Plain JSON types only."""
+        d = asdict(self)
+        d["symbols"] = list(self.symbols)
+        d["timeframes"] = list(self.timeframes)
+        d["pivot_timeframes"] = list(self.pivot_timeframes)
+        d["step_streams"] = [list(p) for p in self.step_streams]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReplayCursor:
+        names = {f.name for f in fields(cls)}
+        if set(d) != names:
+            raise ConfigError(f"not a replay cursor: keys {sorted(d)} (expected {sorted(names)})")
+        return cls(
+            symbols=tuple(d["symbols"]),
+            start=int(d["start"]),
+            end=int(d["end"]),
+            base_timeframe=d["base_timeframe"],
+            timeframes=tuple(d["timeframes"]),
+            pivot_timeframes=tuple(d["pivot_timeframes"]),
+            pivot_n=int(d["pivot_n"]),
+            pivot_levels=int(d["pivot_levels"]),
+            step_streams=tuple(tuple(p) for p in d["step_streams"]),
+            position=int(d["position"]),
+            last_time=None if d["last_time"] is None else int(d["last_time"]),
+            total=int(d["total"]),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ReplayCursor:
+        return cls.from_dict(json.loads(text))
+
+    def config(self) -> FeedConfig:
+        return FeedConfig(self.base_timeframe, self.timeframes, self.pivot_timeframes,
+                          self.pivot_n, self.pivot_levels, self.step_streams)
+
+
+class _FanOut:
+    """Several callbacks of one stream behind one call, with the provider's error policy."""
+
+    __slots__ = ("callbacks", "provider")
+
+    def __init__(self, callbacks: tuple, provider):
+        self.callbacks = callbacks
+        self.provider = provider
+
+    def __call__(self, event) -> None:
+        for cb in self.callbacks:
+            try:
+                cb(event)
+            except Exception as exc:
+                self.provider._handle_error(cb, event, exc)
+
+
+def _target(callbacks: tuple, provider):
+    """What the dispatch loop calls for a stream: None, the callback, or a fan-out."""
+    if not callbacks:
+        return None
+    if len(callbacks) == 1:
+        return callbacks[0]
+    return _FanOut(callbacks, provider)
+
+
+# --------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------
+
+
+class ReplayEngine:
+    """Replay candles from the store as events (see the module docstring).
+
+    Parameters
+    ----------
+    storage
+        A :class:`~ettlib.store.DuckDBStorage`, or anything with ``read_candles``
+        or ``con``, or a DuckDB connection.
+    data_provider
+        The :class:`~ettlib.data_provider.DataProvider` to deliver through.
+    symbols
+        One symbol or several; replayed interleaved, in name order at equal times.
+    start, end
+        Open-time range of the base candles to replay (inclusive); int epoch ms,
+        or anything :func:`to_epoch_ms` reads.
+    base_timeframe
+        Timeframe read from the store; higher ones are aggregated from it.
+    timeframes
+        Candle timeframes to produce; ``None``: those with subscriptions in
+        ``data_provider`` when the engine is made, plus the base.
+    pivot_timeframes
+        Timeframes whose pivots are detected; ``None``: all of ``timeframes``.
+    pivot_n, pivot_levels
+        Williams pivot parameters (``pivot_levels=None``: the provider's).
+    step_timeframes
+        Inference steps: ``None`` for the streams with step subscriptions when
+        the engine is made; else timeframes and/or ``(symbol, timeframe)`` pairs.
+    clock
+        A :class:`~ettlib.clock.ReplayClock` to drive (default: a new one).
+    speed
+        ``None``: as fast as possible; else a multiple of real time (``60``:
+        one minute of market time per second), paced with ``timer``/``sleep``.
+    progress
+        Show a ``tqdm`` progress bar in :meth:`run`.
+    chunk_size
+        Events built and dispatched per chunk (DuckDB is read in chunks of
+        :data:`ettlib.cache.DEFAULT_CHUNK_ROWS` candles).
+    cache_warmup
+        Candles per timeframe loaded into the cache before ``start`` (for
+        input windows that reach back before the first event).
+    cache_columns
+        Columns the cache loads up front (the OHLCV columns always); others
+        are loaded on a window's first request for them.
+    """
+
+    def __init__(self, storage, data_provider, symbols, start, end, *,
+                 base_timeframe: str = "1m", timeframes=None, pivot_timeframes=None,
+                 pivot_n: int = 1, pivot_levels: int | None = None, step_timeframes=None,
+                 clock: ReplayClock | None = None, speed: float | None = None,
+                 sleep=time.sleep, timer=time.monotonic, progress: bool = False,
+                 chunk_size: int = 65_536, cache_warmup: int = 1_000,
+                 cache_columns=OHLCV_COLUMNS, _config: FeedConfig | None = None):
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        symbols = tuple(sorted(set(symbols)))
+        if not symbols:
+            raise ConfigError("symbols is empty")
+        for s in symbols:
+            if not isinstance(s, str) or not s.strip():
+                raise ConfigError(f"symbol must be a non-empty string, got {s!r}")
+        self.start, self.end = to_epoch_ms(start), to_epoch_ms(end)
+        if self.start > self.end:
+            raise ConfigError(f"start {self.start} is after end {self.end}")
+        if speed is not None and not (isinstance(speed, (int, float)) and speed > 0):
+            raise ConfigError(f"speed must be None or a positive number, got {speed!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if isinstance(cache_warmup, bool) or not isinstance(cache_warmup, int) or cache_warmup < 0:
+            raise ConfigError(f"cache_warmup must be an integer >= 0, got {cache_warmup!r}")
+        if clock is None:
+            clock = ReplayClock(self.start)
+        elif not isinstance(clock, ReplayClock):
+            raise ConfigError(f"clock must be a ReplayClock, got {type(clock).__name__}")
+        else:
+            clock.reset(self.start)
+        if _config is None:
+            _config = resolve_feed_config(
+                data_provider, symbols, base_timeframe=base_timeframe, timeframes=timeframes,
+                pivot_timeframes=pivot_timeframes, pivot_n=pivot_n,
+                pivot_levels=data_provider.pivot_levels if pivot_levels is None else pivot_levels,
+                step_timeframes=step_timeframes)
+        self.storage = storage
+        self.provider = data_provider
+        self.symbols = symbols
+        self.config = _config
+        self.clock = clock
+        self.speed = speed
+        self._sleep, self._timer = sleep, timer
+        self.progress = progress
+        self.chunk_size = chunk_size
+        self.cache_warmup = cache_warmup
+        self.cache = CandleCache(storage, clock=clock, columns=ohlcv_columns_first(cache_columns))
+        data_provider.clock = clock
+        self._plan: Plan | None = None
+        self._pos = 0
+        self._pace: tuple[int, float] | None = None
+
+    # -- planning --------------------------------------------------------------
+
+    @property
+    def plan(self) -> Plan:
+        """Every event of the replay as merged arrays (built on first use)."""
+        if self._plan is None:
+            for symbol in self.symbols:
+                for tf in self.config.timeframes:
+                    tf_ms = TIMEFRAMES[tf]
+                    self.cache.load(symbol, tf, self.start - self.cache_warmup * tf_ms, self.end)
+            self._plan = build_plan(self.cache, self.symbols, self.start, self.end, self.config)
+            self._warn_unplanned()
+        return self._plan
+
+    def _warn_unplanned(self) -> None:
+        """Warn about subscriptions this replay will never serve (made too late, or elsewhere)."""
+        c = self.config
+        steps = set(c.step_streams)
+        late_steps = sorted(p for p in self.provider.subscribed_streams("step")
+                            if p[0] in self.symbols and p not in steps)
+        other_tfs = sorted({tf for s, tf in self.provider.subscribed_streams()
+                            if s in self.symbols and tf not in c.timeframes})
+        if late_steps:
+            warnings.warn(
+                f"inference-step subscriptions {late_steps} are not scheduled by this replay "
+                "(subscribe before creating the engine, or pass step_timeframes=)", stacklevel=3)
+        if other_tfs:
+            warnings.warn(
+                f"subscriptions on timeframes {other_tfs} are not replayed (timeframes="
+                f"{list(c.timeframes)})", stacklevel=3)
+
+    def __len__(self) -> int:
+        """Number of events in the whole replay."""
+        return len(self.plan.time)
+
+    @property
+    def position(self) -> int:
+        """Events passed so far (delivered or skipped)."""
+        return self._pos
+
+    def _snapshot(self) -> list:
+        """Callbacks per channel, as tuples (a snapshot of the provider's lists)."""
+        p = self.provider
+        out = []
+        for kind, symbol, tf, ptype in self.plan.channels:
+            if kind == CANDLE:
+                cbs = p.candle_callbacks(symbol, tf)
+            elif kind == PIVOT:
+                cbs = p.pivot_callbacks(symbol, tf, ptype)
+            else:
+                cbs = p.step_callbacks(symbol, tf)
+            out.append(tuple(cbs))
+        return out
+
+    # -- the generator ---------------------------------------------------------
+
+    def iter_events(self) -> Iterator:
+        """Yield the remaining events in order, each delivered before it is yielded."""
+        return self._iter(min(self.chunk_size, _ITER_CHUNK))
+
+    def _iter(self, chunk: int) -> Iterator:
+        plan = self.plan
+        total = len(plan.time)
+        publish = self.provider.publish
+        clock = self.clock
+        while self._pos < total:
+            a = self._pos
+            b = min(total, a + chunk)
+            gc_was_enabled = gc.isenabled()
+            gc.disable()  # building many events at once (see _dispatch)
+            try:
+                events = event_plan.events(plan, np.arange(a, b), self.config.pivot_levels)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            times = plan.time[a:b].tolist()
+            for k, (event, t) in enumerate(zip(events, times)):
+                if self._pos != a + k:  # moved by seek/run meanwhile: rebuild
+                    break
+                if self.speed is not None:
+                    self._wait_until(t)
+                clock._now = t
+                self._pos = a + k + 1
+                publish(event)
+                yield event
+
+    def step(self, n: int = 1) -> list:
+        """Deliver the next ``n`` events (fewer at the end); return them."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"n must be an integer >= 0, got {n!r}")
+        out = []
+        if n:
+            for event in self._iter(min(n, self.chunk_size)):
+                out.append(event)
+                if len(out) == n:
+                    break
+        return out
+
+    def __iter__(self) -> Iterator:
+        return self.iter_events()
+
+    # -- pacing ------------------------------------------------------------------
+
+    def _wait_until(self, t: int) -> None:
+        if self._pace is None:
+            self._pace = (t, self._timer())
+            return
+        t0, wall0 = self._pace
+        delay = wall0 + (t - t0) / 1000.0 / self.speed - self._timer()
+        if delay > 0:
+            self._sleep(delay)
+
+    # -- the fast path -----------------------------------------------------------
+
+    def run(self, until=None) -> int:
+        """Deliver every remaining event with knowable time ``<= until`` (all if None).
+
+        Returns the number of events passed.  Afterwards the clock reads
+        ``until`` (or the last event's time).
+        """
+        plan = self.plan
+        total = len(plan.time)
+        if until is None:
+            stop = total
+        else:
+            until = to_epoch_ms(until)
+            stop = max(self._pos, int(np.searchsorted(plan.time, until, "right")))
+        first = self._pos
+        if self.speed is not None:
+            events = self._iter(_ITER_CHUNK)
+            while self._pos < stop:
+                if next(events, None) is None:
+                    break
+        else:
+            bar = None
+            if self.progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=stop - first, unit="event", desc="replay")
+            try:
+                while self._pos < stop:
+                    a = self._pos
+                    self._dispatch(a, min(stop, a + self.chunk_size))
+                    if bar is not None:
+                        bar.update(self._pos - a)
+            finally:
+                if bar is not None:
+                    bar.close()
+        if stop > 0:
+            last = int(plan.time[stop - 1])
+            clock_now = self.clock.now()
+            target = last if until is None else max(last, until)
+            if clock_now is None or target >= clock_now:
+                self.clock._now = target
+        return self._pos - first
+
+    def _dispatch(self, a: int, b: int) -> None:
+        """Deliver merged events ``[a, b)`` to their subscribers; move the cursor."""
+        plan = self.plan
+        targets = [_target(cbs, self.provider) for cbs in self._snapshot()]
+        has = np.fromiter((t is not None for t in targets), bool, len(targets))
+        positions = a + np.flatnonzero(has[plan.channel[a:b]])
+        if not len(positions):
+            self._pos = b
+            return
+        # The cyclic GC is paused for the chunk: tens of thousands of (acyclic)
+        # events alive at once would trigger full collections that cost more
+        # than the replay itself.  Cyclic garbage made by callbacks is
+        # collected after the chunk.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._deliver_chunk(positions, targets, b)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _deliver_chunk(self, positions: np.ndarray, targets: list, b: int) -> None:
+        plan = self.plan
+        provider = self.provider
+        max_level = self.config.pivot_levels
+        kinds = plan.kind[positions]
+        rows = plan.row[positions]
+        ranks = plan.rank[positions]
+        nexts = []
+        for kind in (CANDLE, PIVOT, STEP):
+            mine = kinds == kind
+            cols = event_plan.columns(plan, kind, rows[mine], ranks[mine], max_level)
+            nexts.append(zip(*cols).__next__)
+        kind_list = kinds.tolist()
+        kind_iter = iter(kind_list)
+        by_channel = np.empty(len(targets), dtype=object)
+        for i, target in enumerate(targets):  # one by one: a callable may look like a sequence
+            by_channel[i] = target
+        main = zip(kind_iter, by_channel[plan.channel[positions]].tolist())
+        version = provider._version
+        while True:
+            stopped = event_plan.deliver(main, nexts, self.clock, provider, version)
+            if stopped is None:
+                self._pos = b
+                return
+            event, cb, exc = stopped
+            # events consumed so far = those the kind iterator has handed out
+            done = len(kind_list) - kind_iter.__length_hint__()
+            if done:
+                self._pos = int(positions[done - 1]) + 1  # the failing event counts as passed
+            if exc is None:
+                return  # a subscription changed: the caller takes a new snapshot
+            if not isinstance(exc, Exception) or isinstance(cb, _FanOut):
+                raise exc  # interrupts; or a fan-out that already applied the policy
+            provider._handle_error(cb, event, exc)  # raises under on_error="raise"
+            if provider._version != version:
+                return
+
+    # -- seeking and cursors -------------------------------------------------------
+
+    def seek(self, t) -> None:
+        """Skip, without delivering, to just after the last event with knowable time ``<= t``.
+
+        Backwards (``t`` before the clock) restarts the replay at that point.
+        """
+        t = to_epoch_ms(t)
+        self._pos = int(np.searchsorted(self.plan.time, t, "right"))
+        self._pace = None
+        self.clock.reset(t)
+
+    def cursor(self) -> ReplayCursor:
+        """A JSON-serializable snapshot of the position and the replay's parameters."""
+        plan = self.plan
+        c = self.config
+        return ReplayCursor(
+            symbols=self.symbols, start=self.start, end=self.end,
+            base_timeframe=c.base_timeframe, timeframes=c.timeframes,
+            pivot_timeframes=c.pivot_timeframes, pivot_n=c.pivot_n, pivot_levels=c.pivot_levels,
+            step_streams=c.step_streams, position=self._pos,
+            last_time=int(plan.time[self._pos - 1]) if self._pos else None,
+            total=len(plan.time),
+        )
+
+    def restore(self, cursor: ReplayCursor) -> None:
+        """Continue from ``cursor`` (taken from a replay with the same parameters)."""
+        if not isinstance(cursor, ReplayCursor):
+            raise ConfigError(f"expected a ReplayCursor, got {type(cursor).__name__}")
+        if (cursor.symbols, cursor.start, cursor.end, cursor.config()) != \
+                (self.symbols, self.start, self.end, self.config):
+            raise ConfigError("the cursor belongs to a replay with other parameters")
+        plan = self.plan
+        if cursor.total != len(plan.time) or not 0 <= cursor.position <= len(plan.time) or (
+                cursor.position and int(plan.time[cursor.position - 1]) != cursor.last_time):
+            raise ConfigError(
+                "the cursor does not fit this replay's events: the stored data changed "
+                f"(cursor: {cursor.total} events, now {len(plan.time)})")
+        self._pos = cursor.position
+        self._pace = None
+        self.clock.reset(self.start if cursor.last_time is None else cursor.last_time)
+
+    @classmethod
+    def resume(cls, cursor: ReplayCursor, storage, data_provider, **options) -> ReplayEngine:
+        """A new engine on ``storage``/``data_provider`` positioned at ``cursor``.
+
+        ``options`` are the engine's run options (``speed``, ``progress``,
+        ``chunk_size``, ``clock``, ...); what is replayed comes from the cursor.
+        """
+        engine = cls(storage, data_provider, cursor.symbols, cursor.start, cursor.end,
+                     _config=cursor.config(), **options)
+        engine.restore(cursor)
+        return engine
+
+    def __repr__(self) -> str:
+        return (f"ReplayEngine({list(self.symbols)}, {self.start}..{self.end}, "
+                f"timeframes={list(self.config.timeframes)}, position={self._pos})")
+
+
+def count_events(storage, symbols, start, end, *, progress: bool = False, **options) -> dict:
+    """Replay (fast path) and count the events by kind and timeframe: ``{"candle 1m": n, ...}``.
+
+    For the command line (``ett replay``): ``options`` go to
+    :class:`ReplayEngine` (``timeframes`` defaults to the base only).
+
+    >>> import duckdb
+    >>> from ettlib.schema import ensure_schema
+    >>> con = duckdb.connect()
+    >>> _ = ensure_schema(con)
+    >>> for m in range(10):
+    ...     _ = con.execute("INSERT INTO ohlcv_data (symbol, timeframe, timestamp, open, high, low,"
+    ...                     " close, volume) VALUES ('X', '1m', ?, 1, 2, 0.5, 1.5, 1)", [m * 60_000])
+    >>> count_events(con, "X", 0, 9 * 60_000, timeframes=["1m", "5m"])
+    {'candle 1m': 10, 'candle 5m': 2}
+    """
+    from collections import Counter
+
+    from ettlib.data_provider import DataProvider
+
+    provider = DataProvider(pivot_levels=options.get("pivot_levels") or 3)
+    options.setdefault("timeframes", [options.get("base_timeframe", "1m")])
+    engine = ReplayEngine(storage, provider, symbols, start, end, progress=progress, **options)
+    counts: Counter = Counter()
+    names = {CandleCompletionEvent: "candle", PivotEvent: "pivot", InferenceStepEvent: "step"}
+
+    def count(event) -> None:
+        counts[f"{names[type(event)]} {event.timeframe}"] += 1
+
+    for symbol in engine.symbols:
+        for tf in engine.config.timeframes:
+            provider.subscribe_candle_completion(count, symbol, tf)
+        for tf in engine.config.pivot_timeframes:
+            provider.subscribe_pivot_events(count, symbol, tf, _pivot_types(engine.config.pivot_levels))
+    engine.run()
+    order = {"candle": 0, "pivot": 1, "step": 2}
+    return dict(sorted(counts.items(), key=lambda kv: (order[kv[0].split()[0]],
+                                                       TIMEFRAMES[kv[0].split()[1]])))
+
+
+def _pivot_types(levels: int) -> list:
+    return [pivot_type_name(k, low) for k in range(1, levels + 1) for low in (True, False)]
