@@ -4,6 +4,15 @@ The public API (the seed's names) is re-exported here.  Importing ettlib does
 no I/O.
 """
 
+from ettlib.cache import CandleCache
+from ettlib.candles import CandleArrays
+from ettlib.clock import ReplayClock, WallClock
+from ettlib.coordinator import (
+    CoordinatorCounters,
+    InferenceData,
+    InferenceTrainingCoordinator,
+    TrainingEventSubscriber,
+)
 from ettlib.data_provider import DataProvider, Subscription
 from ettlib.errors import (
     ConfigError,
@@ -16,23 +25,49 @@ from ettlib.errors import (
     UnknownNameError,
 )
 from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
+from ettlib.frames import InferenceFrameReference, NormParams
+from ettlib.normalization import compute_norm_params, normalize
+from ettlib.pivots import PivotTable, StreamingPivotDetector, detect_pivots, store_pivots
+from ettlib.replay import ReplayCursor, ReplayEngine
 from ettlib.schema import ensure_schema
+from ettlib.store import DEFAULT_PATH, DuckDBStorage, IngestReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CandleArrays",
+    "CandleCache",
     "CandleCompletionEvent",
+    "compute_norm_params",
     "ConfigError",
+    "CoordinatorCounters",
     "DataProvider",
     "DataValidationError",
+    "DEFAULT_PATH",
+    "detect_pivots",
+    "DuckDBStorage",
+    "ensure_schema",
     "EttError",
+    "InferenceData",
+    "InferenceFrameReference",
     "InferenceStepEvent",
+    "InferenceTrainingCoordinator",
+    "IngestReport",
     "LookAheadError",
+    "normalize",
+    "NormParams",
     "PivotEvent",
+    "PivotTable",
+    "ReplayClock",
+    "ReplayCursor",
+    "ReplayEngine",
     "SchemaError",
+    "store_pivots",
     "StoreLockedError",
+    "StreamingPivotDetector",
     "SubscriberError",
     "Subscription",
+    "TrainingEventSubscriber",
     "UnknownNameError",
-    "ensure_schema",
+    "WallClock",
 ]
