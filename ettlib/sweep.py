@@ -1,0 +1,525 @@
+"""Parameter sweeps: one report per parameter set, run in parallel.
+
+A sweep takes a notebook and a list of parameter sets (or a grid, expanded by
+:func:`expand_grid`), checks every set against the notebook **before any
+kernel starts**, then runs one :func:`ettlib.reports.run_report` per set on
+
+* ``executor="local"``: a :class:`concurrent.futures.ProcessPoolExecutor` of
+  ``workers`` processes (spawned, not forked), each running one papermill
+  kernel at a time; or
+* ``executor="dask"``: an existing Dask cluster, ``distributed.Client(
+  scheduler_address)``.  Its workers must import the same ettlib and see
+  the notebook and output folder at the same absolute paths (one machine,
+  or a shared file system).
+
+A run that fails is recorded (cell, error, its partial report) and the other
+runs go on; :attr:`SweepResult.failures` lists them.  Each run gets its own
+results file (see :mod:`ettlib.results` for why): when the notebook declares
+a ``results_db`` parameter the sweep sets it to
+``<output_dir>/results/<run name>.duckdb``.  After the last run the sweep
+merges every results file into ``database`` in one transaction, then builds
+a comparison report: ``notebooks/03_compare_runs.ipynb`` executed with
+``db_path`` and ``run_ids`` when that notebook exists, else a plain HTML
+table from :func:`ettlib.results.compare_runs`.
+
+Layout of ``output_dir`` (default ``reports/sweeps/<name>``)::
+
+    <name>-000.ipynb, <name>-000.html, ...   one executed notebook + report per run
+    results/<name>-000.duckdb, ...           one results file per run
+    comparison.html                          the comparison report
+
+Examples
+--------
+>>> expand_grid({"lr": [0.1, 0.01], "epochs": [1, 2]})
+[{'lr': 0.1, 'epochs': 1}, {'lr': 0.1, 'epochs': 2}, {'lr': 0.01, 'epochs': 1}, {'lr': 0.01, 'epochs': 2}]
+>>> expand_grid({"lr": [0.1, 0.01], "seed": 7})   # a scalar is a fixed value
+[{'lr': 0.1, 'seed': 7}, {'lr': 0.01, 'seed': 7}]
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ettlib.errors import ConfigError, EttError, UnknownNameError
+from ettlib.reports import (
+    ReportError,
+    load_parameter_file,
+    notebook_parameters,
+    run_report,
+    validate_parameters,
+    with_database,
+)
+from ettlib.results import MergeReport, compare_runs, merge_run_results, run_results_path
+
+__all__ = [
+    "EXECUTORS",
+    "COMPARE_NOTEBOOK",
+    "SweepTask",
+    "SweepRun",
+    "SweepResult",
+    "expand_grid",
+    "load_parameter_sets",
+    "execute_sweep_task",
+    "run_sweep",
+    "write_comparison_html",
+    "configure_sweep_parser",
+]
+
+#: The executors :func:`run_sweep` knows.
+EXECUTORS: tuple[str, ...] = ("local", "dask")
+
+#: The notebook that compares the runs of a sweep, relative to the repository root.
+COMPARE_NOTEBOOK = Path("notebooks") / "03_compare_runs.ipynb"
+
+
+def expand_grid(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of a grid's values, the last name varying fastest.
+
+    A list or tuple value is the values to sweep; any other value is fixed
+    (wrap a list in a list to fix it: ``{"columns": [["open", "close"]]}``).
+    An empty grid gives one empty parameter set.
+    """
+    if not isinstance(grid, Mapping):
+        raise ConfigError(f"a grid is a mapping of parameter name to values, got {type(grid).__name__}")
+    names, choices = [], []
+    for name, values in grid.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"grid parameter name {name!r} is not a Python identifier")
+        if isinstance(values, (list, tuple)):
+            if not values:
+                raise ConfigError(f"grid parameter {name!r} has no values")
+            choices.append(list(values))
+        else:
+            choices.append([values])
+        names.append(name)
+    return [dict(zip(names, combo)) for combo in itertools.product(*choices)]
+
+
+def load_parameter_sets(path: str | Path) -> list[dict[str, Any]]:
+    """Parameter sets from a YAML/JSON sweep file.
+
+    The file holds one of:
+
+    * a list of mappings: one parameter set each;
+    * a mapping with ``grid`` (expanded by :func:`expand_grid`) and/or
+      ``runs`` (a list of mappings), and optionally ``base`` (values every
+      set starts from);
+    * any other mapping: a grid.
+    """
+    data = load_parameter_file(path)
+    if isinstance(data, list):
+        sets, base = data, {}
+    elif isinstance(data, dict) and data and set(data) <= {"base", "grid", "runs"}:
+        base = data.get("base") or {}
+        if not isinstance(base, dict):
+            raise ConfigError(f"{path}: 'base' must be a mapping")
+        if "grid" not in data and "runs" not in data:
+            raise ConfigError(f"{path}: give 'grid' and/or 'runs' beside 'base'")
+        sets = (expand_grid(data["grid"]) if "grid" in data else []) + list(data.get("runs") or [])
+    elif isinstance(data, dict):
+        sets, base = expand_grid(data), {}
+    else:
+        raise ConfigError(f"{path}: a sweep file holds a list of parameter sets or a grid mapping")
+    out = []
+    for i, params in enumerate(sets):
+        if not isinstance(params, dict):
+            raise ConfigError(f"{path}: parameter set {i} is not a mapping: {params!r}")
+        out.append({**base, **params})
+    if not out:
+        raise ConfigError(f"{path}: no parameter sets")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SweepTask:
+    """One run of a sweep, as shipped to a worker (plain, picklable values)."""
+
+    index: int
+    name: str
+    notebook: str
+    parameters: dict[str, Any]
+    output_dir: str
+    results_db: str | None
+    show_code: bool = False
+    kernel_name: str | None = None
+    cwd: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRun:
+    """How one run of a sweep went."""
+
+    index: int
+    name: str
+    parameters: dict[str, Any]
+    ok: bool
+    html_path: Path | None
+    executed_notebook_path: Path | None
+    results_db: Path | None
+    wall_s: float
+    worker: str
+    error: str | None = None
+    cell_index: int | None = None
+    ename: str | None = None
+    evalue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """The outcome of :func:`run_sweep`: every run, the merge, the comparison."""
+
+    name: str
+    output_dir: Path
+    database: Path
+    runs: tuple[SweepRun, ...]
+    merge: MergeReport | None
+    comparison_path: Path | None
+    comparison_error: str | None
+    wall_s: float
+    merge_error: str | None = None
+
+    @property
+    def failures(self) -> tuple[SweepRun, ...]:
+        return tuple(r for r in self.runs if not r.ok)
+
+    @property
+    def succeeded(self) -> tuple[SweepRun, ...]:
+        return tuple(r for r in self.runs if r.ok)
+
+    def summary(self) -> str:
+        """A readable table of the runs, then the failures and the comparison."""
+        lines = [f"sweep {self.name}: {len(self.succeeded)} ok, {len(self.failures)} failed, "
+                 f"{self.wall_s:.1f} s; results in {self.database}"]
+        for run in self.runs:
+            state = "ok    " if run.ok else "FAILED"
+            lines.append(f"  {run.name}  {state} {run.wall_s:7.1f} s  {run.parameters}  {run.html_path}")
+        for run in self.failures:
+            lines.append(f"  failure {run.name}: {run.error}")
+        if self.merge is not None:
+            lines.append(f"  merged {self.merge.runs_added} runs into {self.database}"
+                         + (f" ({len(self.merge.skipped_run_ids)} already there)" if self.merge.skipped_run_ids else ""))
+            for path in self.merge.missing_files:
+                lines.append(f"  no results file (the run wrote none): {path}")
+        if self.merge_error:
+            lines.append(f"  MERGE FAILED: {self.merge_error}")
+        if self.comparison_path is not None:
+            lines.append(f"  comparison: {self.comparison_path}")
+        if self.comparison_error:
+            lines.append(f"  comparison failed: {self.comparison_error}")
+        return "\n".join(lines)
+
+
+def execute_sweep_task(task: SweepTask) -> SweepRun:
+    """Run one task's report; never raises for a failed notebook (records it)."""
+    started = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    results_db = Path(task.results_db) if task.results_db else None
+    try:
+        result = run_report(
+            task.notebook, task.parameters, output_dir=task.output_dir, name=task.name,
+            show_code=task.show_code, kernel_name=task.kernel_name, cwd=task.cwd, validate=None,
+        )
+    except ReportError as err:
+        return SweepRun(
+            task.index, task.name, task.parameters, False, err.html_path, err.executed_notebook_path,
+            results_db, time.perf_counter() - started, worker, error=str(err).splitlines()[0],
+            cell_index=err.cell_index, ename=err.ename, evalue=err.evalue,
+        )
+    except Exception as err:  # anything else: still isolate it
+        return SweepRun(
+            task.index, task.name, task.parameters, False, None, None, results_db,
+            time.perf_counter() - started, worker, error=f"{type(err).__name__}: {err}",
+            ename=type(err).__name__, evalue=str(err),
+        )
+    return SweepRun(
+        task.index, task.name, task.parameters, True, result.html_path, result.executed_notebook_path,
+        results_db, time.perf_counter() - started, worker,
+    )
+
+
+def _lost_run(task: SweepTask, err: BaseException) -> SweepRun:
+    """A run whose worker died or could not return."""
+    return SweepRun(
+        task.index, task.name, task.parameters, False, None, None,
+        Path(task.results_db) if task.results_db else None, 0.0, "?",
+        error=f"worker lost: {type(err).__name__}: {err}", ename=type(err).__name__, evalue=str(err),
+    )
+
+
+def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[SweepRun], None]) -> list[SweepRun]:
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads/zmq
+    runs = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
+        futures = {pool.submit(execute_sweep_task, t): t for t in tasks}
+        for future in as_completed(futures):
+            try:
+                run = future.result()
+            except Exception as err:  # BrokenProcessPool, unpicklable result
+                run = _lost_run(futures[future], err)
+            runs.append(run)
+            on_done(run)
+    return runs
+
+
+def _connect_dask(scheduler_address: str, timeout_s: float):
+    try:
+        from distributed import Client
+    except ImportError as err:  # pragma: no cover - dask[distributed] is a dependency
+        raise ConfigError("the dask executor needs dask[distributed] installed") from err
+    try:
+        return Client(scheduler_address, timeout=f"{timeout_s}s", set_as_default=False)
+    except (OSError, TimeoutError) as err:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler_address!r}: {err}") from err
+
+
+def _run_dask(tasks: list[SweepTask], client, on_done: Callable[[SweepRun], None]) -> list[SweepRun]:
+    from distributed import as_completed as dask_as_completed
+
+    runs = []
+    futures = client.map(execute_sweep_task, tasks, pure=False, retries=0,
+                         key=[f"ett-sweep-{t.name}-{os.getpid()}-{time.time_ns()}" for t in tasks])
+    by_key = {f.key: t for f, t in zip(futures, tasks)}
+    for future in dask_as_completed(futures, loop=client.loop):
+        try:
+            run = future.result()
+        except Exception as err:  # a worker died (KilledWorker) or the task could not run
+            run = _lost_run(by_key[future.key], err)
+        runs.append(run)
+        on_done(run)
+    return runs
+
+
+def run_sweep(
+    notebook: str | Path,
+    parameter_sets: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    *,
+    executor: str = "local",
+    workers: int = 2,
+    scheduler_address: str | None = None,
+    output_dir: str | Path | None = None,
+    name: str | None = None,
+    database: str | Path | None = None,
+    results_parameter: str = "results_db",
+    show_code: bool = False,
+    kernel_name: str | None = None,
+    cwd: str | Path | None = None,
+    compare: bool = True,
+    compare_notebook: str | Path | None = None,
+    compare_parameters: Callable[[Path, list[str]], dict[str, Any]] | None = None,
+    progress: bool = False,
+    dask_timeout_s: float = 20.0,
+) -> SweepResult:
+    """Run ``notebook`` once per parameter set, in parallel; merge; compare.
+
+    Parameters
+    ----------
+    parameter_sets
+        A list of parameter mappings, or a grid mapping (see :func:`expand_grid`).
+    executor, workers, scheduler_address
+        ``"local"`` with ``workers`` processes, or ``"dask"`` on the cluster at
+        ``scheduler_address`` (e.g. ``"tcp://10.0.0.5:8786"``).
+    output_dir, name
+        Where reports and results files go (default ``reports/sweeps/<name>``;
+        ``name`` defaults to ``<notebook stem>-sweep``).  Run ``i`` is named
+        ``<name>-<i:03d>``.
+    database
+        The DuckDB file the runs are merged into (default
+        ``<output_dir>/sweep.duckdb``).  It must not be open for writing by
+        another process when the merge starts.
+    results_parameter
+        The notebook parameter that receives each run's own results file; a
+        notebook without it runs all the same, and nothing is merged.
+    cwd
+        Working directory of every kernel (default: this process's, passed
+        explicitly so relative paths mean the same on every worker).
+    compare, compare_notebook, compare_parameters
+        Build a comparison report after the merge: ``compare_notebook``
+        (default :data:`COMPARE_NOTEBOOK` when it exists) executed with
+        ``compare_parameters(database, run_ids)`` (default ``{"db_path":
+        str(database), "run_ids": run_ids}``), else a plain HTML table.
+
+    Raises
+    ------
+    ConfigError
+        Before anything runs: a parameter set the notebook does not accept
+        (naming the set), an unknown executor, a missing scheduler address,
+        an unreachable scheduler.
+    """
+    started = time.perf_counter()
+    notebook = Path(notebook).resolve()
+    if executor not in EXECUTORS:
+        raise UnknownNameError("executor", executor, EXECUTORS)
+    if executor == "dask" and not scheduler_address:
+        raise ConfigError("the dask executor needs a scheduler address (e.g. tcp://127.0.0.1:8786)")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(parameter_sets, Mapping):
+        parameter_sets = expand_grid(parameter_sets)
+    parameter_sets = [dict(p) for p in parameter_sets]
+    if not parameter_sets:
+        raise ConfigError("a sweep needs at least one parameter set")
+
+    declared = notebook_parameters(notebook)
+    for i, params in enumerate(parameter_sets):
+        if results_parameter in params:
+            raise ConfigError(f"parameter set {i}: {results_parameter!r} is set by the sweep (one file per run)")
+        try:
+            validate_parameters(notebook, params)
+        except EttError as err:
+            raise ConfigError(f"parameter set {i} {params}: {err}") from err
+
+    name = name or f"{notebook.stem}-sweep"
+    output_dir = Path(output_dir if output_dir is not None else Path("reports") / "sweeps" / name).resolve()
+    results_dir = output_dir / "results"
+    database = Path(database).resolve() if database is not None else output_dir / "sweep.duckdb"
+    writes_results = results_parameter in declared
+
+    tasks = []
+    for i, params in enumerate(parameter_sets):
+        run_name = f"{name}-{i:03d}"
+        results_db = run_results_path(results_dir, run_name) if writes_results else None
+        if results_db is not None:
+            params = {**params, results_parameter: str(results_db)}
+        tasks.append(SweepTask(i, run_name, str(notebook), params, str(output_dir),
+                               str(results_db) if results_db else None, show_code, kernel_name,
+                               str(Path(cwd if cwd is not None else os.getcwd()).resolve())))
+
+    client = _connect_dask(scheduler_address, dask_timeout_s) if executor == "dask" else None
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        if task.results_db:
+            Path(task.results_db).unlink(missing_ok=True)  # stale, from an earlier sweep of this name
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), desc=f"sweep {name}", unit="run")
+
+    def on_done(run: SweepRun) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{run.name} {'ok' if run.ok else 'FAILED'}")
+
+    try:
+        if client is None:
+            runs = _run_local(tasks, workers, on_done)
+        else:
+            runs = _run_dask(tasks, client, on_done)
+    finally:
+        if client is not None:
+            client.close()
+        if bar is not None:
+            bar.close()
+    runs.sort(key=lambda r: r.index)
+
+    merge, merge_error = None, None
+    run_ids: list[str] = []
+    if writes_results:
+        try:
+            merge = merge_run_results(database, [t.results_db for t in tasks])
+        except EttError as err:  # e.g. the database is held open for writing elsewhere
+            merge_error = (f"{err}; the runs' results are kept in {results_dir}: merge them later with "
+                           f"ettlib.results.merge_run_results({str(database)!r}, "
+                           f"sorted(Path({str(results_dir)!r}).glob('*.duckdb')))")
+        else:
+            run_ids = list(merge.run_ids) + list(merge.skipped_run_ids)
+
+    comparison_path, comparison_error = None, None
+    if compare:
+        comparison_path, comparison_error = _compare(
+            output_dir, database, run_ids, runs, compare_notebook, compare_parameters, kernel_name, cwd
+        )
+    return SweepResult(name, output_dir, database, tuple(runs), merge, comparison_path,
+                       comparison_error, time.perf_counter() - started, merge_error)
+
+
+def _compare(output_dir, database, run_ids, runs, compare_notebook, compare_parameters, kernel_name, cwd):
+    notebook = Path(compare_notebook) if compare_notebook is not None else COMPARE_NOTEBOOK
+    if compare_notebook is not None or notebook.is_file():
+        if not run_ids:
+            return None, "no run wrote results, nothing to compare"
+        params = (compare_parameters or _default_compare_parameters)(database, run_ids)
+        try:
+            report = run_report(notebook, params, output_dir=output_dir, name="comparison",
+                                kernel_name=kernel_name, cwd=cwd)
+        except EttError as err:
+            path = getattr(err, "html_path", None)
+            return (path if path is not None and Path(path).exists() else None), str(err).splitlines()[0]
+        return report.html_path, None
+    return write_comparison_html(output_dir / "comparison.html", database, run_ids, runs), None
+
+
+def _default_compare_parameters(database: Path, run_ids: list[str]) -> dict[str, Any]:
+    return {"db_path": str(database), "run_ids": list(run_ids)}
+
+
+def write_comparison_html(path: str | Path, database: str | Path, run_ids: Sequence[str],
+                          runs: Sequence[SweepRun] = ()) -> Path:
+    """A plain HTML comparison of a sweep: the runs table, then links to each report."""
+    from html import escape
+
+    path = Path(path)
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(path.parent.name)} comparison</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}.failed{color:#b00}</style>",
+             f"</head><body><h1>Sweep {escape(path.parent.name)}: comparison</h1>"]
+    if run_ids and Path(database).is_file():
+        parts.append(compare_runs(database, run_ids).to_html(index=False, na_rep="", border=0))
+    else:
+        parts.append("<p>No run wrote results.</p>")
+    if runs:
+        parts.append("<h2>Reports</h2><ul>")
+        for run in runs:
+            link = escape(os.path.relpath(run.html_path, path.parent)) if run.html_path else None
+            label = escape(run.name) + ("" if run.ok else f" <span class='failed'>FAILED: {escape(run.error or '')}</span>")
+            parts.append(f"<li><a href='{link}'>{label}</a></li>" if link else f"<li>{label}</li>")
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------
+# Command line (the lead wires this into ettlib.cli)
+# --------------------------------------------------------------------------
+
+
+def configure_sweep_parser(parser, default_db: Path | None = None) -> None:
+    """Add ``ett sweep`` arguments to an argparse parser; sets ``func``."""
+    from ettlib.reports import EXPERIMENT_NOTEBOOK
+
+    parser.add_argument("notebook", nargs="?", type=Path, default=EXPERIMENT_NOTEBOOK,
+                        help="notebook to run (default: %(default)s)")
+    parser.add_argument("--grid", type=Path, required=True,
+                        help="YAML/JSON: a grid mapping, a list of parameter sets, or {base, grid, runs}")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument("--scheduler", dest="scheduler_address", help="Dask scheduler address (dask executor)")
+    parser.add_argument("--workers", type=int, default=2, help="local worker processes (default: %(default)s)")
+    parser.add_argument("--output-dir", type=Path, help="default: reports/sweeps/NAME")
+    parser.add_argument("--name", help="sweep name (default: NOTEBOOK-sweep)")
+    parser.add_argument("--db", type=Path, default=default_db,
+                        help="candle database: each run reads it read-only (as db_path), and the runs "
+                        "are merged into it afterwards" + (" (default: %(default)s)" if default_db else ""))
+    parser.add_argument("--show-code", action="store_true")
+    parser.add_argument("--no-compare", dest="compare", action="store_false", help="skip the comparison report")
+    parser.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    sets = [with_database(args.notebook, p, args.db) for p in load_parameter_sets(args.grid)]
+    result = run_sweep(
+        args.notebook, sets, executor=args.executor, workers=args.workers,
+        scheduler_address=args.scheduler_address, output_dir=args.output_dir, name=args.name,
+        database=args.db, show_code=args.show_code, compare=args.compare, progress=True,
+    )
+    print(result.summary())
+    return 1 if result.failures or result.merge_error else 0
