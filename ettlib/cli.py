@@ -206,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--timeframes", nargs="*", default=["5m", "15m", "1h"])
     replay.add_argument("--levels", type=int, default=3, help="pivot levels (default: %(default)s)")
     replay.set_defaults(func=_cmd_replay)
+
+    from ettlib.reports import configure_report_parser
+    from ettlib.sweep import configure_sweep_parser
+
+    configure_report_parser(
+        commands.add_parser("report", help="run a notebook with papermill and export it to HTML"),
+        default_db=DEFAULT_DB,
+    )
+    configure_sweep_parser(
+        commands.add_parser("sweep", help="run a notebook over a grid of parameters in parallel"),
+        default_db=DEFAULT_DB,
+    )
     return parser
 
 
