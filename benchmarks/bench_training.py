@@ -1,0 +1,308 @@
+"""Training: event-driven vs pre-built tensors, retrieval's share, River's rate.
+
+Run ``python benchmarks/bench_training.py`` (full) or ``--quick`` (< 60 s).
+
+Measures, in one run, on seeded demo candles (:mod:`ettlib.demo`) in a
+DuckDB file:
+
+1. **Event-driven vs pre-built.**  A replay drives the Transformer adapter
+   through the coordinator (frames registered at each 1m step, pairs matched
+   on candle completions and pivots, windows re-read in batches, targets built
+   from the events); the time inside the adapter's learning (retrieval +
+   tensors + optimizer step) gives event-driven samples/s.  Then the *same*
+   pairs, as tensors built before timing, train a fresh adapter with the same
+   seed: pre-built samples/s.  Same model, same batches, same order.
+2. **Retrieval's share of a training step**, from the replay's cache (the
+   path experiments use) and from DuckDB (a coordinator without the cache).
+3. **River**: the River adapter's pairs/s (retrieval + features +
+   ``learn_one``, event-driven) beside ``river.evaluate.progressive_val_score``
+   on the same features and targets, pre-computed.
+4. **The default configuration**: a full :func:`run_experiment` with the
+   default :class:`ExperimentConfig` (context 64, d_model 32, 2 layers,
+   batch 32, 1 torch thread) on demo data: wall time and whether the model
+   learned (its MAE against the frozen, never-trained copy and persistence).
+
+Ends with one JSON line: ``event_driven_vs_prebuilt_ratio``,
+``retrieval_share_of_step``, ``retrieval_share_uncached``,
+``river_adapter_pairs_per_s``, ``river_progressive_val_items_per_s``, plus more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ettlib.coordinator import InferenceTrainingCoordinator
+from ettlib.data_provider import DataProvider
+from ettlib.demo import DEFAULT_START, write_demo_data
+from ettlib.replay import ReplayEngine
+from ettlib.schema import OHLCV_COLUMNS
+from ettlib.store import DuckDBStorage
+from ettlib.training.adapters import RiverAdapter, TransformerAdapter, normalized_target
+from ettlib.training.experiment import ExperimentConfig, run_experiment
+from ettlib.training.inference_loop import InferenceLoop
+
+SYMBOL, TF = "ETH/USDT", "1m"
+PIVOTS = ["L2L", "L2H", "L3L", "L3H"]
+
+
+class Timed:
+    """Wraps a window source; accumulates the time spent retrieving."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.seconds = 0.0
+
+    def get_inference_data_batch(self, refs):
+        t = time.perf_counter()
+        out = self.inner.get_inference_data_batch(refs)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def instrument(adapter):
+    """Time the adapter's learning and keep each batch's pairs, in order."""
+    adapter.learn_seconds = 0.0
+    adapter.batches = []
+    adapter.batch_seconds = []
+    inner = adapter._train_pending
+
+    def timed(batch):
+        t = time.perf_counter()
+        inner(batch)
+        dt = time.perf_counter() - t
+        adapter.learn_seconds += dt
+        adapter.batch_seconds.append(dt)
+        adapter.batches.append(list(batch))
+
+    adapter._train_pending = timed
+    adapter.step_seconds = []
+    step = getattr(adapter, "train_step", None)
+    if step is not None:
+        def timed_step(*a, **k):
+            t = time.perf_counter()
+            out = step(*a, **k)
+            adapter.step_seconds.append(time.perf_counter() - t)
+            return out
+
+        adapter.train_step = timed_step
+    return adapter
+
+
+def replay(storage, adapter, start, end, context, *, use_cache=True):
+    """Drive ``adapter`` through a replay; return (timed source, wall seconds)."""
+    provider = DataProvider(storage)
+    coordinator = InferenceTrainingCoordinator(provider, storage, columns=OHLCV_COLUMNS,
+                                               pivot_lookback=5, run_id=f"bench-{time.perf_counter_ns()}")
+    adapter.attach(coordinator, SYMBOL, TF, PIVOTS)
+    timed = Timed(coordinator)
+    adapter.source = timed
+    loop = InferenceLoop(adapter, coordinator, symbol=SYMBOL, timeframe=TF, context_length=context,
+                         storage=storage)
+    loop.attach(provider)
+    engine = ReplayEngine(storage, provider, SYMBOL, start, end, cache_columns=OHLCV_COLUMNS,
+                          pivot_timeframes=(TF,), cache_warmup=context + 1)
+    if use_cache:
+        coordinator.cache = engine.cache
+        loop.windows = engine.cache
+    t = time.perf_counter()
+    engine.run()
+    adapter.flush()
+    wall = time.perf_counter() - t
+    coordinator.close()
+    return timed, wall, coordinator
+
+
+def prebuilt_tensors(adapter, coordinator):
+    """The recorded batches as (x, y_candle, y_action, is_candle) arrays (built untimed)."""
+    out = []
+    for batch in adapter.batches:
+        data = coordinator.get_inference_data_batch([p.ref for p in batch])
+        pairs = [(p, d) for p, d in zip(batch, data) if d is not None]
+        out.append(adapter._tensors(pairs))
+    return out
+
+
+def warm_up(params) -> None:
+    """A few throwaway steps, so one-time costs (autograd, allocator) hit neither side."""
+    warm = TransformerAdapter(**params)
+    b, c, f = params["batch_size"], params["context_length"], len(OHLCV_COLUMNS)
+    for _ in range(3):
+        warm.train_step(np.zeros((b, c, f), np.float32), np.zeros((b, f), np.float32),
+                        np.zeros(b, np.int64), np.ones(b, bool))
+
+
+def bench_transformer(storage, start, end, params, *, use_cache=True, repeats=3):
+    """Event-driven learning vs the same batches pre-built, ``repeats`` times, alternating.
+
+    The machine is shared and noisy, so both sides are compared by their
+    *median time per full batch* over all repetitions (the last, partial
+    batch of each run is left out); totals are reported too.
+    """
+    warm_up(params)
+    event_times, prebuilt_times, event_steps = [], [], []
+    learn_s = retrieval_s = prebuilt_s = 0.0
+    samples = batches = 0
+    same = True
+    size = params["batch_size"]
+    for _ in range(repeats if use_cache else 1):
+        adapter = instrument(TransformerAdapter(**params))
+        timed, wall, coordinator = replay(storage, adapter, start, end, params["context_length"],
+                                          use_cache=use_cache)
+        samples += adapter.pairs_learned
+        batches += len(adapter.batches)
+        learn_s += adapter.learn_seconds
+        retrieval_s += timed.seconds
+        event_times += [t for t, b in zip(adapter.batch_seconds, adapter.batches) if len(b) == size]
+        event_steps += [t for t, b in zip(adapter.step_seconds, adapter.batches) if len(b) == size]
+        if not use_cache:
+            continue
+        tensors = prebuilt_tensors(adapter, coordinator)
+        fresh = TransformerAdapter(**params)
+        for (x, yc, ya, mask), batch in zip(tensors, adapter.batches):
+            t = time.perf_counter()
+            fresh.train_step(x, yc, ya, mask)
+            dt = time.perf_counter() - t
+            prebuilt_s += dt
+            if len(batch) == size:
+                prebuilt_times.append(dt)
+        same = same and all(torch.equal(a, b) for a, b in zip(
+            adapter.model.state_dict().values(), fresh.model.state_dict().values()))
+    result = {"samples": samples, "batches": batches, "learn_s": learn_s,
+              "retrieval_s": retrieval_s, "retrieval_share": retrieval_s / learn_s,
+              "event_samples_per_s": size / float(np.median(event_times)),
+              "event_samples_per_s_total": samples / learn_s,
+              "event_step_ms": 1000 * float(np.median(event_steps)),
+              "event_batch_ms": 1000 * float(np.median(event_times))}
+    if use_cache:
+        result.update(prebuilt_samples_per_s=size / float(np.median(prebuilt_times)),
+                      prebuilt_step_ms=1000 * float(np.median(prebuilt_times)),
+                      prebuilt_samples_per_s_total=samples / prebuilt_s, same_weights_after=same)
+    return result
+
+
+def bench_river(storage, start, end, context):
+    from river import evaluate, metrics
+
+    adapter = instrument(RiverAdapter(batch_size=32))
+    timed, wall, coordinator = replay(storage, adapter, start, end, context)
+    pairs = adapter.pairs_learned
+    # the same features and targets, pre-computed, for River's own loop
+    dataset = []
+    for batch in adapter.batches:
+        data = coordinator.get_inference_data_batch([p.ref for p in batch])
+        for p, d in zip(batch, data):
+            if d is None or p.kind != "candle":
+                continue
+            feats = adapter.features_of(d.values, d.columns)
+            last = float(d.values[-1, d.columns.index("close")])
+            target = float(normalized_target(p.event, p.ref.norm_params, ("close",))[0])
+            dataset.append((feats, float(np.clip(target - last, -5, 5))))
+    model = RiverAdapter()._build()[0]
+    t = time.perf_counter()
+    evaluate.progressive_val_score(dataset, model, metrics.MAE())
+    river_s = time.perf_counter() - t
+    candle_pairs = sum(1 for b in adapter.batches for p in b if p.kind == "candle")
+    return {"pairs": pairs, "candle_pairs": candle_pairs, "learn_s": adapter.learn_seconds,
+            "retrieval_s": timed.seconds, "adapter_pairs_per_s": pairs / adapter.learn_seconds,
+            "progressive_val_items": len(dataset), "progressive_val_s": river_s,
+            "progressive_val_items_per_s": len(dataset) / river_s}
+
+
+def bench_default_run(path, start, end):
+    config = ExperimentConfig(db_path=str(path), start=start, end=end)
+    result = run_experiment(config)
+    s = result.scores
+    return {"wall_s": result.wall_s, "frames": result.metrics["frames"],
+            "train_steps": result.metrics["train_steps"],
+            "model_mae": s["model"]["mae_close"], "frozen_mae": s["frozen"]["mae_close"],
+            "persistence_mae": s["persistence"]["mae_close"],
+            "model_mae_first_half": s["model"]["mae_close_first_half"],
+            "model_mae_second_half": s["model"]["mae_close_second_half"],
+            "model_direction_accuracy": s["model"]["direction_accuracy"],
+            "model_pivot_accuracy": s["model"]["pivot_accuracy"],
+            "frozen_pivot_accuracy": s["frozen"]["pivot_accuracy"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="less data, under 60 s")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # what experiments use (ExperimentConfig.torch_threads)
+    hours = 8 if args.quick else 24
+    default_hours = 6 if args.quick else 48
+    params = dict(context_length=64, d_model=32, n_heads=4, n_layers=2, d_ff=64, batch_size=32,
+                  device="cpu", seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.duckdb"
+        with DuckDBStorage(path) as storage:
+            write_demo_data(storage, SYMBOL, days=max(default_hours, hours) / 24 + 0.1, seed=7)
+            start = DEFAULT_START
+            end = start + hours * 3_600_000 - 60_000
+            cached = bench_transformer(storage, start, end, params)
+            uncached = bench_transformer(storage, start, end, params, use_cache=False)
+            river = bench_river(storage, start, end, params["context_length"])
+        default = bench_default_run(path, DEFAULT_START, DEFAULT_START + default_hours * 3_600_000 - 60_000)
+
+    ratio = cached["event_samples_per_s"] / cached["prebuilt_samples_per_s"]
+    total_ratio = cached["event_samples_per_s_total"] / cached["prebuilt_samples_per_s_total"]
+    rows = [
+        ("transformer samples (pairs learned, 3 runs)", f"{cached['samples']} in {cached['batches']} batches"),
+        ("event-driven samples/s (cache)", f"{cached['event_samples_per_s']:.0f}"),
+        ("pre-built tensors samples/s", f"{cached['prebuilt_samples_per_s']:.0f}"),
+        ("event-driven / pre-built (median batch)", f"{ratio:.3f}  (target >= 0.9)"),
+        ("event-driven / pre-built (totals)", f"{total_ratio:.3f}"),
+        ("median ms: event batch / its step / pre-built step",
+         f"{cached['event_batch_ms']:.1f} / {cached['event_step_ms']:.1f} / {cached['prebuilt_step_ms']:.1f}"),
+        ("same weights after both", str(cached["same_weights_after"])),
+        ("retrieval share of a step (cache)", f"{cached['retrieval_share']:.4f}  (target <= 0.1)"),
+        ("retrieval share of a step (DuckDB)", f"{uncached['retrieval_share']:.4f}"),
+        ("event-driven samples/s (DuckDB)", f"{uncached['event_samples_per_s']:.0f}"),
+        ("river adapter pairs/s (event-driven)", f"{river['adapter_pairs_per_s']:.0f}"),
+        ("river progressive_val_score items/s", f"{river['progressive_val_items_per_s']:.0f}"),
+        (f"default run: {default_hours} h of 1m, wall s", f"{default['wall_s']:.1f}"),
+        ("default run: MAE model / frozen / persistence",
+         f"{default['model_mae']:.4f} / {default['frozen_mae']:.4f} / {default['persistence_mae']:.4f}"),
+        ("default run: model MAE 1st / 2nd half",
+         f"{default['model_mae_first_half']:.4f} / {default['model_mae_second_half']:.4f}"),
+        ("default run: pivot accuracy model / frozen",
+         f"{default['model_pivot_accuracy']:.3f} / {default['frozen_pivot_accuracy']:.3f}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"bench_training ({'quick' if args.quick else 'full'}; 1 torch thread; "
+          f"model d32 x2 layers, context 64, batch 32; {hours} h of 1m candles)")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    figures = {
+        "event_driven_vs_prebuilt_ratio": round(ratio, 4),
+        "event_driven_vs_prebuilt_ratio_totals": round(total_ratio, 4),
+        "retrieval_share_of_step": round(cached["retrieval_share"], 5),
+        "retrieval_share_uncached": round(uncached["retrieval_share"], 5),
+        "event_samples_per_s": round(cached["event_samples_per_s"], 1),
+        "prebuilt_samples_per_s": round(cached["prebuilt_samples_per_s"], 1),
+        "samples": cached["samples"],
+        "event_batch_ms": round(cached["event_batch_ms"], 2),
+        "event_step_ms": round(cached["event_step_ms"], 2),
+        "prebuilt_step_ms": round(cached["prebuilt_step_ms"], 2),
+        "river_adapter_pairs_per_s": round(river["adapter_pairs_per_s"], 1),
+        "river_progressive_val_items_per_s": round(river["progressive_val_items_per_s"], 1),
+        "default_run_wall_s": round(default["wall_s"], 2),
+        "default_run_hours": default_hours,
+        "default_model_mae": default["model_mae"],
+        "default_frozen_mae": default["frozen_mae"],
+        "default_persistence_mae": default["persistence_mae"],
+        "quick": args.quick,
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

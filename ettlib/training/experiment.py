@@ -1,0 +1,545 @@
+"""Run an experiment: replay, predict, learn online, score prequentially, record.
+
+:func:`run_experiment` wires the parts of ettlib together for one
+:class:`~ettlib.training.config.ExperimentConfig`:
+
+1. open the candle store (read-only when results go to a separate
+   ``results_db``, as in a sweep) and write a ``runs`` manifest with status
+   ``'running'`` (config JSON, data fingerprint, package version, git commit,
+   seed);
+2. build the adapter (the model) and its baselines from the registry, a
+   :class:`~ettlib.data_provider.DataProvider`, an
+   :class:`~ettlib.coordinator.InferenceTrainingCoordinator` (``strict``: an
+   adapter that raises fails the run) and, per symbol, an
+   :class:`~ettlib.training.inference_loop.InferenceLoop` and a
+   :class:`~ettlib.training.metrics.PrequentialScorer`;
+3. replay ``[start, end]`` with :class:`~ettlib.replay.ReplayEngine`: at each
+   instant the model first learns from what just became known, then predicts;
+4. flush the adapter, close the coordinator (its flush writes frames and
+   delivered pairs), write each learned pair's loss into ``training_events``
+   (the adapter's rows; the scorer's rows carry each prediction's absolute
+   close error per model in ``metrics``) and finish the manifest with the
+   metrics, the wall time and status ``'completed'``.
+
+Every score is prequential: a prediction is scored when its truth arrives,
+and it was made -- frozen into its frame -- before the model could learn
+from that truth.  Baselines (``persistence``, ``frozen``: the same
+Transformer, same seed, never trained) predict on the same windows at the
+same steps.
+
+A run that raises keeps what it had: the coordinator's buffered frames and
+pairs are flushed, learned losses are written, the manifest gets status
+``'failed'``, the error and the partial metrics, and
+:class:`ExperimentError` (carrying ``run_id`` and the partial
+:class:`ExperimentResult`) is raised from the original exception.
+
+The same config and seed give identical metrics and identical
+``training_events`` rows (up to ``run_id``): replay, ids, batching and the
+model's randomness are all deterministic.
+
+Examples
+--------
+>>> config = ExperimentConfig(symbols=("ETH/USDT",), adapter="persistence", baselines=())
+>>> config.adapter, config.timeframes
+('persistence', ['1m'])
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ettlib.errors import ConfigError, EttError
+from ettlib.training import registry
+from ettlib.training.config import ExperimentConfig, parse_time
+from ettlib.training.metrics import PrequentialScorer
+
+__all__ = [
+    "ExperimentConfig",
+    "ExperimentResult",
+    "ExperimentError",
+    "run_experiment",
+    "build_adapter",
+    "data_fingerprint",
+    "parse_time",
+    "parse_overrides",
+    "config_from_sources",
+    "add_run_arguments",
+    "run_command",
+]
+
+_SEQUENCE_ADAPTERS = ("transformer", "frozen")
+
+
+class ExperimentError(EttError):
+    """An experiment run failed; its partial results and manifest were kept.
+
+    Attributes ``run_id`` and ``result`` (the partial
+    :class:`ExperimentResult`, status ``'failed'``).
+    """
+
+    def __init__(self, message: str, *, run_id: str, result: ExperimentResult | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+        self.result = result
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentResult:
+    """What a run produced.
+
+    ``metrics`` is flat (``"model.mae_close"``, ``"persistence.mae_close"``,
+    ``"frames"``, ...: the JSON of ``runs.metrics``); ``scores`` the same per
+    model as nested dicts; ``pair_losses`` the loss of each learned pair in
+    learning order; ``counters`` the coordinator's counters.
+    """
+
+    run_id: str
+    status: str
+    config: ExperimentConfig
+    metrics: dict
+    scores: dict
+    pair_losses: tuple
+    wall_s: float
+    data_fingerprint: str
+    counters: dict = field(default_factory=dict)
+    error: str | None = None
+    checkpoint: str | None = None
+
+    def summary(self) -> str:
+        """A small text table: each model's scores side by side."""
+        names = list(self.scores)
+        rows = ["mae_close", "mae_close_first_half", "mae_close_second_half",
+                "direction_accuracy", "pivot_accuracy", "n_candles", "n_pivot_pairs"]
+        width = max(12, *(len(n) for n in names)) if names else 12
+        lines = [f"run {self.run_id} ({self.status}, {self.wall_s:.1f} s)",
+                 f"{'':24}" + "".join(f"{n:>{width + 2}}" for n in names)]
+        for row in rows:
+            cells = []
+            for n in names:
+                value = self.scores[n].get(row)
+                cells.append(f"{'-' if value is None else format(value, '.6g'):>{width + 2}}")
+            lines.append(f"{row:24}" + "".join(cells))
+        for key in ("frames", "candle_pairs", "pivot_pairs", "train_steps", "mean_pair_loss"):
+            if key in self.metrics:
+                lines.append(f"{key:24}{self.metrics[key]}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Pieces
+# ---------------------------------------------------------------------------
+
+
+def build_adapter(name: str, config: ExperimentConfig, *, learn_params: bool = True):
+    """The adapter ``name`` as the config asks for it.
+
+    Sequence models (``transformer``, ``frozen``) read every window column and
+    get ``context_length``; the model's ``adapter_params`` apply to the model
+    and to the ``frozen`` baseline when the model is a Transformer (so the
+    frozen baseline is the model before any learning).
+    """
+    params = {"seed": config.seed, "batch_size": config.batch_size}
+    if name in _SEQUENCE_ADAPTERS:
+        params.update(context_length=config.context_length, features=config.columns)
+    if learn_params and (name == config.adapter or (
+            name == "frozen" and config.adapter in _SEQUENCE_ADAPTERS)):
+        params.update(config.adapter_params)
+    try:
+        return registry.create(name, **params)
+    except TypeError as err:
+        raise ConfigError(f"adapter {name!r} refused its parameters: {err}") from None
+
+
+def data_fingerprint(storage, config: ExperimentConfig) -> str:
+    """SHA-256 over each symbol's base candles in the range (count, bounds, row hashes)."""
+    import hashlib
+
+    con = storage.con
+    parts = []
+    lo = config.start if config.start is not None else -(2**62)
+    hi = config.end if config.end is not None else 2**62
+    for symbol in config.symbols:
+        row = con.execute(
+            "SELECT count(*), min(timestamp), max(timestamp),"
+            " bit_xor(hash(timestamp, open, high, low, close, volume))"
+            " FROM ohlcv_data WHERE symbol = ? AND timeframe = ? AND timestamp BETWEEN ? AND ?",
+            [symbol, config.base_timeframe, lo, hi],
+        ).fetchone()
+        parts.append([symbol, config.base_timeframe, *[None if v is None else int(v) for v in row]])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ettlib")
+    except Exception:  # not installed: the source tree's version
+        import ettlib
+
+        return getattr(ettlib, "__version__", "unknown")
+
+
+class _SplitStorage:
+    """Windows from the candle store, writes to the results store (a sweep's run file)."""
+
+    def __init__(self, candles, results):
+        self.con = results.con
+        self.path = results.path
+        self.read_window = candles.read_window
+        self.read_windows = candles.read_windows
+
+
+def _now_utc() -> datetime:
+    # Manifest bookkeeping only (started_at / finished_at); never under replay.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _write_manifest(con, run_id, config, *, status, fingerprint, started_at, finished_at=None,
+                    wall_s=None, metrics=None, error=None, version=None, commit=None) -> None:
+    con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+    con.execute(
+        "INSERT INTO runs (run_id, status, config, data_fingerprint, package_version, git_commit,"
+        " seed, started_at, finished_at, wall_s, metrics, error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [run_id, status, config.to_json(), fingerprint, version, commit, config.seed, started_at,
+         finished_at, wall_s, None if metrics is None else json.dumps(metrics, sort_keys=True), error],
+    )
+
+
+def _write_pair_losses(con, run_id: str, subscriber: str, results) -> int:
+    """Set ``loss``/``metrics`` of the adapter's delivered pairs in ``training_events``."""
+    if not results:
+        return 0
+    import pyarrow as pa
+
+    table = pa.table({
+        "inference_id": [str(r.inference_id) for r in results],
+        "event_key": [r.event_key for r in results],
+        "loss": [float(r.loss) for r in results],
+        "metrics": [json.dumps(r.metrics, sort_keys=True) for r in results],
+    })
+    con.register("_ett_pair_losses", table)
+    try:
+        con.execute(
+            "UPDATE training_events SET loss = p.loss, metrics = p.metrics FROM _ett_pair_losses p"
+            " WHERE training_events.run_id = ? AND training_events.subscriber = ?"
+            " AND training_events.inference_id = p.inference_id"
+            " AND training_events.event_key = p.event_key",
+            [run_id, subscriber],
+        )
+    finally:
+        con.unregister("_ett_pair_losses")
+    return len(results)
+
+
+class _Scoring:
+    """Per-pair prequential errors, returned to the coordinator as the pair's metrics."""
+
+    subscriber_name = "prequential"
+
+    def __init__(self, scorer: PrequentialScorer):
+        self.scorer = scorer
+
+    def on_candle_completion(self, event, inference_ref):
+        if inference_ref is None:
+            return None
+        before = {n: (len(s.abs_errors), s.direction_total, s.direction_hits)
+                  for n, s in self.scorer.scores.items()}
+        self.scorer.on_candle_completion(event, inference_ref)
+        out = {}
+        for n, s in self.scorer.scores.items():
+            if len(s.abs_errors) > before[n][0]:
+                out[f"abs_error_close.{n}"] = s.abs_errors[-1]
+            if s.direction_total > before[n][1]:  # per-pair direction hit (1.0 / 0.0), for rolling accuracy
+                out[f"direction_hit.{n}"] = float(s.direction_hits - before[n][2])
+        return out or None
+
+    def on_pivot_event(self, event, inference_refs):
+        self.scorer.on_pivot_event(event, inference_refs)
+        return None
+
+
+def _flat_metrics(scores: dict, extra: dict) -> dict:
+    flat = dict(extra)
+    for name, values in scores.items():
+        for key, value in values.items():
+            flat[f"{name}.{key}"] = value
+    return flat
+
+
+# ---------------------------------------------------------------------------
+# The runner
+# ---------------------------------------------------------------------------
+
+
+def run_experiment(config, *, progress: bool = False, run_id: str | None = None) -> ExperimentResult:
+    """Run one experiment (see the module doc); returns its :class:`ExperimentResult`.
+
+    Parameters
+    ----------
+    config
+        An :class:`ExperimentConfig`, or a mapping for :meth:`ExperimentConfig.from_dict`.
+    progress
+        Show the replay's progress bar.
+    run_id
+        Key of the run's rows (default: ``run_name`` or ``"run"`` plus a random suffix).
+
+    Raises
+    ------
+    ExperimentError
+        When anything fails after the manifest was written; the manifest
+        (status ``'failed'``) and the partial results stay in the store.
+    """
+    from ettlib.coordinator import InferenceTrainingCoordinator
+    from ettlib.data_provider import DataProvider
+    from ettlib.replay import ReplayEngine
+    from ettlib.store import DuckDBStorage
+    from ettlib.training.inference_loop import InferenceLoop
+
+    if not isinstance(config, ExperimentConfig):
+        config = ExperimentConfig.from_dict(config)
+    run_id = run_id or f"{config.run_name or 'run'}-{uuid.uuid4().hex[:12]}"
+    separate = config.results_db is not None and config.results_db != config.db_path
+    if not Path(config.db_path).is_file():
+        raise ConfigError(f"{config.db_path}: no such database (ingest candles first, e.g. `ett demo`)")
+    candles = DuckDBStorage(config.db_path, read_only=separate)
+    results = DuckDBStorage(config.results_db) if separate else candles
+    storage = _SplitStorage(candles, results) if separate else candles
+    try:  # bad adapter parameters are a config error, before any manifest
+        adapter = build_adapter(config.adapter, config)
+        baselines = {name: build_adapter(name, config) for name in config.baselines}
+    except BaseException:
+        if separate:
+            results.close()
+        candles.close()
+        raise
+    clock_start = time.perf_counter()
+    started_at = _now_utc()
+    fingerprint = data_fingerprint(candles, config)
+    version, commit = _package_version(), _git_commit()
+    manifest = dict(fingerprint=fingerprint, started_at=started_at, version=version, commit=commit)
+    _write_manifest(results.con, run_id, config, status="running", **manifest)
+
+    scorer = coordinator = None
+    extra: dict = {}
+    threads = torch_threads_before = None
+    if config.torch_threads is not None:
+        import torch
+
+        threads, torch_threads_before = torch, torch.get_num_threads()
+        torch.set_num_threads(config.torch_threads)
+    try:
+        try:
+            start, end = _replay_range(candles, config)
+            provider = DataProvider(candles, pivot_levels=config.pivot_levels, on_error="raise")
+            coordinator = InferenceTrainingCoordinator(
+                provider, storage, pivot_lookback=config.pivot_lookback, columns=config.columns,
+                run_id=run_id, strict=True, replace=True,
+            )
+            targets = {"model": adapter.targets, **{n: b.targets for n, b in baselines.items()}}
+            scorer = PrequentialScorer(targets)
+            scoring = _Scoring(scorer)
+            loops = []
+            for symbol in config.symbols:
+                adapter.attach(coordinator, symbol, config.timeframe, config.pivot_types)
+                coordinator.subscribe_to_candle_completion(scoring, symbol, config.timeframe)
+                coordinator.subscribe_to_pivot_events(scoring, symbol, config.timeframe,
+                                                      config.pivot_types)
+                loop = InferenceLoop(
+                    adapter, coordinator, symbol=symbol, timeframe=config.timeframe,
+                    context_length=config.context_length, columns=config.columns,
+                    stride=config.stride, train_every=config.train_every, storage=candles,
+                    companions=baselines,
+                    on_prediction=lambda ref, window, preds: scorer.record(
+                        ref, last_close=float(window.column("close")[-1]), predictions=preds),
+                )
+                loop.attach(provider)
+                loops.append(loop)
+            engine = ReplayEngine(
+                candles, provider, config.symbols, start, end,
+                base_timeframe=config.base_timeframe, timeframes=config.timeframes,
+                pivot_timeframes=(config.timeframe,), pivot_levels=config.pivot_levels,
+                progress=progress, cache_warmup=config.context_length + 1,
+                cache_columns=config.columns,
+            )
+            coordinator.cache = engine.cache
+            for loop in loops:
+                loop.windows = engine.cache
+            engine.run()
+            adapter.flush()
+            extra = {
+                "frames": sum(loop.frames_registered for loop in loops),
+                "cache_misses": sum(loop.cache_misses for loop in loops),
+            }
+            coordinator.close()
+            learned = adapter.drain_results()
+            _write_pair_losses(results.con, run_id, adapter.subscriber_name, learned)
+            if config.checkpoint:
+                adapter.save(config.checkpoint)
+            counters = coordinator.counters()
+            scores = scorer.metrics()
+            extra.update(_pair_counts(learned), train_steps=getattr(adapter, "steps", 0),
+                         failed_pairs=counters.failed)
+            metrics = _flat_metrics(scores, extra)
+            wall_s = time.perf_counter() - clock_start
+            _write_manifest(results.con, run_id, config, status="completed",
+                            finished_at=_now_utc(), wall_s=wall_s, metrics=metrics, **manifest)
+        except BaseException as exc:
+            _fail(exc, config, run_id, results, adapter, scorer, coordinator, extra,
+                  clock_start, manifest)
+            raise  # not reached: _fail raises
+    finally:
+        if threads is not None:
+            threads.set_num_threads(torch_threads_before)
+        if separate:
+            results.close()
+        candles.close()
+    return ExperimentResult(
+        run_id, "completed", config, metrics, scores, tuple(r.loss for r in learned), wall_s,
+        fingerprint, counters=_counters_dict(counters), checkpoint=config.checkpoint,
+    )
+
+
+def _replay_range(candles, config: ExperimentConfig) -> tuple[int, int]:
+    bounds = [candles.time_range(s, config.base_timeframe) for s in config.symbols]
+    missing = [s for s, b in zip(config.symbols, bounds) if b is None]
+    if missing:
+        raise ConfigError(
+            f"no {config.base_timeframe} candles for {', '.join(missing)} in {config.db_path}"
+        )
+    start = config.start if config.start is not None else min(b[0] for b in bounds)
+    end = config.end if config.end is not None else max(b[1] for b in bounds)
+    return start, end
+
+
+def _pair_counts(learned) -> dict:
+    candle = [r.loss for r in learned if r.event_kind == "candle"]
+    pivot = [r.loss for r in learned if r.event_kind == "pivot"]
+    return {
+        "candle_pairs": len(candle),
+        "pivot_pairs": len(pivot),
+        "mean_pair_loss": (sum(candle) + sum(pivot)) / len(learned) if learned else None,
+    }
+
+
+def _counters_dict(counters) -> dict:
+    from dataclasses import asdict
+
+    return asdict(counters) if counters is not None else {}
+
+
+def _fail(exc, config, run_id, results, adapter, scorer, coordinator, extra, clock_start, manifest):
+    """Keep the partial state, mark the run failed, raise ExperimentError."""
+    error = f"{type(exc).__name__}: {exc}"
+    notes = []
+    learned = []
+    counters = None
+    try:
+        if coordinator is not None:
+            coordinator.close()  # flushes buffered frames and pairs (idempotent)
+            counters = coordinator.counters()
+        if adapter is not None:
+            learned = adapter.drain_results()
+            _write_pair_losses(results.con, run_id, adapter.subscriber_name, learned)
+    except Exception as inner:  # keep going: the manifest matters most
+        notes.append(f"while saving partial results: {type(inner).__name__}: {inner}")
+    scores = scorer.metrics() if scorer is not None else {}
+    metrics = _flat_metrics(scores, {**extra, **_pair_counts(learned)})
+    wall_s = time.perf_counter() - clock_start
+    detail = "".join(traceback.format_exception(exc)) + "".join(f"\n{n}" for n in notes)
+    _write_manifest(results.con, run_id, config, status="failed", finished_at=_now_utc(),
+                    wall_s=wall_s, metrics=metrics, error=detail, **manifest)
+    result = ExperimentResult(
+        run_id, "failed", config, metrics, scores, tuple(r.loss for r in learned), wall_s,
+        manifest["fingerprint"], counters=_counters_dict(counters), error=error,
+    )
+    if not isinstance(exc, Exception):  # KeyboardInterrupt and the like: recorded, re-raised
+        raise exc
+    raise ExperimentError(
+        f"experiment run {run_id!r} failed: {error} (partial results and the manifest are in "
+        f"{results.path}, runs.status = 'failed')",
+        run_id=run_id, result=result,
+    ) from exc
+
+
+# ---------------------------------------------------------------------------
+# Command line (`ett run`)
+# ---------------------------------------------------------------------------
+
+
+def parse_overrides(pairs) -> dict:
+    """``["key=value", ...]`` -> dict; values are read as JSON when they parse, else strings.
+
+    >>> parse_overrides(["context_length=32", "symbols=[\\"A/B\\"]", "adapter=river"])
+    {'context_length': 32, 'symbols': ['A/B'], 'adapter': 'river'}
+    """
+    out = {}
+    for pair in pairs or ():
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def config_from_sources(config_file=None, overrides=None, **values) -> ExperimentConfig:
+    """A config from a JSON/YAML file, then ``values``, then ``overrides`` (later wins)."""
+    merged = ExperimentConfig.from_file(config_file).to_dict() if config_file else {}
+    merged.update({k: v for k, v in values.items() if v is not None})
+    merged.update(overrides or {})
+    return ExperimentConfig.from_dict(merged)
+
+
+def add_run_arguments(parser) -> None:
+    """Add ``ett run``'s arguments to an ``argparse`` (sub)parser."""
+    parser.add_argument("config", nargs="?", help="experiment config file (.json, .yaml)")
+    parser.add_argument("--db", dest="db_path", help="candle database (overrides the config's db_path)")
+    parser.add_argument("--adapter", help="adapter name (transformer, river, persistence, frozen)")
+    parser.add_argument("--symbol", dest="symbols", action="append", help="symbol (repeatable)")
+    parser.add_argument("--start", help="start (epoch ms or ISO date, UTC)")
+    parser.add_argument("--end", help="end (epoch ms or ISO date, UTC)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--results-db", dest="results_db", help="write results to this file")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="any ExperimentConfig field; VALUE is JSON when it parses")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def run_command(args, out=print) -> int:
+    """What ``ett run`` does with :func:`add_run_arguments`' arguments; returns 0.
+
+    Raises :class:`~ettlib.errors.EttError` (the CLI prints it as one line).
+    """
+    start = parse_time(args.start, "start") if args.start is not None else None
+    end = parse_time(args.end, "end") if args.end is not None else None
+    config = config_from_sources(
+        args.config, parse_overrides(args.param), db_path=args.db_path, adapter=args.adapter,
+        symbols=args.symbols, start=start, end=end, seed=args.seed, results_db=args.results_db,
+    )
+    result = run_experiment(config, progress=not args.no_progress)
+    out(json.dumps(result.metrics, sort_keys=True) if args.json else result.summary())
+    return 0

@@ -1,0 +1,209 @@
+"""The inference loop (the seed's Step 3): predict, then register the frame.
+
+At each :class:`~ettlib.events.InferenceStepEvent` of its stream (every
+``stride``-th one) the loop
+
+1. reads the last ``context_length`` candles -- ``[T - context*tf, T - tf]``
+   on the timeframe grid, the candles closed at the step's time ``T`` --
+   through the replay's cache (a view, not a per-frame copy), falling back to
+   the store when the cache does not cover the range;
+2. computes ``norm_params`` from that window and normalizes it
+   (:mod:`ettlib.normalization`: the coordinator re-normalizes the re-read
+   window with the same parameters at training, so the model learns from
+   exactly the numbers it predicted from);
+3. asks the adapter for ``(action, predicted_candle, confidence)`` (and any
+   companion baselines, on the same window);
+4. builds an :class:`~ettlib.frames.InferenceFrameReference` with
+   ``prediction_timestamp = T`` (the event's time -- no wall clock),
+   ``data_range_end = T - tf``, ``target_timestamp = T``, and registers it
+   with the coordinator.
+
+Steps whose window holds fewer than ``min_rows`` candles (the start of the
+data, a long gap) make no frame.
+
+Micro-batching with ``train_every``
+-----------------------------------
+By default an adapter learns whenever ``batch_size`` pairs are waiting, so
+weights can change between any two predictions.  With ``train_every=k`` the
+loop turns the adapter's automatic training off and flushes it (learns from
+every pair that arrived) at every ``k``-th step, *before* predicting: all
+predictions between two updates use the same weights -- the setting that
+lets predictions of several symbols at one instant run as one batch, and
+that makes "one update per k candles" an explicit experimental choice.
+Pairs still wait at most ``k`` steps, and are never learned before their
+truth arrived.
+
+Examples
+--------
+>>> loop_window_bounds(600_000, "1m", 5)
+(300000, 540000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from ettlib.errors import ConfigError
+from ettlib.events import InferenceStepEvent
+from ettlib.frames import InferenceFrameReference, window_bounds
+from ettlib.normalization import compute_norm_params, normalize
+from ettlib.schema import OHLCV_COLUMNS
+from ettlib.timeframes import timeframe_ms, validate_timeframe
+
+__all__ = ["InferenceLoop", "loop_window_bounds"]
+
+
+def loop_window_bounds(t: int, timeframe: str, context_length: int) -> tuple[int, int]:
+    """``(data_range_start, data_range_end)`` of the window a step at ``t`` reads."""
+    return window_bounds(t, timeframe, context_length)
+
+
+class InferenceLoop:
+    """Predicts at inference steps and registers frames with the coordinator.
+
+    Parameters
+    ----------
+    adapter
+        The model (any registered adapter) that predicts and learns.
+    coordinator
+        An ``InferenceTrainingCoordinator``: ``register_inference_frame(ref)``.
+    symbol, timeframe
+        The stream to predict on.
+    context_length
+        Candles per window.
+    columns
+        Window columns read and normalized (must match what the coordinator
+        re-reads at training); default OHLCV.
+    stride
+        Predict at every ``stride``-th step of the stream.
+    train_every
+        ``None``: the adapter trains when its batch fills.  ``k``: the adapter
+        learns only at every ``k``-th step (see the module doc).
+    windows
+        Where windows come from: an object with
+        ``window(symbol, timeframe, start, end, columns) -> CandleArrays | None``
+        (the replay's cache), tried first.
+    storage
+        Fallback ``read_window`` source (a ``DuckDBStorage``).
+    companions
+        ``{name: adapter}`` predicting beside the model on the same windows
+        (baselines); their predictions go to ``on_prediction``, not to frames.
+    on_prediction
+        ``callback(ref, window, predictions)`` after each registered frame,
+        with ``window`` the raw :class:`~ettlib.candles.CandleArrays` and
+        ``predictions`` ``{name: Prediction}`` (the model under ``"model"``).
+    min_rows
+        Fewest candles a window needs to predict (default ``context_length``).
+    """
+
+    def __init__(
+        self,
+        adapter,
+        coordinator,
+        *,
+        symbol: str,
+        timeframe: str,
+        context_length: int,
+        columns: Sequence[str] = OHLCV_COLUMNS,
+        stride: int = 1,
+        train_every: int | None = None,
+        windows=None,
+        storage=None,
+        companions: Mapping[str, object] | None = None,
+        on_prediction: Callable | None = None,
+        min_rows: int | None = None,
+    ):
+        for name, value in (("context_length", context_length), ("stride", stride)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if train_every is not None and (
+            not isinstance(train_every, int) or isinstance(train_every, bool) or train_every < 1
+        ):
+            raise ConfigError(f"train_every must be None or a positive int, got {train_every!r}")
+        if windows is None and storage is None:
+            raise ConfigError("InferenceLoop needs a window source: windows= (replay cache) or storage=")
+        self.adapter = adapter
+        self.coordinator = coordinator
+        self.symbol = symbol
+        self.timeframe = validate_timeframe(timeframe)
+        self._tf_ms = timeframe_ms(timeframe)
+        self.context_length = context_length
+        self.columns = tuple(columns)
+        self.stride = stride
+        self.train_every = train_every
+        self.windows = windows
+        self.storage = storage
+        self.companions = dict(companions or {})
+        self.on_prediction = on_prediction
+        self.min_rows = context_length if min_rows is None else int(min_rows)
+        self.steps_seen = 0
+        self.frames_registered = 0
+        self.cache_misses = 0
+        self._next_id = 1
+        if train_every is not None:
+            adapter.auto_train = False
+        self.subscription = None
+
+    def attach(self, data_provider):
+        """Subscribe :meth:`on_step` to the stream's inference steps; returns the handle."""
+        self.subscription = data_provider.subscribe_inference_step(
+            self.on_step, self.symbol, self.timeframe
+        )
+        return self.subscription
+
+    def _new_id(self):
+        make = getattr(self.coordinator, "new_inference_id", None)
+        if make is not None:
+            return make()
+        value, self._next_id = self._next_id, self._next_id + 1
+        return value
+
+    def read_window(self, start: int, end: int):
+        """The raw candles ``[start, end]``: the cache's view, else the store's rows."""
+        window = None
+        if self.windows is not None:
+            window = self.windows.window(self.symbol, self.timeframe, start, end, self.columns)
+        if window is None:
+            if self.storage is None:
+                return None
+            self.cache_misses += 1
+            window = self.storage.read_window(self.symbol, self.timeframe, start, end, self.columns)
+        return window
+
+    def on_step(self, step: InferenceStepEvent) -> InferenceFrameReference | None:
+        """Predict at ``step`` and register the frame; ``None`` when skipped."""
+        self.steps_seen += 1
+        if (self.steps_seen - 1) % self.stride:
+            return None
+        if self.train_every is not None and (self.steps_seen - 1) % (self.train_every * self.stride) == 0:
+            self.adapter.flush()
+        t = step.timestamp
+        start, end = loop_window_bounds(t, self.timeframe, self.context_length)
+        window = self.read_window(start, end)
+        if window is None or len(window) < self.min_rows:
+            return None
+        norm_params = compute_norm_params(window)
+        values = normalize(window.values, window.columns, norm_params)
+        action, candle, confidence = self.adapter.predict(values, window.columns)
+        ref = InferenceFrameReference(
+            inference_id=self._new_id(),
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            prediction_timestamp=t,
+            target_timestamp=end + self._tf_ms,
+            data_range_start=start,
+            data_range_end=end,
+            norm_params=norm_params,
+            predicted_action=action,
+            predicted_candle=candle,
+            confidence=confidence,
+        )
+        self.coordinator.register_inference_frame(ref)
+        self.frames_registered += 1
+        if self.on_prediction is not None:
+            predictions = {"model": (action, candle, confidence)}
+            for name, companion in self.companions.items():
+                predictions[name] = companion.predict(values, window.columns)
+            self.on_prediction(ref, window, predictions)
+        return ref
+

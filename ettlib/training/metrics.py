@@ -1,0 +1,144 @@
+"""Prequential scoring: each prediction is scored when its truth arrives.
+
+A :class:`PrequentialScorer` is a ``TrainingEventSubscriber`` like the
+adapters.  The predictions it scores were made -- and frozen into the frame,
+or recorded beside it for baselines by :meth:`PrequentialScorer.record` --
+at the frame's prediction time, before the truth existed; so every score is
+of a prediction made before any model could learn from its truth (River's
+progressive validation, with delayed labels).
+
+Scores, per model name (the model under ``"model"``, baselines beside it):
+
+* ``mae_close``: mean absolute error of the next close, in price units (the
+  predicted close is denormalized with the frame's ``norm_params``:
+  ``close = x * price_scale + price_offset``);
+* ``direction_accuracy``: share of candles whose move from the last closed
+  close has the predicted sign.  Flat actual moves are skipped; a predicted
+  move within float32 rounding of the price (``1e-6 * |last close| + 1e-4 *
+  price_scale``: windows are normalized in float32, so persistence's "no
+  move" comes back a hair off) counts as no move, which is wrong;
+* ``pivot_accuracy`` and ``pivot_confusion``: predicted action against the
+  pivot's implied action (low: BUY, high: SELL), over every matched
+  ``(pivot, frame)`` pair; the confusion matrix has rows BUY, SELL (truth)
+  and columns BUY, SELL, HOLD (prediction);
+* ``mae_close_first_half`` / ``mae_close_second_half``: the same MAE over the
+  first and second half of the scored candles (learning shows as a drop).
+
+Examples
+--------
+>>> from ettlib.frames import InferenceFrameReference
+>>> from ettlib.events import CandleCompletionEvent
+>>> params = {"price_offset": 100.0, "price_scale": 2.0, "volume_offset": 0.0, "volume_scale": 1.0}
+>>> ref = InferenceFrameReference(1, "X", "1m", 120_000, 120_000, 60_000, 60_000, params,
+...                               "HOLD", (0.0, 0.0, 0.0, 1.0, 0.0), 1.0)
+>>> scorer = PrequentialScorer({"model": ("open", "high", "low", "close", "volume")})
+>>> scorer.record(ref, last_close=100.0, predictions={})
+>>> scorer.on_candle_completion(CandleCompletionEvent("X", "1m", 120_000, 180_000, 100, 104, 99, 103, 5), ref)
+>>> m = scorer.metrics()["model"]
+>>> m["mae_close"], m["direction_accuracy"]
+(1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["PrequentialScorer", "ModelScores", "TRUE_ACTIONS", "PRED_ACTIONS"]
+
+TRUE_ACTIONS = ("BUY", "SELL")
+PRED_ACTIONS = ("BUY", "SELL", "HOLD")
+
+
+@dataclass
+class ModelScores:
+    """Running scores of one model."""
+
+    abs_errors: list = field(default_factory=list)
+    direction_hits: int = 0
+    direction_total: int = 0
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((2, 3), dtype=np.int64))
+
+    def summary(self) -> dict:
+        errors = np.asarray(self.abs_errors, dtype=np.float64)
+        half = len(errors) // 2
+        pivots = int(self.confusion.sum())
+        hits = int(self.confusion[0, 0] + self.confusion[1, 1])
+        return {
+            "mae_close": float(errors.mean()) if len(errors) else None,
+            "mae_close_first_half": float(errors[:half].mean()) if half else None,
+            "mae_close_second_half": float(errors[half:].mean()) if half else None,
+            "direction_accuracy": (
+                self.direction_hits / self.direction_total if self.direction_total else None
+            ),
+            "pivot_accuracy": hits / pivots if pivots else None,
+            "pivot_confusion": self.confusion.tolist(),
+            "n_candles": int(len(errors)),
+            "n_pivot_pairs": pivots,
+        }
+
+
+class PrequentialScorer:
+    """Scores the predictions recorded for each frame when its truth arrives.
+
+    Parameters
+    ----------
+    targets
+        ``{model name: target columns}``: where ``close`` sits in each
+        model's ``predicted_candle``.
+    """
+
+    def __init__(self, targets: Mapping[str, Sequence[str]]):
+        self.targets = {name: tuple(cols) for name, cols in targets.items()}
+        self.scores = {name: ModelScores() for name in self.targets}
+        self._frames: dict = {}  # inference_id -> (last_close, {name: (action, candle)})
+
+    def record(self, ref, *, last_close: float, predictions: Mapping[str, tuple]) -> None:
+        """Remember a frame's predictions (the model's come from ``ref`` itself)."""
+        preds = {"model": (ref.predicted_action, ref.predicted_candle)}
+        for name, (action, candle, _confidence) in predictions.items():
+            if name != "model":
+                preds[name] = (action, tuple(candle))
+        self._frames[ref.inference_id] = (float(last_close), preds)
+
+    def forget(self, inference_id) -> None:
+        self._frames.pop(inference_id, None)
+
+    # -- TrainingEventSubscriber --------------------------------------------
+
+    def on_candle_completion(self, event, inference_ref) -> None:
+        if inference_ref is None or inference_ref.inference_id not in self._frames:
+            return
+        last_close, preds = self._frames[inference_ref.inference_id]
+        params = inference_ref.norm_params
+        actual = float(event.close)
+        actual_move = np.sign(actual - last_close)
+        for name, (_, candle) in preds.items():
+            cols = self.targets.get(name)
+            if cols is None or "close" not in cols or len(candle) != len(cols):
+                continue
+            predicted = candle[cols.index("close")] * params["price_scale"] + params["price_offset"]
+            scores = self.scores[name]
+            scores.abs_errors.append(abs(predicted - actual))
+            if actual_move != 0:
+                move = predicted - last_close
+                tolerance = 1e-6 * abs(last_close) + 1e-4 * params["price_scale"]
+                predicted_move = 0.0 if abs(move) <= tolerance else np.sign(move)
+                scores.direction_total += 1
+                scores.direction_hits += int(predicted_move == actual_move)
+
+    def on_pivot_event(self, event, inference_refs) -> None:
+        truth = TRUE_ACTIONS.index(event.implied_action)
+        for ref in inference_refs:
+            frame = self._frames.get(ref.inference_id)
+            if frame is None:
+                continue
+            for name, (action, _) in frame[1].items():
+                if name in self.scores:
+                    self.scores[name].confusion[truth, PRED_ACTIONS.index(action)] += 1
+
+    def metrics(self) -> dict:
+        """``{model name: summary dict}`` of the scores so far."""
+        return {name: s.summary() for name, s in self.scores.items()}
