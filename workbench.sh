@@ -45,7 +45,7 @@ case "${1:-}" in
     report)
         shift
         install test
-        exec "$VENV/bin/ett" main "$@"
+        exec "$VENV/bin/ett" report "$@"
         ;;
     test)
         shift

@@ -34,7 +34,43 @@ from ettlib.store import DEFAULT_PATH, DuckDBStorage, IngestReport
 
 __version__ = "0.1.0"
 
-__all__ = [
+# Training names load torch: they are resolved on first use, not at import.
+_TRAINING_NAMES = {
+    "RealTrainingAdapter": "ettlib.training.adapters",
+    "TransformerAdapter": "ettlib.training.adapters",
+    "RiverAdapter": "ettlib.training.adapters",
+    "PersistenceAdapter": "ettlib.training.adapters",
+    "InferenceLoop": "ettlib.training.inference_loop",
+    "ModelConfig": "ettlib.training.models",
+    "ExperimentConfig": "ettlib.training.experiment",
+    "ExperimentResult": "ettlib.training.experiment",
+    "ExperimentError": "ettlib.training.experiment",
+    "run_experiment": "ettlib.training.experiment",
+    "run_report": "ettlib.reports",
+    "ReportResult": "ettlib.reports",
+    "ReportError": "ettlib.reports",
+    "run_sweep": "ettlib.sweep",
+    "SweepResult": "ettlib.sweep",
+    "expand_grid": "ettlib.sweep",
+    "EventStepper": "ettlib.widgets",
+}
+
+
+def __getattr__(name: str):
+    module = _TRAINING_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ettlib' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_TRAINING_NAMES))
+
+__all__ = [*_TRAINING_NAMES,
     "CandleArrays",
     "CandleCache",
     "CandleCompletionEvent",

@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--levels", type=int, default=3, help="pivot levels (default: %(default)s)")
     replay.set_defaults(func=_cmd_replay)
 
+    from ettlib.training.experiment import add_run_arguments, run_command
+
+    run = commands.add_parser("run", help="run an experiment from a config file or flags")
+    add_run_arguments(run)
+    run.set_defaults(func=run_command)
+
     from ettlib.reports import configure_report_parser
     from ettlib.sweep import configure_sweep_parser
 
