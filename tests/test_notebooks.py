@@ -1,0 +1,277 @@
+"""The three notebooks, executed for real (papermill, a real ``python3`` kernel).
+
+Each notebook runs top to bottom with small parameters on a demo database
+in a temporary folder; any cell error fails the test (papermill raises
+``PapermillExecutionError``).  The outputs are then checked against what
+the database says, read independently with DuckDB.  02 and 03 share one
+database (module fixture): 03 compares the run 02 made and a second run.
+
+Also here: unit tests of the helpers the notebooks call
+(:mod:`ettlib.notebook_tools`), and the check that the experiment
+notebook's ``parameters`` cell mirrors ``ExperimentConfig``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import nbformat
+import numpy as np
+import pytest
+
+from ettlib.errors import ConfigError
+from ettlib.notebook_tools import (
+    NOTEBOOK_ONLY_PARAMETERS,
+    differing_configs,
+    direction_hits,
+    ensure_demo_data,
+    pair_metrics,
+    replay_range,
+    resolve_db_path,
+    select_runs,
+)
+from ettlib.store import DuckDBStorage
+from ettlib.training.config import ExperimentConfig
+
+pytestmark = pytest.mark.timeout(300)
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+EXPLORE = NOTEBOOKS / "01_explore_events.ipynb"
+EXPERIMENT = NOTEBOOKS / "02_experiment.ipynb"
+COMPARE = NOTEBOOKS / "03_compare_runs.ipynb"
+
+MINUTE = 60_000
+T0 = 1_704_067_200_000  # 2024-01-01, ettlib.demo's default start
+TINY_MODEL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}
+
+
+def execute(notebook: Path, out_dir: Path, parameters: dict) -> nbformat.NotebookNode:
+    """Run ``notebook`` with ``parameters`` in a real kernel; the executed notebook."""
+    import papermill
+
+    out = out_dir / notebook.name
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters=parameters, kernel_name="python3",
+        progress_bar=False, cwd=str(out_dir), start_timeout=120,
+    )
+    return nbformat.read(str(out), as_version=4)
+
+
+def outputs(nb) -> list[dict]:
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+def texts(nb) -> str:
+    """Every stream and text/plain output, joined."""
+    parts = []
+    for o in outputs(nb):
+        parts.append(o.get("text", ""))
+        parts.append(o.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def htmls(nb) -> list[str]:
+    return [o["data"]["text/html"] for o in outputs(nb) if "text/html" in o.get("data", {})]
+
+
+def pngs(nb) -> list[str]:
+    return [o["data"]["image/png"] for o in outputs(nb) if "image/png" in o.get("data", {})]
+
+
+# -------------------------------------------------------------- 01: explore
+
+
+def test_explore_notebook_runs_and_steps(tmp_path):
+    db = tmp_path / "explore.duckdb"  # does not exist: the notebook writes the demo
+    demo_days, steps = 0.5, 25
+    nb = execute(EXPLORE, tmp_path, {
+        "db_path": str(db), "days": 0.25, "demo_days": demo_days, "context_length": 16,
+        "timeframes": ["1m", "5m"], "window_candles": 40, "demo_steps": steps,
+    })
+    # the demo candles landed in the database: demo_days of 1m candles
+    with duckdb.connect(str(db), read_only=True) as con:
+        n, first = con.execute("SELECT count(*), min(timestamp) FROM ohlcv_data WHERE timeframe = '1m'").fetchone()
+        assert con.execute("SELECT count(*) FROM inference_frames").fetchone()[0] == 0  # scratch store only
+    assert n == int(demo_days * 1440)
+    # the replay starts once a 16-candle window and a 40-candle chart of history exist
+    text = texts(nb)
+    assert f"replaying ETH/USDT {first + 40 * MINUTE} .." in text
+    # the stepper is shown as a widget
+    views = [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1
+    # it stepped: events consumed, frames registered and matched, a redraw timed
+    consumed, frames = map(int, re.search(r"(\d+) events consumed, (\d+) frames registered", text).groups())
+    assert consumed >= steps and frames > 0
+    registered = int(re.search(r"registered=(\d+)", text).group(1))
+    matched = int(re.search(r"matched=(\d+)", text).group(1))
+    assert registered == frames and matched > 0  # candle and pivot matches (a pivot may match several)
+    assert re.search(r"median redraw: \d+\.\d ms per step", text)
+
+
+# ----------------------------------------------------------- 02 and 03
+
+
+@pytest.fixture(scope="module")
+def experiment_run(tmp_path_factory):
+    """02 executed once on a fresh demo database, plus a second run made from Python."""
+    from ettlib.training.experiment import run_experiment
+
+    folder = tmp_path_factory.mktemp("experiment")
+    db = folder / "ett.duckdb"
+    nb = execute(EXPERIMENT, folder, {
+        "db_path": str(db), "demo_days": 0.25, "context_length": 16, "adapter_params": TINY_MODEL,
+        "batch_size": 16, "run_name": "nb-a",
+    })
+    second = run_experiment(ExperimentConfig(
+        db_path=str(db), adapter="river", baselines=("persistence",), context_length=16,
+        seed=1, run_name="nb-b", end=T0 + 180 * MINUTE,
+    ))
+    return db, nb, second
+
+
+def test_experiment_notebook_reports_the_run(experiment_run):
+    db, nb, _ = experiment_run
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT run_id, status, data_fingerprint, metrics, config FROM runs").fetchall()
+    runs = {json.loads(r[4])["run_name"]: r for r in rows}
+    run_id, status, fingerprint, metrics, config = runs["nb-a"]
+    metrics, config = json.loads(metrics), json.loads(config)
+    assert status == "completed"
+    assert config["context_length"] == 16 and config["adapter_params"] == TINY_MODEL
+    assert config["db_path"] == str(db)
+
+    tables = htmls(nb)
+    metrics_html = next(t for t in tables if "mae_close" in t and "persistence" in t)
+    for model in ("model", "persistence", "frozen"):
+        assert f"<th>{model}</th>" in metrics_html
+    # the displayed model MAE is the one stored in the runs table (6 significant digits)
+    shown = float(re.search(r"<th>mae_close</th>\s*<td>([^<]+)</td>", metrics_html).group(1))
+    assert shown == pytest.approx(metrics["model.mae_close"], rel=1e-5)
+    # the manifest: run id, fingerprint, seed, commit/version rows, timings
+    manifest = next(t for t in tables if "data fingerprint" in t)
+    for needle in (run_id, fingerprint, "package version", "git commit", "wall time (s)", "config.seed"):
+        assert needle in manifest
+    # learning curve, rolling accuracy, pivot confusion: three PNG figures
+    assert len(pngs(nb)) == 3
+    assert f"Run `{run_id}` **completed**" in "\n".join(
+        o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
+
+
+def test_per_pair_direction_hits_add_up_to_the_accuracy(experiment_run):
+    db, _, _ = experiment_run
+    with duckdb.connect(str(db), read_only=True) as con:
+        run_id, metrics = con.execute(
+            "SELECT run_id, metrics FROM runs WHERE json_extract_string(config, '$.run_name') = 'nb-a'").fetchone()
+    metrics = json.loads(metrics)
+    hits = direction_hits(pair_metrics(db, run_id))
+    assert list(hits)[0] == "model" and set(hits) == {"model", "persistence", "frozen"}
+    for name, values in hits.items():
+        assert np.nanmean(values) == pytest.approx(metrics[f"{name}.direction_accuracy"])
+        assert set(np.unique(values[~np.isnan(values)])) <= {0.0, 1.0}
+
+
+def test_compare_notebook_shows_both_runs(experiment_run, tmp_path):
+    db, _, second = experiment_run
+    with duckdb.connect(str(db), read_only=True) as con:
+        run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
+    assert len(run_ids) == 2 and second.run_id in run_ids
+    nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": [], "last_n": 10})
+    tables = htmls(nb)
+    scores = next(t for t in tables if "mae_close" in t)
+    for run_id in run_ids:
+        assert run_id in scores
+    differing = next(t for t in tables if "config.adapter" in t)
+    assert "config.seed" in differing and "river" in differing and "transformer" in differing
+    assert "config.context_length" not in differing  # the same in both runs
+    assert len(pngs(nb)) == 3  # two metric bar charts, the learning curves
+
+
+def test_compare_notebook_over_runs_without_model_scores(tmp_path):
+    """Runs of another notebook (a sweep's): their own metrics are shown, missing plots said so."""
+    from ettlib.schema import ensure_schema
+
+    db = tmp_path / "other.duckdb"
+    with duckdb.connect(str(db)) as con:
+        ensure_schema(con)
+        for i, status in enumerate(("ok", "failed")):
+            con.execute("INSERT INTO runs (run_id, status, config, metrics, started_at) VALUES (?, ?, ?, ?, ?)",
+                        [f"other-{i}", status, json.dumps({"seed": i, "label": "x"}),
+                         json.dumps({"score": 10 + i}), f"2024-01-0{i + 1}"])
+    nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": ["other-1", "other-0"]})
+    tables = htmls(nb)
+    assert any("other-0" in t and "other-1" in t and "<th>score</th>" in t for t in tables)
+    differing = next(t for t in tables if "config.seed" in t)
+    assert "config.label" not in differing
+    shown = "\n".join(o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
+    assert "No `mae_close` recorded" in shown and "No learned pairs recorded." in shown
+    assert pngs(nb) == []
+
+
+# ------------------------------------------------------- parameters == config
+
+
+def test_experiment_parameters_mirror_the_config():
+    import papermill
+
+    declared = papermill.inspect_notebook(str(EXPERIMENT))
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    assert set(declared) == set(fields) | set(NOTEBOOK_ONLY_PARAMETERS)
+    for name, field in fields.items():
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        shown = ast.literal_eval(declared[name]["default"])
+        normalize = (lambda v: list(v) if isinstance(v, tuple) else v)
+        assert normalize(shown) == normalize(default), name
+        assert type(normalize(shown)) is type(normalize(default)), name
+
+
+def test_every_notebook_has_a_parameters_cell():
+    import papermill
+
+    for notebook, must in ((EXPLORE, {"db_path", "make_demo_if_missing", "demo_steps"}),
+                           (COMPARE, {"db_path", "run_ids", "last_n"})):
+        assert must <= set(papermill.inspect_notebook(str(notebook))), notebook.name
+
+
+# ---------------------------------------------------------- helper functions
+
+
+def test_resolve_db_path(tmp_path):
+    assert resolve_db_path("data/x.duckdb", cwd=tmp_path / "notebooks") == tmp_path / "data" / "x.duckdb"
+    assert resolve_db_path("data/x.duckdb", cwd=tmp_path) == tmp_path / "data" / "x.duckdb"
+    assert resolve_db_path(tmp_path / "y.duckdb", cwd="/elsewhere") == tmp_path / "y.duckdb"
+    with pytest.raises(ConfigError):
+        resolve_db_path("")
+
+
+def test_ensure_demo_data(tmp_path):
+    db = tmp_path / "d.duckdb"
+    with pytest.raises(ConfigError, match="make_demo_if_missing"):
+        ensure_demo_data(db, make_demo_if_missing=False)
+    assert not db.exists()  # refused: nothing written
+    assert ensure_demo_data(db, days=0.1) is True
+    assert ensure_demo_data(db, days=0.1) is False  # already there
+    with pytest.raises(ConfigError, match="BTC/USDT.*ETH/USDT"):
+        ensure_demo_data(db, "BTC/USDT", make_demo_if_missing=False)
+    with DuckDBStorage(db, read_only=True) as storage:
+        assert storage.time_range("ETH/USDT", "1m") == (T0, T0 + (144 - 1) * MINUTE)
+        assert replay_range(storage, "ETH/USDT") == (T0, T0 + 143 * MINUTE)
+        assert replay_range(storage, "ETH/USDT", days=1 / 24, warmup=10) == (T0 + 10 * MINUTE, T0 + 69 * MINUTE)
+        assert replay_range(storage, "ETH/USDT", start="2024-01-01T01:00:00Z")[0] == T0 + 60 * MINUTE
+        with pytest.raises(ConfigError, match="no 1m candles"):
+            replay_range(storage, "BTC/USDT")
+
+
+def test_select_runs_by_id_and_latest(experiment_run):
+    db, _, second = experiment_run
+    table = select_runs(db, [second.run_id])
+    assert table["run_id"].tolist() == [second.run_id]
+    assert select_runs(db, [], last_n=1)["run_id"].tolist() == [second.run_id]  # the latest started
+    assert len(select_runs(db, [], last_n=None)) == 2
+    with pytest.raises(ConfigError, match="no-such-run"):
+        select_runs(db, ["no-such-run"])
+    assert differing_configs(select_runs(db, [second.run_id])).shape[1] == 0  # one run: nothing differs
