@@ -188,7 +188,6 @@ def make_demo_database(path: Path, days: float = 1.0) -> Path:
     return path
 
 
-@pytest.mark.skipif(not EXPLORE_NOTEBOOK.exists(), reason="notebook not yet written: notebooks/01_explore_events.ipynb")
 def test_explore_events_stepper(lab, page):
     """``notebooks/01_explore_events.ipynb`` runs in JupyterLab and its stepper steps.
 
