@@ -451,7 +451,9 @@ class EventStepper:
         self.chart_stream.observe(self._on_chart_stream, names="value")
 
         # --- displays
-        self.image = w.Image(format="png", layout=w.Layout(width=f"{int(figsize[0] * dpi)}px"))
+        self.image = w.Image(format="png", layout=w.Layout(
+            width=f"{int(figsize[0] * dpi)}px", height="auto", object_fit="contain", flex="0 1 auto",
+            align_self="flex-start"))
         self.image.add_class("ett-chart")
         self.counter = w.HTML()
         self.counter.add_class("ett-event-counter")

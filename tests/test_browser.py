@@ -204,7 +204,8 @@ def test_explore_events_stepper(lab, page):
     * no cell error when run top to bottom within 60 s on the demo data.
     """
     db = make_demo_database(Path(lab.root_dir) / "ett.duckdb")
-    name = serve(lab, EXPLORE_NOTEBOOK, parameters={"db_path": str(db)})
+    # Step ahead first (demo_steps) so the picture shows frames, targets and pivots.
+    name = serve(lab, EXPLORE_NOTEBOOK, parameters={"db_path": str(db), "demo_steps": 400})
     run_notebook_in_lab(page, lab, name, widget_selector=COUNTER, timeout_ms=90_000)
 
     shot = ARTIFACTS / "stepper.png"
