@@ -54,3 +54,14 @@ def store(tmp_path):
 
     with DuckDBStorage(tmp_path / "ett.duckdb") as storage:
         yield storage
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with torch on one thread: small models are faster so on busy shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,15 +16,7 @@ from ettlib.training.metrics import PrequentialScorer
 OHLCV = ("open", "high", "low", "close", "volume")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small models run faster on one thread, above all on busy shared cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

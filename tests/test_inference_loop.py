@@ -22,15 +22,7 @@ TINY = dict(context_length=CONTEXT, d_model=16, n_heads=2, n_layers=1, d_ff=32, 
             batch_size=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small models run faster on one thread, above all on busy shared cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -15,15 +15,7 @@ from ettlib.training.models import ACTIONS, ModelConfig, build_model, default_de
 TINY = dict(n_features=5, context_length=12, d_model=16, n_heads=2, n_layers=2, d_ff=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small models run faster on one thread, above all on busy shared cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
