@@ -285,6 +285,7 @@ def _loss_and_metrics(result) -> tuple[float | None, str | None]:
 
 
 def _candle_key(event: CandleCompletionEvent) -> str:
+    # the format of a candle pair's event_key (inlined in _on_candle, the hot path)
     return f"candle:{event.symbol}:{event.timeframe}:{event.timestamp}"
 
 
@@ -376,7 +377,7 @@ class InferenceTrainingCoordinator:
         self._con = duckdb_storage.con
         self._lock = threading.RLock()
         self._subscribers: dict[str, object] = {}
-        self._candle_subs: dict[tuple[str, str], list[tuple[str, object]]] = {}
+        self._candle_subs: dict[tuple[str, str], tuple[tuple[str, object], ...]] = {}
         self._pivot_subs: dict[tuple[str, str, str], list[tuple[str, object]]] = {}
         self._provider_subs: dict[tuple, object] = {}
         self._streams: dict[tuple[str, str], _Stream] = {}
@@ -448,10 +449,11 @@ class InferenceTrainingCoordinator:
                     self._on_candle, symbol, timeframe
                 )
             label = self._name(subscriber, name)
-            entries = self._candle_subs.setdefault(key, [])
+            entries = self._candle_subs.get(key, ())
             if any(n == label for n, _ in entries):
                 raise ConfigError(f"{label!r} is already subscribed to candles of {symbol} {timeframe}")
-            entries.append((label, subscriber.on_candle_completion))
+            # a new tuple (copy on write): delivery iterates it without copying
+            self._candle_subs[key] = (*entries, (label, subscriber.on_candle_completion))
 
     def subscribe_to_pivot_events(
         self, subscriber, symbol: str, timeframe: str, pivot_types: Iterable[str], *, name: str | None = None
@@ -508,19 +510,42 @@ class InferenceTrainingCoordinator:
         (``clock=``, or the provider's, set by a replay or live feed) and the
         frame's last input candle has not closed by ``clock.now()``.
         """
-        if not isinstance(ref, InferenceFrameReference):
+        if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
             raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
-        clock = self.clock if self.clock is not None else getattr(self.data_provider, "clock", None)
+        clock = self.clock
+        if clock is None:
+            clock = getattr(self.data_provider, "clock", None)
         if clock is not None:
             now = clock.now()
-            closes = ref.data_range_end + TIMEFRAMES[ref.timeframe]
-            if now is not None and closes > now:
-                raise LookAheadError(
-                    f"frame {ref.inference_id!r}: its last input candle closes at {closes}, "
-                    f"after now ({now})"
-                )
+            if now is not None:
+                closes = ref.data_range_end + TIMEFRAMES[ref.timeframe]
+                if closes > now:
+                    raise LookAheadError(
+                        f"frame {ref.inference_id!r}: its last input candle closes at {closes}, "
+                        f"after now ({now})"
+                    )
         with self._lock:
-            self._index(ref)
+            # as _index (inlined: the replay hot path)
+            stream = self._streams.get((ref.symbol, ref.timeframe))
+            if stream is None:
+                stream = self._stream(ref.symbol, ref.timeframe)
+            times = stream.times
+            t = ref.prediction_timestamp
+            if not times or t >= times[-1]:
+                times.append(t)
+                stream.refs.append(ref)
+            else:
+                stream.add(ref)
+            targets = stream.targets
+            key = ref.target_timestamp
+            held = targets.get(key)
+            if held is None:
+                targets[key] = ref
+            elif type(held) is list:
+                held.append(ref)
+            else:
+                targets[key] = [held, ref]
+            self._pending += 1
             self._new_frames.append(ref)
             self._registered += 1
 
@@ -528,7 +553,12 @@ class InferenceTrainingCoordinator:
         refs = stream.refs
         head = stream.head
         n = len(refs)
+        if head >= n:
+            return
         tf, span, grace = stream.tf, stream.span, stream.grace
+        first = head
+        targets = stream.targets
+        expired = self._expired
         while head < n:
             ref = refs[head]
             a = ref.target_timestamp + tf
@@ -537,24 +567,23 @@ class InferenceTrainingCoordinator:
                 break
             refs[head] = None  # free it now; compaction removes the slot
             head += 1
-            self._forget(stream, ref, now)
-        if head != stream.head:
-            stream.head = head
-            stream.compact()
-
-    def _forget(self, stream: _Stream, ref: InferenceFrameReference, now: int) -> None:
-        self._pending -= 1
-        targets = stream.targets
-        key = ref.target_timestamp
-        held = targets.get(key)
-        if held is ref:
-            del targets[key]
-        elif isinstance(held, list) and ref in held:
-            held.remove(ref)
-            if not held:
+            # forget it: drop it from the target index, record its expiry
+            key = ref.target_timestamp
+            held = targets.get(key)
+            if held is ref:
                 del targets[key]
-        self._expired.append((str(ref.inference_id), now))
-        self._expired_n += 1
+            elif type(held) is list and ref in held:
+                held.remove(ref)
+                if not held:
+                    del targets[key]
+            expired.append((ref.inference_id, now))
+        if head != first:
+            dropped = head - first
+            self._pending -= dropped
+            self._expired_n += dropped
+            stream.head = head
+            if head > 1024 and head * 2 > n:
+                stream.compact()
 
     def expire(self, now: int | None = None) -> int:
         """Drop every frame past its retention at ``now`` (default: the clock, or the last event time).
@@ -601,12 +630,14 @@ class InferenceTrainingCoordinator:
         """A candle pair: the fast path of :meth:`_deliver`."""
         seq = self._seq
         self._seq = seq + 1
-        iid = "" if ref is None else str(ref.inference_id)
         try:
             result = method(event, ref)
         except Exception as exc:
+            iid = "" if ref is None else str(ref.inference_id)
             self._dead_letter(exc, label, method, event, [iid], "candle", event_key, t, seq)
             return
+        # The frame's id as is (int or str; None for no frame): made text at the flush.
+        iid = None if ref is None else ref.inference_id
         if result is None:
             self._pairs.append((iid, "candle", event_key, label, t, seq, None, None))
         else:
@@ -617,12 +648,13 @@ class InferenceTrainingCoordinator:
     def _deliver(self, label, method, event, arg, refs, kind, event_key, t) -> None:
         seq = self._seq
         self._seq += 1
-        ids = [str(r.inference_id) for r in refs] or [""]
         try:
             result = method(event, arg)
         except Exception as exc:
+            ids = [str(r.inference_id) for r in refs] or [""]
             self._dead_letter(exc, label, method, event, ids, kind, event_key, t, seq)
             return
+        ids = [r.inference_id for r in refs] or [None]  # made text at the flush
         loss, metrics = _loss_and_metrics(result)
         for iid in ids:
             self._pairs.append((iid, kind, event_key, label, t, seq, loss, metrics))
@@ -631,25 +663,38 @@ class InferenceTrainingCoordinator:
     def _on_candle(self, event: CandleCompletionEvent) -> None:
         with self._lock:
             t = event.close_time
-            if not self._advance(t):
-                return
+            now = self._now
+            if now is None or t > now or self.resume_time is not None:
+                if not self._advance(t):
+                    return
             self._events += 1
             self._events_since_flush += 1
-            stream = self._streams.get((event.symbol, event.timeframe))
+            symbol, timeframe = event.symbol, event.timeframe
+            stream_key = (symbol, timeframe)
+            stream = self._streams.get(stream_key)
             held = None if stream is None else stream.targets.pop(event.timestamp, None)
             if held is None:
                 refs = (None,)
+            elif type(held) is not list:
+                a = held.target_timestamp + stream.tf  # stream.expires_at(held), inlined
+                b = held.prediction_timestamp + stream.span
+                if (a if a > b else b) + stream.grace >= t:
+                    refs = (held,)
+                    self._matched += 1
+                else:
+                    refs = (None,)
             else:
-                refs = held if isinstance(held, list) else (held,)
-                refs = [r for r in refs if stream.expires_at(r) >= t] or (None,)
+                refs = [r for r in held if stream.expires_at(r) >= t] or (None,)
                 if refs[0] is not None:
                     self._matched += len(refs)
-            key = _candle_key(event)
-            deliver = self._deliver_one
-            for label, method in tuple(self._candle_subs.get((event.symbol, event.timeframe), ())):
-                for ref in refs:
-                    deliver(label, method, event, ref, key, t)
-            if stream is not None:
+            subs = self._candle_subs.get(stream_key)
+            if subs:
+                key = f"candle:{symbol}:{timeframe}:{event.timestamp}"  # _candle_key
+                deliver = self._deliver_one
+                for label, method in subs:  # an immutable tuple
+                    for ref in refs:
+                        deliver(label, method, event, ref, key, t)
+            if stream is not None and stream.head < len(stream.refs):
                 self._drop(stream, t)
 
     def _on_pivot(self, event: PivotEvent) -> None:

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ettlib.errors import EttError
 from ettlib.frames import FRAME_COLUMNS, InferenceFrameReference
@@ -91,36 +93,55 @@ class Checkpoint:
     next_inference_id: int
 
 
-def _frames_table(
-    run_id: str, frames: Sequence[InferenceFrameReference], expired: dict[str, int] | None = None
-) -> pa.Table:
+def _id_text(ids: Sequence) -> pa.Array:
+    """Frame ids (int, str, or None for "no frame") as a string array ('' for None).
+
+    All-int ids (the usual ``new_inference_id()`` counter) are converted in
+    Arrow, not one ``str()`` per id.
+    """
+    try:
+        array = pa.array(ids, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array(["" if i is None else str(i) for i in ids], pa.string())
+    text = pc.cast(array, pa.string())
+    return pc.fill_null(text, "") if array.null_count else text
+
+
+_FRAME_FIELDS = attrgetter(
+    "inference_id", "symbol", "timeframe", "prediction_timestamp", "target_timestamp",
+    "data_range_start", "data_range_end", "norm_params", "predicted_action", "predicted_candle",
+    "confidence",
+)
+_PARAM_FIELDS = attrgetter("price_offset", "price_scale", "volume_offset", "volume_scale")
+
+
+def _frames_table(frames: Sequence[InferenceFrameReference], expired: dict | None = None) -> pa.Table:
     """The frames as an Arrow table, built column by column (no per-row tuples).
 
-    Frames found in ``expired`` (id text -> expired_at) are written expired.
+    Frames whose id is a key of ``expired`` (id -> expired_at) carry their
+    ``expired_at``; ``run_id`` and ``status`` are added by the INSERT.
     """
-    params = [f.norm_params for f in frames]
-    ids = [str(f.inference_id) for f in frames]
-    expired = expired or {}
-    expired_at = [expired.get(i) for i in ids]
+    (ids, symbols, timeframes, times, targets, starts, ends, params, actions, candles,
+     confidences) = zip(*map(_FRAME_FIELDS, frames))
+    po, ps, vo, vs = zip(*map(_PARAM_FIELDS, params))
+    expired_at = list(map(expired.get, ids)) if expired else None
     i64, f64, text = pa.int64(), pa.float64(), pa.string()
     return pa.table({
-        "inference_id": pa.array(ids, text),
-        "symbol": pa.array([f.symbol for f in frames], text),
-        "timeframe": pa.array([f.timeframe for f in frames], text),
-        "prediction_timestamp": pa.array([f.prediction_timestamp for f in frames], i64),
-        "target_timestamp": pa.array([f.target_timestamp for f in frames], i64),
-        "data_range_start": pa.array([f.data_range_start for f in frames], i64),
-        "data_range_end": pa.array([f.data_range_end for f in frames], i64),
-        "price_offset": pa.array([p.price_offset for p in params], f64),
-        "price_scale": pa.array([p.price_scale for p in params], f64),
-        "volume_offset": pa.array([p.volume_offset for p in params], f64),
-        "volume_scale": pa.array([p.volume_scale for p in params], f64),
-        "predicted_action": pa.array([f.predicted_action for f in frames], text),
-        "predicted_candle": pa.array([f.predicted_candle for f in frames], pa.list_(f64)),
-        "confidence": pa.array([f.confidence for f in frames], f64),
-        "run_id": pa.array([run_id] * len(frames), text),
-        "status": pa.array(["pending" if t is None else "expired" for t in expired_at], text),
-        "expired_at": pa.array(expired_at, i64),
+        "inference_id": _id_text(ids),
+        "symbol": pa.array(symbols, text),
+        "timeframe": pa.array(timeframes, text),
+        "prediction_timestamp": pa.array(times, i64),
+        "target_timestamp": pa.array(targets, i64),
+        "data_range_start": pa.array(starts, i64),
+        "data_range_end": pa.array(ends, i64),
+        "price_offset": pa.array(po, f64),
+        "price_scale": pa.array(ps, f64),
+        "volume_offset": pa.array(vo, f64),
+        "volume_scale": pa.array(vs, f64),
+        "predicted_action": pa.array(actions, text),
+        "predicted_candle": pa.array(candles, pa.list_(f64)),
+        "confidence": pa.array(confidences, f64),
+        "expired_at": pa.nulls(len(ids), i64) if expired_at is None else pa.array(expired_at, i64),
     })
 
 
@@ -134,12 +155,21 @@ def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
         pass
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, table: str, run_id: str, data: pa.Table,
+            extra: str = "") -> None:
+    """INSERT ``data`` (plus ``run_id``, and ``extra`` = ``", col"``/``", expr"`` pairs) into ``table``."""
     name = f"_ett_flush_{table}"
     con.register(name, data)
     cols = ", ".join(data.column_names)  # names from fixed tuples in this module
-    con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}")
+    extra_cols, extra_exprs = extra or ("", "")
+    con.execute(
+        f"INSERT INTO {table} (run_id, {cols}{extra_cols}) SELECT ?, {cols}{extra_exprs} FROM {name}",
+        [run_id],
+    )
     con.unregister(name)
+
+
+_FRAME_STATUS = (", status", ", CASE WHEN expired_at IS NULL THEN 'pending' ELSE 'expired' END")
 
 
 def commit_flush(
@@ -155,8 +185,9 @@ def commit_flush(
 ) -> None:
     """Write one flush in one transaction; on any error roll back and raise.
 
-    ``expired`` holds ``(inference_id as text, expired_at)``; ``pairs`` rows of
-    :data:`PAIR_COLUMNS`; ``dead_letters`` rows of :data:`DEAD_LETTER_COLUMNS`;
+    ``expired`` holds ``(inference_id, expired_at)``; ``pairs`` rows of
+    :data:`PAIR_COLUMNS` (``inference_id`` an int or str id, ``''`` or ``None``
+    for an event delivered without a frame: ids are stored as text); ``dead_letters`` rows of :data:`DEAD_LETTER_COLUMNS`;
     each of ``hooks`` is called with ``con`` inside the transaction.
     """
     con.execute("BEGIN TRANSACTION")
@@ -164,19 +195,19 @@ def commit_flush(
         expired_now = dict(expired) if frames and expired else {}
         if frames:
             try:
-                _insert(con, "inference_frames", _frames_table(run_id, frames, expired_now))
+                _insert(con, "inference_frames", run_id, _frames_table(frames, expired_now), _FRAME_STATUS)
             except duckdb.ConstraintException as exc:
                 raise EttError(
                     f"run {run_id!r}: an inference_id was registered twice ({exc}); "
                     "ids must be unique within a run (use coordinator.new_inference_id())"
                 ) from exc
         if expired_now:  # frames inserted above already carry their expiry
-            new_ids = {str(f.inference_id) for f in frames}
+            new_ids = set(map(attrgetter("inference_id"), frames))
             expired = [e for e in expired if e[0] not in new_ids]
         if expired:
             ids, times = zip(*expired)
             name = "_ett_flush_expired"
-            con.register(name, pa.table({"inference_id": pa.array(ids, pa.string()),
+            con.register(name, pa.table({"inference_id": _id_text(ids),
                                          "expired_at": pa.array(times, pa.int64())}))
             con.execute(
                 f"UPDATE inference_frames SET status = 'expired', expired_at = e.expired_at"
@@ -187,10 +218,11 @@ def commit_flush(
             con.unregister(name)
         if pairs:
             columns = list(zip(*pairs))
-            data = {n: pa.array(c, type=t) for n, c, t in zip(PAIR_COLUMNS, columns, _PAIR_TYPES)}
-            data["run_id"] = pa.array([run_id] * len(pairs), pa.string())
+            data = {PAIR_COLUMNS[0]: _id_text(columns[0])}
+            for n, c, t in zip(PAIR_COLUMNS[1:], columns[1:], _PAIR_TYPES[1:]):
+                data[n] = pa.array(c, type=t)
             try:
-                _insert(con, "training_events", pa.table(data))
+                _insert(con, "training_events", run_id, pa.table(data))
             except duckdb.ConstraintException as exc:
                 raise EttError(
                     f"run {run_id!r}: a (frame, event, subscriber) pair was delivered twice "

@@ -75,7 +75,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import numpy as np
@@ -268,11 +268,35 @@ def window_bounds(
     return int(timestamps[max(0, n - int(context))]), end
 
 
+#: timeframe -> (the canonical, interned name, its length in ms)
+_TF_CANON: dict[str, tuple[str, int]] = {sys.intern(k): (sys.intern(k), v) for k, v in TIMEFRAMES.items()}
+
+#: Valid symbols seen so far -> one interned string (bounded: a cache of the
+#: check ``symbol.strip()`` and of ``sys.intern``).
+_SYMBOLS: dict[str, str] = {}
+_SYMBOLS_MAX = 4096
+
+
+def _intern_symbol(symbol: str) -> str:
+    symbol = sys.intern(symbol)
+    if len(_SYMBOLS) < _SYMBOLS_MAX:
+        _SYMBOLS[symbol] = symbol
+    return symbol
+
+
+def _finite_floats(values: tuple) -> bool:
+    """True when every item is a finite ``float`` (the stored form)."""
+    for x in values:
+        if type(x) is not float or x - x != 0.0:  # x - x is NaN for NaN and inf
+            return False
+    return True
+
+
 def _bad(column: str, value, message: str) -> DataValidationError:
     return DataValidationError(message, column=column, value=value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class InferenceFrameReference:
     """A prediction and the window it was made from, by reference.
 
@@ -293,7 +317,75 @@ class InferenceFrameReference:
     predicted_candle: tuple[float, ...]
     confidence: float
 
-    def __post_init__(self) -> None:
+    # The dataclass's generated __init__ of a frozen class sets each field
+    # through object.__setattr__ (~1.2 us for 11 fields); this one, with the
+    # same signature, sets the slots through their descriptors, then checks.
+    def __init__(
+        self,
+        inference_id: int | str,
+        symbol: str,
+        timeframe: str,
+        prediction_timestamp: int,
+        target_timestamp: int,
+        data_range_start: int,
+        data_range_end: int,
+        norm_params: NormParams,
+        predicted_action: str,
+        predicted_candle: tuple[float, ...],
+        confidence: float,
+    ) -> None:
+        # Fast path: exact types, as the library and typical models pass
+        # them; the same checks as _validate in fewer steps.  Anything else,
+        # or any failed check, goes through _validate, which names the field.
+        t, target, start, end = prediction_timestamp, target_timestamp, data_range_start, data_range_end
+        tf_entry = _TF_CANON.get(timeframe) if type(timeframe) is str else None
+        canon_symbol = _SYMBOLS.get(symbol) if type(symbol) is str else None
+        action = _ACTIONS.get(predicted_action) if type(predicted_action) is str else None
+        (s_id, s_symbol, s_tf, s_t, s_target, s_start, s_end, s_params, s_action, s_candle,
+         s_conf) = _SLOT_SETTERS
+        if (
+            type(inference_id) is int
+            and tf_entry is not None
+            and canon_symbol is not None
+            and action is not None
+            and type(t) is int and type(target) is int and type(start) is int and type(end) is int
+            and type(norm_params) is NormParams
+            and type(confidence) is float and 0.0 <= confidence <= 1.0
+            and type(predicted_candle) is tuple
+        ):
+            tf_ms = tf_entry[1]
+            if (
+                not (start % tf_ms or end % tf_ms or target % tf_ms)
+                and start <= end < target
+                and end + tf_ms <= t < target + tf_ms
+                and (not predicted_candle or _finite_floats(predicted_candle))
+            ):
+                s_id(self, inference_id)
+                s_symbol(self, canon_symbol)
+                s_tf(self, tf_entry[0])
+                s_t(self, t)
+                s_target(self, target)
+                s_start(self, start)
+                s_end(self, end)
+                s_params(self, norm_params)
+                s_action(self, action)
+                s_candle(self, predicted_candle)
+                s_conf(self, confidence)
+                return
+        s_id(self, inference_id)
+        s_symbol(self, symbol)
+        s_tf(self, timeframe)
+        s_t(self, t)
+        s_target(self, target)
+        s_start(self, start)
+        s_end(self, end)
+        s_params(self, norm_params)
+        s_action(self, predicted_action)
+        s_candle(self, predicted_candle)
+        s_conf(self, confidence)
+        self._validate()
+
+    def _validate(self) -> None:
         s = object.__setattr__
         iid = self.inference_id
         if isinstance(iid, (bool, float)) or not isinstance(iid, (int, str, np.integer)):
@@ -306,7 +398,7 @@ class InferenceFrameReference:
         if type(symbol) is not str or not symbol.strip():
             if not isinstance(symbol, str) or not symbol.strip():
                 raise _bad("symbol", symbol, "must be a non-empty string")
-        s(self, "symbol", sys.intern(symbol))  # one string per symbol, not per frame
+        s(self, "symbol", _intern_symbol(symbol))  # one string per symbol, not per frame
         timeframe = self.timeframe
         tf_ms = TIMEFRAMES.get(timeframe) if isinstance(timeframe, str) else None
         if tf_ms is None:
@@ -469,3 +561,9 @@ class InferenceFrameReference:
             tuple(candle or ()),
             conf,
         )
+
+
+#: ``__set__`` of each field's slot, in field order (used by ``__init__``).
+_SLOT_SETTERS = tuple(
+    InferenceFrameReference.__dict__[f.name].__set__ for f in fields(InferenceFrameReference)
+)

@@ -54,6 +54,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -152,43 +153,54 @@ def compute_norm_params(candles) -> dict[str, float]:
     }
 
 
+#: Kind -> position of its offset in the per-call table (its inverse scale is at +4).
+_KIND_CODE = {"price": 0, "price_diff": 1, "volume": 2, "rsi": 3}
+
 @lru_cache(maxsize=256)
-def _coefficients(columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Matrices that turn ``(po, ps, vo, vs, 1)`` into per-column offset and scale."""
-    offset = np.zeros((len(columns), 5))
-    scale = np.zeros((len(columns), 5))
-    for i, column in enumerate(columns):
-        kind = column_kind(column)
-        if kind == "price":
-            offset[i, 0] = 1.0
-            scale[i, 1] = 1.0
-        elif kind == "price_diff":
-            scale[i, 1] = 1.0
-        elif kind == "volume":
-            offset[i, 2] = 1.0
-            scale[i, 3] = 1.0
-        else:  # rsi
-            offset[i, 4] = 50.0
-            scale[i, 4] = 50.0
-    offset.setflags(write=False)
-    scale.setflags(write=False)
-    return offset, scale
+def _table_index(columns: tuple[str, ...]) -> np.ndarray:
+    """Each column's position in the per-call table: row 0 its offset, row 1 its inverse scale."""
+    codes = np.array([_KIND_CODE[column_kind(c)] for c in columns], dtype=np.intp)
+    index = np.stack([codes, codes + 4])
+    index.setflags(write=False)
+    return index
 
 
-def _param_vector(norm_params: Mapping[str, float]) -> np.ndarray:
+def _params(norm_params) -> tuple[float, float, float, float]:
+    astuple = getattr(norm_params, "astuple", None)  # NormParams: one call
+    if astuple is not None:
+        return astuple()
     try:
-        return np.array(
-            [
-                norm_params["price_offset"],
-                norm_params["price_scale"],
-                norm_params["volume_offset"],
-                norm_params["volume_scale"],
-                1.0,
-            ],
-            dtype=np.float64,
-        )
+        return (norm_params["price_offset"], norm_params["price_scale"],
+                norm_params["volume_offset"], norm_params["volume_scale"])
     except KeyError as err:
         raise UnknownNameError("norm_params key", err.args[0], NORM_PARAM_KEYS) from None
+
+
+def _inverse(scale: float) -> float:
+    """``1 / scale`` as numpy computes it in float64 (inf for 0, not an error)."""
+    scale = float(scale)
+    if scale == 0.0:
+        return math.copysign(math.inf, scale)
+    return 1.0 / scale
+
+
+_ONES: dict[type, np.ndarray] = {}
+
+
+def _has_nan(flat: np.ndarray) -> bool:
+    """True when ``flat`` (float32/float64, 1-D) may hold a NaN (exact: False means none).
+
+    A dot product with ones propagates NaN (and inf, or an overflow, which only
+    send us to the exact check): one BLAS pass instead of a boolean array.
+    """
+    ones = _ONES.get(flat.dtype.type)
+    if ones is None or len(ones) < len(flat):
+        ones = np.ones(max(len(flat), 16_384), dtype=flat.dtype)
+        ones.setflags(write=False)
+        _ONES[flat.dtype.type] = ones
+    if math.isfinite(float(np.dot(flat, ones[: len(flat)]))):
+        return False
+    return bool(np.isnan(flat).any())
 
 
 def normalize(
@@ -204,22 +216,30 @@ def normalize(
     input is not modified.  NaN becomes 0.0.  See the module doc for the
     per-column rule.
     """
-    columns = tuple(columns)
+    columns = columns if type(columns) is tuple else tuple(columns)
     values = np.asarray(values)
     if values.ndim != 2 or values.shape[1] != len(columns):
         raise DataValidationError(
             f"values have shape {values.shape}, expected (n, {len(columns)}) for columns {columns}"
         )
-    offset_m, scale_m = _coefficients(columns)
-    p = _param_vector(norm_params)
-    offset = offset_m @ p
-    inverse = 1.0 / (scale_m @ p)
-    # In float64 (the offset is not rounded to float32), then one cast.
-    out = np.subtract(values, offset, dtype=np.float64)
-    out *= inverse
+    index = _table_index(columns)
+    po, ps, vo, vs = _params(norm_params)
+    ips, ivs = _inverse(ps), _inverse(vs)
+    # offsets (price, price_diff, volume, rsi), then inverse scales, same order
+    table = np.array((po, 0.0, vo, 50.0, ips, ips, ivs, 1.0 / 50.0), dtype=np.float64)
+    offset, inverse = table.take(index)
+    # (x - offset) * (1 / scale) in float64 (the offset is not rounded to
+    # float32), then one cast.
+    out = np.subtract(values, offset, dtype=np.float64, order="C")
+    np.multiply(out, inverse, out=out)
     if out.dtype != dtype:
         out = out.astype(dtype)
-    nan = np.isnan(out)
-    if nan.any():
-        out[nan] = 0.0
+    if out.dtype.type in (np.float32, np.float64):
+        flat = out.reshape(-1)  # a view
+        if _has_nan(flat):
+            flat[np.isnan(flat)] = 0.0
+    else:
+        nan = np.isnan(out)
+        if nan.any():
+            out[nan] = 0.0
     return out

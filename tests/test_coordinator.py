@@ -127,6 +127,40 @@ def test_pivot_matching_window_and_exact_expiry(setup):
     coordinator.close()
 
 
+def test_int_and_str_ids_persist_as_text_with_their_pairs_and_expiries(setup):
+    # ids are kept as given on the hot path and made text at the flush: int ids,
+    # uuid-like str ids, deliveries without a frame, expiries within one flush
+    # and across flushes must all land on the same text id
+    provider, store = setup
+    coordinator = InferenceTrainingCoordinator(provider, store, pivot_lookback=2, retention=3, persist_every=7)
+    coordinator.subscribe_to_candle_completion(Recorder(), SYMBOL, "1m")
+    ids = {}
+    for k in range(1, 61):
+        t = START_MS + k * M
+        provider.publish_candle(candle(t - M))
+        if k % 4:  # some candles have no frame: delivered with None
+            iid = k if k % 3 else f"frame-{k}"
+            ids[str(iid)] = t
+            coordinator.register_inference_frame(ref_at(iid, t))
+    coordinator.close()
+    con = store.con
+    frames = dict(con.execute("SELECT inference_id, prediction_timestamp FROM inference_frames").fetchall())
+    assert frames == ids
+    statuses = dict(con.execute("SELECT inference_id, status FROM inference_frames").fetchall())
+    c = coordinator.counters()
+    assert sum(v == "expired" for v in statuses.values()) == c.expired > 30
+    # expired exactly the frames no event can match any more
+    last_now = START_MS + 60 * M
+    for iid, t in ids.items():
+        gone = max(t + M, t + 2 * M) + 3 * M < last_now
+        assert statuses[iid] == ("expired" if gone else "pending"), iid
+    pairs = con.execute("SELECT inference_id, event_key FROM training_events").fetchall()
+    matched = {i for i, _ in pairs if i}
+    assert matched == {i for i, t in ids.items() if t < last_now}  # target candle closed
+    assert sum(1 for i, _ in pairs if i == "") == len(pairs) - len(matched)
+    assert len({k for _, k in pairs}) == len(pairs) == 60
+
+
 def test_retention_keeps_memory_bounded_and_marks_expiry(setup):
     provider, store = setup
     lookback, retention, n = 4, 6, 5_000

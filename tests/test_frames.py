@@ -87,6 +87,42 @@ def test_invalid_frames_name_the_field(changes, field):
     assert info.value.column == field
 
 
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"data_range_start": T0 - M, "data_range_end": T0 - 2 * M}, "data_range_start"),
+        ({"target_timestamp": T0 - M}, "target_timestamp"),
+        ({"data_range_end": T0, "target_timestamp": T0 + M}, "data_range_end"),
+        ({"prediction_timestamp": T0 + 2 * M, "data_range_end": T0 - M, "target_timestamp": T0}, "target_timestamp"),
+        ({"target_timestamp": T0 + 1}, "target_timestamp"),
+        ({"confidence": 1.01}, "confidence"),
+        ({"confidence": float("nan")}, "confidence"),
+        ({"predicted_candle": (1.0, float("nan"))}, "predicted_candle"),
+        ({"predicted_candle": (1.0, float("-inf"))}, "predicted_candle"),
+        ({"inference_id": True}, "inference_id"),
+        ({"symbol": ""}, "symbol"),
+    ],
+)
+def test_invalid_frames_of_exact_types_name_the_field(changes, field):
+    # exact types (int ids and times, NormParams, float tuple): the constructor's fast path
+    with pytest.raises(DataValidationError) as info:
+        frame(norm_params=NormParams(**P), **changes)
+    assert info.value.column == field
+
+
+def test_fast_and_general_construction_give_equal_frames():
+    fast = frame(norm_params=NormParams(**P), inference_id=7, predicted_candle=(1.0, 2.0))
+    general = frame(norm_params=dict(P), inference_id=np.int64(7), predicted_candle=[1, 2.0],
+                    confidence=np.float64(0.5), symbol="".join(["ETH/", "USDT"]),
+                    prediction_timestamp=np.int64(T0))
+    assert fast == general and hash(fast) == hash(general)
+    assert type(general.predicted_candle) is tuple and type(general.predicted_candle[0]) is float
+    assert fast.symbol is general.symbol  # interned: one string per symbol
+    assert dataclasses.replace(fast, confidence=0.25).confidence == 0.25
+    with pytest.raises(DataValidationError):
+        dataclasses.replace(fast, confidence=2.0)
+
+
 def test_unknown_timeframe_and_norm_key_suggest_names():
     with pytest.raises(UnknownNameError, match="did you mean"):
         frame(timeframe="1min")
@@ -218,6 +254,27 @@ def test_normalize_matches_a_column_by_column_reference():
     np.testing.assert_allclose(f32, got, rtol=1e-5, atol=1e-5)
     # float32 is the rounding of the float64 result, computed at full precision
     np.testing.assert_array_equal(f32, got.astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 97, 600, 601, 1031])
+def test_normalize_equals_a_plain_broadcast_for_any_window_length(n):
+    # reference: the rule as one numpy broadcast over rows, then NaN -> 0
+    w = window(n=max(n, 30), seed=n)
+    values = w.values[:n].copy()
+    if n > 20:
+        values[n // 2, 0] = np.nan  # NaN in the middle of the window, not only at warm-up
+    p = compute_norm_params(window(seed=1))
+    kinds = {"open": "price", "high": "price", "low": "price", "close": "price", "sma_10": "price",
+             "bb_upper": "price", "macd": "diff", "atr_14": "diff", "volume": "volume", "rsi_14": "rsi"}
+    offset = {"price": p["price_offset"], "diff": 0.0, "volume": p["volume_offset"], "rsi": 50.0}
+    scale = {"price": p["price_scale"], "diff": p["price_scale"], "volume": p["volume_scale"], "rsi": 50.0}
+    off = np.array([offset[kinds[c]] for c in w.columns])
+    inv = 1.0 / np.array([scale[kinds[c]] for c in w.columns])
+    expected = np.nan_to_num(((values - off) * inv).astype(np.float32), nan=0.0)
+    for given in (values, np.asfortranarray(values)):
+        got = normalize(given, w.columns, p)
+        assert got.shape == (n, len(w.columns)) and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_normalize_is_deterministic_and_does_not_touch_its_input():
