@@ -76,7 +76,7 @@ NOTEBOOK_ONLY_PARAMETERS: tuple[str, ...] = ("make_demo_if_missing", "demo_days"
 #: Scores shown first in the metrics table (others follow in their order).
 SCORE_ORDER: tuple[str, ...] = (
     "mae_close", "mae_close_first_half", "mae_close_second_half",
-    "direction_accuracy", "pivot_accuracy", "n_candles", "n_pivot_pairs",
+    "direction_accuracy", "pivot_accuracy", "pivot_majority_accuracy", "n_candles", "n_pivot_pairs",
 )
 
 

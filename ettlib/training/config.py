@@ -123,7 +123,7 @@ class ExperimentConfig:
     pivot_types: tuple[str, ...] = ("L2L", "L2H")
     pivot_lookback: int = 5
     pivot_levels: int = 2
-    batch_size: int = 32
+    batch_size: int = 16
     train_every: int | None = None
     stride: int = 1
     seed: int = 0

@@ -116,7 +116,8 @@ class ExperimentResult:
         """A small text table: each model's scores side by side."""
         names = list(self.scores)
         rows = ["mae_close", "mae_close_first_half", "mae_close_second_half",
-                "direction_accuracy", "pivot_accuracy", "n_candles", "n_pivot_pairs"]
+                "direction_accuracy", "pivot_accuracy", "pivot_majority_accuracy", "n_candles",
+                "n_pivot_pairs"]
         width = max(12, *(len(n) for n in names)) if names else 12
         lines = [f"run {self.run_id} ({self.status}, {self.wall_s:.1f} s)",
                  f"{'':24}" + "".join(f"{n:>{width + 2}}" for n in names)]

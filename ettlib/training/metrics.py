@@ -21,6 +21,10 @@ Scores, per model name (the model under ``"model"``, baselines beside it):
   pivot's implied action (low: BUY, high: SELL), over every matched
   ``(pivot, frame)`` pair; the confusion matrix has rows BUY, SELL (truth)
   and columns BUY, SELL, HOLD (prediction);
+* ``pivot_majority_accuracy``: what always guessing the label seen most
+  often so far would score on the same ``(pivot, frame)`` pairs, in the
+  same order (a tie scores half: a coin flip) -- the fair bar for
+  ``pivot_accuracy``, since pivot labels need not be balanced;
 * ``mae_close_first_half`` / ``mae_close_second_half``: the same MAE over the
   first and second half of the scored candles (learning shows as a drop).
 
@@ -37,6 +41,16 @@ Examples
 >>> m = scorer.metrics()["model"]
 >>> m["mae_close"], m["direction_accuracy"]
 (1.0, 1.0)
+
+The majority bar for pivots: with labels BUY, BUY, SELL, BUY in that order,
+guessing the most common label so far scores a tie (half), BUY (right), BUY
+(wrong), BUY (right): 2.5 of 4.
+
+>>> s = ModelScores()
+>>> for truth in (0, 0, 1, 0):
+...     s.score_pivot(truth, predicted=2)
+>>> s.summary()["pivot_majority_accuracy"], s.summary()["pivot_accuracy"]
+(0.625, 0.0)
 """
 
 from __future__ import annotations
@@ -60,6 +74,16 @@ class ModelScores:
     direction_hits: int = 0
     direction_total: int = 0
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((2, 3), dtype=np.int64))
+    majority_hits: float = 0.0  #: prequential majority-label guesses that were right
+
+    def score_pivot(self, truth: int, predicted: int) -> None:
+        """Count one ``(pivot, frame)`` pair: truth index into TRUE_ACTIONS, prediction into PRED_ACTIONS."""
+        seen = self.confusion.sum(axis=1)  # labels so far, before this one
+        if seen[0] == seen[1]:
+            self.majority_hits += 0.5
+        elif int(np.argmax(seen)) == truth:
+            self.majority_hits += 1.0
+        self.confusion[truth, predicted] += 1
 
     def summary(self) -> dict:
         errors = np.asarray(self.abs_errors, dtype=np.float64)
@@ -74,6 +98,7 @@ class ModelScores:
                 self.direction_hits / self.direction_total if self.direction_total else None
             ),
             "pivot_accuracy": hits / pivots if pivots else None,
+            "pivot_majority_accuracy": self.majority_hits / pivots if pivots else None,
             "pivot_confusion": self.confusion.tolist(),
             "n_candles": int(len(errors)),
             "n_pivot_pairs": pivots,
@@ -137,7 +162,7 @@ class PrequentialScorer:
                 continue
             for name, (action, _) in frame[1].items():
                 if name in self.scores:
-                    self.scores[name].confusion[truth, PRED_ACTIONS.index(action)] += 1
+                    self.scores[name].score_pivot(truth, PRED_ACTIONS.index(action))
 
     def metrics(self) -> dict:
         """``{model name: summary dict}`` of the scores so far."""

@@ -19,6 +19,11 @@ Design decisions (measured in ``MEASURED.md``):
 * the regression head starts at zero (weights and bias): with the adapter's
   residual targets (the change from the last closed candle) an untrained
   model predicts exactly "no change" and learns deviations from it;
+* each row enters with its change from the row before, and a linear
+  shortcut from the last few changes adds straight to both heads (zero at
+  first, so an untrained model is still "no change"): next-minute structure
+  is weak and mostly linear in the last moves, which a small linear map
+  learns online far faster, and with less noise, than the encoder;
 * weights are initialised under :attr:`ModelConfig.seed` inside a forked RNG,
   so building a model neither depends on nor disturbs the global RNG.
 
@@ -31,6 +36,8 @@ Examples
 >>> out = model(torch.zeros(3, 16, 5))
 >>> tuple(out.candle.shape), tuple(out.action_logits.shape)
 ((3, 5), (3, 3))
+>>> float(model(torch.randn(3, 16, 5)).candle.abs().max())  # untrained: "no change"
+0.0
 >>> again = build_model(config, device="cpu")
 >>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 True
@@ -84,6 +91,23 @@ class ModelConfig:
         ``"learned"`` (an embedding per position) or ``"sinusoidal"``.
     n_targets
         Outputs of the regression head (5: OHLCV).
+    differences
+        Also feed each row's change from the row before (every feature;
+        zero for the first row) beside its values.  Normalized levels say
+        where a candle sits in the window; the changes are the returns, on
+        which short-horizon structure (a last move that partly reverses)
+        is a simple linear function instead of a small difference of two
+        large inputs.
+    shortcut_lags, shortcut_features
+        A linear shortcut from the changes of the last ``shortcut_lags``
+        rows of the input columns ``shortcut_features`` (indices; empty:
+        every column) straight to both heads, added to what the
+        encoder says (0: none).  It starts at zero.  Short-horizon linear
+        structure -- a move that partly reverses the next minute, the last
+        few moves before a turning point -- is then one small linear map
+        that online learning finds in a few hundred steps, and the encoder
+        learns what is left (the "autoregressive highway" of LSTNet, the
+        linear layer of DLinear).
     seed
         Seed for weight initialisation.
     """
@@ -98,6 +122,9 @@ class ModelConfig:
     attention_dropout: float = 0.0
     positions: str = "learned"
     n_targets: int = 5
+    differences: bool = True
+    shortcut_lags: int = 4
+    shortcut_features: tuple[int, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +147,19 @@ class ModelConfig:
             raise UnknownNameError("position encoding", self.positions, _POSITIONS)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"ModelConfig.seed must be an int, got {self.seed!r}")
+        if (not isinstance(self.shortcut_lags, int) or isinstance(self.shortcut_lags, bool)
+                or self.shortcut_lags < 0):
+            raise ConfigError(
+                f"ModelConfig.shortcut_lags must be a non-negative int, got {self.shortcut_lags!r}")
+        features = tuple(self.shortcut_features)
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.n_features
+                   for i in features):
+            raise ConfigError(
+                f"ModelConfig.shortcut_features must be column indices below n_features "
+                f"({self.n_features}), got {self.shortcut_features!r}")
+        object.__setattr__(self, "shortcut_features", features)
+        if not isinstance(self.differences, bool):
+            raise ConfigError(f"ModelConfig.differences must be a bool, got {self.differences!r}")
 
     def to_dict(self) -> dict:
         """The config as a plain dict (JSON-serializable)."""
@@ -177,7 +217,7 @@ class CandleTransformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.input = nn.Linear(config.n_features, config.d_model)
+        self.input = nn.Linear(config.n_features * (2 if config.differences else 1), config.d_model)
         if config.positions == "learned":
             self.position = nn.Parameter(torch.zeros(config.context_length, config.d_model))
             nn.init.normal_(self.position, std=0.02)
@@ -190,6 +230,12 @@ class CandleTransformer(nn.Module):
         nn.init.zeros_(self.candle_head.weight)
         nn.init.zeros_(self.candle_head.bias)
         self.action_head = nn.Linear(config.d_model, len(ACTIONS))
+        if config.shortcut_lags:
+            width = config.shortcut_lags * len(config.shortcut_features or range(config.n_features))
+            self.candle_shortcut = nn.Linear(width, config.n_targets, bias=False)
+            self.action_shortcut = nn.Linear(width, len(ACTIONS), bias=False)
+            nn.init.zeros_(self.candle_shortcut.weight)
+            nn.init.zeros_(self.action_shortcut.weight)
 
     def forward(self, windows: torch.Tensor) -> ModelOutput:
         seq = windows.shape[1]
@@ -197,12 +243,25 @@ class CandleTransformer(nn.Module):
             raise ConfigError(
                 f"window has {seq} rows; the model's context_length is {self.config.context_length}"
             )
-        x = self.input(windows) + self.position[:seq]
+        changes = torch.diff(windows, dim=1, prepend=windows[:, :1])
+        inputs = torch.cat((windows, changes), dim=-1) if self.config.differences else windows
+        x = self.input(inputs) + self.position[:seq]
         x = self.input_dropout(x)
         for layer in self.layers:
             x = layer(x)
         last = self.norm(x[:, -1])
-        return ModelOutput(self.candle_head(last), self.action_head(last))
+        candle, action = self.candle_head(last), self.action_head(last)
+        lags = self.config.shortcut_lags
+        if lags:
+            recent = changes[:, -lags:]
+            if self.config.shortcut_features:
+                recent = recent[..., list(self.config.shortcut_features)]
+            if recent.shape[1] < lags:  # a window shorter than the shortcut: no change before it
+                recent = nn.functional.pad(recent, (0, 0, lags - recent.shape[1], 0))
+            recent = recent.flatten(1)
+            candle = candle + self.candle_shortcut(recent)
+            action = action + self.action_shortcut(recent)
+        return ModelOutput(candle, action)
 
 
 def default_device() -> str:
