@@ -474,14 +474,59 @@ class TransformerAdapter(TrainingAdapter):
         return np.where(self._anchor_index >= 0, out, 0.0).astype(np.float32)
 
     def prepare_inputs(self, window: np.ndarray, columns: Sequence[str] | None = None) -> np.ndarray:
-        """The ``float32 [context_length, n_features]`` array the model reads for a window."""
+        """The ``float32 [context_length, n_features]`` array the model reads for a window.
+
+        C-contiguous, as :meth:`prepare_batch`'s (selecting columns by index
+        leaves numpy's result in column order; the values are the same).
+        """
         x = self._select(window, columns, self.features)
         length = self.config.context_length
         if len(x) > length:
             x = x[-length:]
         elif len(x) < length:
             x = np.concatenate([np.repeat(x[:1], length - len(x), axis=0), x])
-        return np.nan_to_num(x.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def prepare_batch(self, windows: Sequence[np.ndarray], columns: Sequence | None = None) -> np.ndarray:
+        """:meth:`prepare_inputs` of many windows, stacked: ``float32 [b, context_length, n_features]``.
+
+        ``columns`` is one column tuple for every window, or one per window.
+        Windows with the same columns and at least ``context_length`` rows
+        (the usual case) are cut, selected and cast in one pass; the values
+        are exactly those of :meth:`prepare_inputs`.
+
+        >>> adapter = TransformerAdapter(context_length=4, d_model=8, n_heads=2, n_layers=1,
+        ...                              d_ff=8, device="cpu")
+        >>> rng = np.random.default_rng(0)
+        >>> for sizes in ((4, 6, 5), (4, 6, 2)):  # all long enough; one short (padded)
+        ...     windows = [rng.normal(size=(n, 5)) for n in sizes]
+        ...     batch = adapter.prepare_batch(windows)
+        ...     same = all(np.array_equal(b, adapter.prepare_inputs(w)) for b, w in zip(batch, windows))
+        ...     print(batch.shape, batch.dtype, batch.flags.c_contiguous, same)
+        (3, 4, 5) float32 True True
+        (3, 4, 5) float32 True True
+        """
+        windows = [np.asarray(w) for w in windows]
+        if not windows:
+            return np.zeros((0, self.config.context_length, len(self.features)), np.float32)
+        if columns is None or not len(columns) or isinstance(columns[0], str):
+            per_window = [columns] * len(windows)
+        else:
+            per_window = list(columns)
+        length = self.config.context_length
+        first = self.features if per_window[0] is None else tuple(per_window[0])
+        uniform = all(
+            w.ndim == 2 and len(w) >= length and w.shape[1] == len(first)
+            and (c is per_window[0] or (self.features if c is None else tuple(c)) == first)
+            for w, c in zip(windows, per_window)
+        )
+        if not uniform:
+            return np.stack([self.prepare_inputs(w, c) for w, c in zip(windows, per_window)])
+        index = self._column_index(self.features, first)
+        x = np.stack([w[-length:] for w in windows])
+        x = np.ascontiguousarray(x[:, :, index], dtype=np.float32)
+        return np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def predict(self, window: np.ndarray, columns: Sequence[str] | None = None) -> Prediction:
         prepared = self.prepare_inputs(window, columns)
@@ -495,7 +540,7 @@ class TransformerAdapter(TrainingAdapter):
 
     def predict_batch(self, windows: Sequence[np.ndarray], columns=None) -> list[Prediction]:
         """Predictions for several windows in one forward pass."""
-        prepared = np.stack([self.prepare_inputs(w, columns) for w in windows])
+        prepared = self.prepare_batch(windows, columns)
         with torch.inference_mode():
             out = self.model(torch.from_numpy(prepared).to(self.device))
             probs = torch.softmax(out.action_logits, dim=-1)
@@ -509,7 +554,7 @@ class TransformerAdapter(TrainingAdapter):
     def _tensors(self, pairs):
         """Inputs, regression targets, action labels and masks of a batch."""
         n = len(pairs)
-        x = np.stack([self.prepare_inputs(d.values, d.columns) for _, d in pairs])
+        x = self.prepare_batch([d.values for _, d in pairs], [d.columns for _, d in pairs])
         y_candle = np.zeros((n, len(self.targets)), dtype=np.float32)
         y_action = np.zeros(n, dtype=np.int64)
         is_candle = np.zeros(n, dtype=bool)
