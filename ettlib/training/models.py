@@ -36,7 +36,7 @@ Examples
 >>> out = model(torch.zeros(3, 16, 5))
 >>> tuple(out.candle.shape), tuple(out.action_logits.shape)
 ((3, 5), (3, 3))
->>> float(model(torch.randn(3, 16, 5)).candle.abs().max())  # untrained: "no change"
+>>> float(model(torch.randn(3, 16, 5)).candle.detach().abs().max())  # untrained: "no change"
 0.0
 >>> again = build_model(config, device="cpu")
 >>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
