@@ -372,6 +372,9 @@ class EventStepper:
         self._last_truth_at = -1  # its position in the consumed events
         self._refresh_from = 0  # consumed count at the previous refresh
         self._matched_count = None  # coordinator's "matched" at the previous refresh
+        self._pending: list = []  # frames whose target candle has not closed
+        self._matched: list = []  # pairs the last truth event matched
+        self._current = None  # the frame whose input window is shaded
         self.last_error: str | None = None
         self.redraw_ms: list[float] = []
         self._log: deque = deque(maxlen=log_size)
@@ -732,6 +735,8 @@ class EventStepper:
             f for f in retained
             if now is None or f.target_timestamp + TIMEFRAMES[f.timeframe] > now
         ]
+        # The window to shade: the newest frame, pending or just matched.
+        self._current = max(retained, key=lambda f: f.prediction_timestamp, default=None)
         self._matched = matched
         self.redraw()
         self._sync_stream_picker()
@@ -831,7 +836,7 @@ class EventStepper:
             ]
             plot_candles(
                 candles, pivots=pivots, frames=self._pending, matched=self._matched,
-                timeframe=self.timeframe, ax=ax, title=title,
+                current_frame=self._current, timeframe=self.timeframe, ax=ax, title=title,
             )
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=self._dpi, pil_kwargs={"compress_level": 1})
