@@ -31,26 +31,11 @@ START = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
 
 def make_candles(count: int, seed: int = 7) -> pd.DataFrame:
-    """A random walk of ``count`` 1-minute candles (ettlib.demo's when available)."""
-    try:
-        from ettlib.demo import demo_candles
+    """``count`` seeded demo 1-minute candles (:func:`ettlib.demo.demo_candles`)."""
+    from ettlib.demo import demo_candles
 
-        frame = demo_candles("ETH/USDT", start=START, days=-(-count // 1440), seed=seed)
-        frame = frame.iloc[:count].reset_index(drop=True)
-        if len(frame) == count:
-            return frame[["timestamp", "open", "high", "low", "close", "volume"]]
-    except Exception:  # noqa: BLE001 - fall back to our own walk
-        pass
-    rng = np.random.default_rng(seed)
-    close = 2000 * np.exp(np.cumsum(rng.normal(0, 0.0008, count)))
-    open_ = np.r_[close[0], close[:-1]]
-    high = np.maximum(open_, close) * (1 + rng.random(count) * 0.0005)
-    low = np.minimum(open_, close) * (1 - rng.random(count) * 0.0005)
-    return pd.DataFrame({
-        "timestamp": START + np.arange(count, dtype=np.int64) * MINUTE,
-        "open": open_, "high": high, "low": low, "close": close,
-        "volume": rng.random(count) * 100,
-    })
+    frame = demo_candles("ETH/USDT", start=START, days=-(-count // 1440), seed=seed)
+    return frame.iloc[:count].reset_index(drop=True)
 
 
 def write_store(path: Path, frame: pd.DataFrame):

@@ -356,11 +356,8 @@ def test_bad_input_raises_clearly_and_changes_nothing(store, tmp_path, case):
             assert f"row {row}" in message
         if column is not None:
             assert repr(column) in message
-        if value is not None:
-            if isinstance(value, float) and np.isnan(value):
-                pass
-            else:
-                assert err.value == value
+        if value is not None and not (isinstance(value, float) and np.isnan(value)):
+            assert err.value == value
     else:
         assert ("7m" if case == "unknown_timeframe" else "xlsx") in message
 
