@@ -125,10 +125,24 @@ def ensure_demo_data(
     (``days`` of synthetic candles) if ``make_demo_if_missing``, else raises
     :class:`ConfigError` saying how to get data.  The database is opened
     read-only to look, and for writing only when something is written.
+
+    Safe when several processes call it on the same file at once (the runs
+    of a sweep on a fresh machine): the look and the write happen under an
+    exclusive lock on ``<db_path>.demo.lock``, so exactly one process writes
+    the demo data and the others wait, then find it complete.
     """
-    from ettlib.store import DuckDBStorage
+    from filelock import FileLock
 
     path = Path(db_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".demo.lock"):
+        return _ensure_demo_data_locked(path, symbol, make_demo_if_missing, days, seed)
+
+
+def _ensure_demo_data_locked(path: Path, symbol: str, make_demo_if_missing: bool, days: float,
+                             seed: int) -> bool:
+    from ettlib.store import DuckDBStorage
+
     if path.is_file():
         with DuckDBStorage(path, read_only=True) as storage:
             if storage.time_range(symbol, "1m") is not None:

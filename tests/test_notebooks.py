@@ -275,3 +275,20 @@ def test_select_runs_by_id_and_latest(experiment_run):
     with pytest.raises(ConfigError, match="no-such-run"):
         select_runs(db, ["no-such-run"])
     assert differing_configs(select_runs(db, [second.run_id])).shape[1] == 0  # one run: nothing differs
+
+
+def test_ensure_demo_data_from_several_processes_at_once(tmp_path):
+    """The runs of a sweep on a fresh machine: one writes the demo data, the others wait for it."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "fresh" / "d.duckdb"
+    code = ("import sys; from ettlib.notebook_tools import ensure_demo_data; "
+            "print(ensure_demo_data(sys.argv[1], days=0.1))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outcomes]
+    assert sorted(out.strip() for out, _ in outcomes) == ["False", "False", "True"]
+    with DuckDBStorage(db, read_only=True) as storage:
+        assert storage.time_range("ETH/USDT", "1m") == (T0, T0 + (144 - 1) * MINUTE)
