@@ -183,3 +183,86 @@ def test_an_experiment_killed_twice_and_resumed_equals_an_uninterrupted_run(tmp_
     state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
     assert state_a.keys() == state_b.keys()
     assert all(torch.equal(state_a[i][k], state_b[i][k]) for i in state_a for k in state_a[i])
+
+
+# -- what resume refuses, and the edges it handles (in process, a few seconds) ---------
+
+
+@pytest.fixture
+def small_db(tmp_path, make_candles):
+    path = tmp_path / "small.duckdb"
+    with DuckDBStorage(path) as storage:
+        storage.ingest(make_candles(150, seed=2), "ETH/USDT", "1m")
+    return path
+
+
+def _small(db, **changes) -> ExperimentConfig:
+    values = dict(db_path=str(db), adapter="river", baselines=("persistence",), context_length=16,
+                  batch_size=4, pivot_types=("L1L", "L1H"), pivot_lookback=3, seed=1)
+    return ExperimentConfig(**{**values, **changes})
+
+
+def _set_status(db, run_id, status):
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE runs SET status = ? WHERE run_id = ?", [status, run_id])
+
+
+def test_a_run_killed_after_its_last_flush_resumes_to_the_same_result(small_db):
+    config = _small(small_db)
+    first = run_experiment(config, run_id="r", persist_every=40)
+    _set_status(small_db, "r", "running")  # as if killed between the last flush and the manifest
+    again = run_experiment(config, run_id="r", resume=True, persist_every=40)
+    assert again.metrics == first.metrics and again.pair_losses == first.pair_losses
+    assert again.counters["events"] == 0  # nothing left to replay
+    assert _rows(small_db, "r")[2] == "completed"
+
+
+def test_resume_refuses_what_it_cannot_continue_exactly(small_db, make_candles):
+    from ettlib.errors import ConfigError
+
+    config = _small(small_db)
+    run_experiment(config, run_id="r", persist_every=40)
+    with pytest.raises(ConfigError, match="needs the run_id"):
+        run_experiment(config, resume=True)
+    with pytest.raises(ConfigError, match="no run 'nope'"):
+        run_experiment(config, run_id="nope", resume=True)
+    with pytest.raises(ConfigError, match="already completed"):
+        run_experiment(config, run_id="r", resume=True)
+    _set_status(small_db, "r", "failed")
+    with pytest.raises(ConfigError, match="status 'failed'"):
+        run_experiment(config, run_id="r", resume=True)
+    _set_status(small_db, "r", "running")
+    with pytest.raises(ConfigError, match="seed: stored 1, given 2"):
+        run_experiment(config.replace(seed=2), run_id="r", resume=True)
+    # a state that does not restore: refused, and the run stays resumable
+    with duckdb.connect(str(small_db)) as con:
+        good = con.execute("SELECT state FROM subscriber_states WHERE subscriber = 'prequential'"
+                           ).fetchone()[0]
+        con.execute("UPDATE subscriber_states SET state = 'garbage'::BLOB WHERE subscriber = 'prequential'")
+    with pytest.raises(ConfigError, match="not JSON"):
+        run_experiment(config, run_id="r", resume=True)
+    assert _rows(small_db, "r")[2] == "running"
+    with duckdb.connect(str(small_db)) as con:
+        con.execute("UPDATE subscriber_states SET state = ? WHERE subscriber = 'prequential'", [good])
+    # only locations may change; the candles may not
+    run_experiment(config.replace(checkpoint=str(small_db.parent / "m.pt")), run_id="r", resume=True)
+    _set_status(small_db, "r", "running")
+    with DuckDBStorage(small_db) as storage:
+        storage.ingest(make_candles(151, seed=2), "ETH/USDT", "1m")
+    with pytest.raises(ConfigError, match="changed"):
+        run_experiment(config, run_id="r", resume=True)
+
+
+def test_ett_run_resume_reads_the_stored_config_and_refuses_other_flags(small_db, capsys):
+    from ettlib.cli import main
+
+    args = ["run", "--db", str(small_db), "--adapter", "river", "--run-id", "cli", "--no-progress",
+            "--json", "-p", "context_length=16", "-p", "baselines=[]", "-p", "batch_size=4"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert "run id cli" in first.err
+    _set_status(small_db, "cli", "running")
+    assert main(["run", "--resume", "cli", "--db", str(small_db), "--seed", "9", "--no-progress"]) == 2
+    assert "seed: stored 0, given 9" in capsys.readouterr().err
+    assert main(["run", "--resume", "cli", "--db", str(small_db), "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(first.out)

@@ -15,11 +15,12 @@
    :class:`~ettlib.training.metrics.PrequentialScorer`;
 3. replay ``[start, end]`` with :class:`~ettlib.replay.ReplayEngine`: at each
    instant the model first learns from what just became known, then predicts;
-4. flush the adapter, close the coordinator (its flush writes frames and
-   delivered pairs), write each learned pair's loss into ``training_events``
-   (the adapter's rows; the scorer's rows carry each prediction's absolute
-   close error per model in ``metrics``) and finish the manifest with the
-   metrics, the wall time and status ``'completed'``.
+4. flush the adapter, close the coordinator and finish the manifest with
+   the metrics, the wall time and status ``'completed'``.  Every coordinator
+   flush (every ``persist_every`` events, and the last one at close) writes
+   the frames, the delivered pairs and each learned pair's loss into
+   ``training_events`` (the adapter's rows; the scorer's rows carry each
+   prediction's absolute close error per model in ``metrics``).
 
 Every score is prequential: a prediction is scored when its truth arrives,
 and it was made -- frozen into its frame -- before the model could learn
@@ -36,6 +37,30 @@ pairs are flushed, learned losses are written, the manifest gets status
 The same config and seed give identical metrics and identical
 ``training_events`` rows (up to ``run_id``): replay, ids, batching and the
 model's randomness are all deterministic.
+
+Resume
+------
+A run whose process dies (SIGKILL, a lost machine) keeps status
+``'running'`` and, in the store, everything of its last coordinator flush,
+committed in one transaction: frames, delivered pairs with their learned
+losses, the coordinator's checkpoint, and two subscriber states -- the
+adapter's (:meth:`~ettlib.training.adapters.TrainingAdapter.checkpoint_state`:
+weights, optimizer, queued pairs, undrained results) and the run's own
+(``prequential``: the prequential scores so far, as JSON, and the inference
+loops' step counters).  ``run_experiment(config, run_id=..., resume=True)``
+(``ett run --resume RUN_ID``) checks that the run is resumable (status
+``'running'``, the same config but for ``db_path``/``results_db``/
+``checkpoint``, the same candles), builds everything as a new run would,
+gets both states back as the adapter and the scorer subscribe, and replays
+from the checkpoint's ``resume_time``.  The finished run has the
+``training_events``, frames, final weights and metrics of an uninterrupted
+run (``tests/test_experiment_resume.py`` kills one twice to show it).  The
+metrics' pair counts and ``pair_losses`` are read back from
+``training_events``, so they cover the whole run; ``counters`` and
+``wall_s`` are the resumed process's own.  Baselines never learn, so they
+have no state.  A run stopped by an exception (status ``'failed'``; Ctrl-C
+included) flushed its partial results in the middle of an instant and
+cannot be resumed exactly: run it again.
 
 Examples
 --------
@@ -302,9 +327,13 @@ class _Scoring:
         }).encode()
 
     def restore_state(self, state: bytes) -> None:
-        data = json.loads(state)
-        if data.get("format") != 1:
-            raise ConfigError(f"not an experiment state of format 1 (found {data.get('format')!r})")
+        try:
+            data = json.loads(state)
+        except ValueError as exc:
+            raise ConfigError(f"the stored experiment state is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != 1:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ConfigError(f"not an experiment state of format 1 (found {found!r})")
         self.scorer.load_state_dict(data["scorer"])
         self._loop_counters = data["loops"]
 
