@@ -853,10 +853,6 @@ class InferenceTrainingCoordinator:
         hooks = [
             sub.checkpoint for sub in self._subscribers.values() if callable(getattr(sub, "checkpoint", None))
         ]
-        states = [
-            (name, sub.checkpoint_state) for name, sub in self._subscribers.items()
-            if callable(getattr(sub, "checkpoint_state", None))
-        ]
         commit_flush(
             self._con,
             self.run_id,
@@ -866,13 +862,27 @@ class InferenceTrainingCoordinator:
             dead_letters=self._dead,
             checkpoint=Checkpoint(resume_time, self._seq, self._next_id),
             hooks=hooks,
-            states=states,
+            states=self._state_getters(),
         )
         self._new_frames = []
         self._expired = []
         self._pairs = []
         self._dead = []
         self._events_since_flush = 0
+
+    def _state_getters(self) -> list[tuple[str, object]]:
+        """``(name, subscriber.checkpoint_state)`` of each subscriber that has one.
+
+        A subscriber registered under several names is stored under the first.
+        """
+        seen: set[int] = set()
+        out = []
+        for name, sub in self._subscribers.items():
+            get = getattr(sub, "checkpoint_state", None)
+            if callable(get) and id(sub) not in seen:
+                seen.add(id(sub))
+                out.append((name, get))
+        return out
 
     def flush(self) -> None:
         """Commit everything buffered, with a checkpoint after the current instant.

@@ -164,3 +164,24 @@ def test_replace_deletes_the_states(store):
     assert _stored(store)
     InferenceTrainingCoordinator(DataProvider(store), store, run_id="r", replace=True)
     assert _stored(store) == {}
+
+
+def test_a_version_1_database_is_migrated_forward_with_its_rows(tmp_path):
+    import duckdb
+
+    from ettlib.schema import _MIGRATIONS, SCHEMA_VERSION, ensure_schema
+    from ettlib.store import DuckDBStorage
+
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))  # what ettlib with schema version 1 wrote
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                " applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for statement in _MIGRATIONS[0]:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    con.execute("INSERT INTO coordinator_checkpoints VALUES ('old', 5, 6, 7)")
+    con.close()
+    with DuckDBStorage(path) as storage:
+        assert ensure_schema(storage.con) == SCHEMA_VERSION == 2
+        assert storage.con.execute("SELECT * FROM coordinator_checkpoints").fetchall() == [("old", 5, 6, 7)]
+        assert storage.con.execute("SELECT count(*) FROM subscriber_states").fetchone() == (0,)
