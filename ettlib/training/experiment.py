@@ -308,8 +308,10 @@ class _Scoring:
 
     def record_learned(self, con) -> int:
         """Drain the adapter's results and write their losses on ``con``; returns how many."""
-        results = self.adapter.drain_results() if self.adapter is not None else []
-        return _write_pair_losses(con, self.run_id, self.adapter.subscriber_name, results)
+        if self.adapter is None:
+            return 0
+        return _write_pair_losses(con, self.run_id, self.adapter.subscriber_name,
+                                  self.adapter.drain_results())
 
     # -- the coordinator's state protocol --------------------------------------
 
