@@ -47,21 +47,30 @@ commits in **one transaction** (see :mod:`ettlib.frame_store`):
 1. the buffered frames, expiries, pairs and dead letters;
 2. a checkpoint: ``resume_time`` (every event with a knowable time before it
    has been processed), the delivery sequence number and the id counter;
-3. each subscriber's own state, through its optional ``checkpoint(con)`` hook,
-   on the same connection and in the same transaction.
+3. each subscriber's own state, on the same connection and in the same
+   transaction: first its optional ``checkpoint(con)`` hook (write what you
+   like), then its optional ``checkpoint_state()`` bytes, stored in
+   ``subscriber_states`` under the subscriber's name.
 
 After a crash (even SIGKILL) the database holds the state of the last
 commit, consistently: the pairs recorded are exactly the pairs whose effects
 the subscribers' checkpointed state contains.  ``resume=True`` reloads the
-pending frames and counters; the driver then restarts the replay at
-:attr:`InferenceTrainingCoordinator.resume_time` (events with an earlier
-knowable time are ignored as already processed).  Deliveries made after the
-last commit are made again -- and, because they were never committed, they
-are *not* repeats of the committed state.  So:
+pending frames, counters and stored subscriber states; a subscriber with a
+stored state gets it back through ``restore_state(state)`` when it first
+subscribes (under the same name, before any event reaches it).  The driver
+then restarts the replay at :attr:`InferenceTrainingCoordinator.resume_time`
+(``engine.seek(resume_time - 1)``; events with an earlier knowable time are
+ignored as already processed).  Deliveries made after the last commit are
+made again -- and, because they were never committed, they are *not* repeats
+of the committed state.  So:
 
-- **exactly once** for a subscriber whose effects live in what its
-  ``checkpoint(con)`` writes (or that restores its state from the commit it
-  is handed): the recorded pairs and the subscriber's state never disagree;
+- **exactly once** for a subscriber whose effects live in its
+  ``checkpoint_state()`` or what its ``checkpoint(con)`` writes: the
+  recorded pairs and the subscriber's state never disagree.  The training
+  adapters (:mod:`ettlib.training.adapters`) checkpoint their whole learning
+  state this way (weights, optimizer, queued pairs, undrained results), and
+  :func:`~ettlib.training.experiment.run_experiment` ``(resume=True)`` their
+  runs' prequential scores too, so a killed experiment resumes bit-identically;
 - the same holds only for what reaches a subscriber *through the
   coordinator*: a callback subscribed to the provider directly is not part
   of the protocol (its state is checkpointed mid-instant, at the first
@@ -136,6 +145,7 @@ from ettlib.frame_store import (
     delete_run_state,
     load_checkpoint,
     load_pending_frames,
+    load_subscriber_states,
     run_has_state,
 )
 from ettlib.frames import InferenceFrameReference
@@ -161,8 +171,32 @@ class TrainingEventSubscriber:
 
     Optional: ``subscriber_name`` (a class or instance attribute; default the
     class name) identifies the subscriber in ``training_events`` and must be
-    stable across a resume; ``checkpoint(con)`` persists the subscriber's
-    state inside the coordinator's flush transaction (see the module doc).
+    stable across a resume.  Two ways to make a subscriber's state part of
+    the coordinator's flush transaction (see the module doc), so that a
+    resumed run continues exactly where the committed pairs stop:
+
+    - ``checkpoint_state() -> bytes | None`` / ``restore_state(state)``: the
+      coordinator stores the bytes in ``subscriber_states`` at every flush
+      and, when it was made with ``resume=True``, hands them back to
+      ``restore_state`` once, when the subscriber first subscribes (under
+      the same name).  The simple way: a learner returns its whole state.
+    - ``checkpoint(con)``: write anything on the coordinator's connection,
+      inside the transaction (hooks run before ``checkpoint_state``).
+
+    Examples
+    --------
+    >>> class Counter(TrainingEventSubscriber):
+    ...     def __init__(self):
+    ...         self.seen = 0
+    ...     def on_candle_completion(self, event, inference_ref):
+    ...         self.seen += 1
+    ...     def checkpoint_state(self):
+    ...         return str(self.seen).encode()
+    ...     def restore_state(self, state):
+    ...         self.seen = int(state)
+    >>> counter = Counter()
+    >>> counter.restore_state(counter.checkpoint_state()); counter.seen
+    0
     """
 
     def on_candle_completion(self, event: CandleCompletionEvent, inference_ref: InferenceFrameReference | None):
@@ -176,6 +210,16 @@ class TrainingEventSubscriber:
     def checkpoint(self, con) -> None:
         """Persist state on ``con`` (inside the coordinator's transaction)."""
         return None
+
+    def checkpoint_state(self) -> bytes | None:
+        """The subscriber's state, stored with each flush (``None``: nothing to store)."""
+        return None
+
+    def restore_state(self, state: bytes) -> None:
+        """Continue from ``state``, as :meth:`checkpoint_state` returned it at the last commit."""
+        raise ConfigError(
+            f"{type(self).__name__} has a stored state but does not implement restore_state(state)"
+        )
 
 
 def subscriber_name(subscriber: object) -> str:
@@ -330,7 +374,9 @@ class InferenceTrainingCoordinator:
         Matching and retention run on the knowable times of the events
         handled; no wall clock is ever read under replay.
     resume
-        Continue ``run_id`` from its last checkpoint in the store.
+        Continue ``run_id`` from its last checkpoint in the store: pending
+        frames and counters now, each subscriber's stored state when it
+        subscribes (``restore_state``).
     replace
         Delete ``run_id``'s stored state first.  Without ``resume`` or
         ``replace``, a ``run_id`` that already has state is refused.
@@ -377,6 +423,7 @@ class InferenceTrainingCoordinator:
         self._con = duckdb_storage.con
         self._lock = threading.RLock()
         self._subscribers: dict[str, object] = {}
+        self._stored_states: dict[str, bytes] = {}  # resume: handed back at subscription
         self._candle_subs: dict[tuple[str, str], tuple[tuple[str, object], ...]] = {}
         self._pivot_subs: dict[tuple[str, str, str], list[tuple[str, object]]] = {}
         self._provider_subs: dict[tuple, object] = {}
@@ -415,6 +462,7 @@ class InferenceTrainingCoordinator:
         self._now = checkpoint.resume_time - 1
         self._seq = checkpoint.next_seq
         self._next_id = checkpoint.next_inference_id
+        self._stored_states = load_subscriber_states(self._con, run_id)
         for ref in load_pending_frames(self._con, run_id):
             self._index(ref, with_target=ref.target_close_time >= checkpoint.resume_time)
 
@@ -435,8 +483,27 @@ class InferenceTrainingCoordinator:
                 f"another subscriber is already named {name!r}; give subscriber_name or name= "
                 "(names key the delivered pairs and must be stable across a resume)"
             )
+        if known is None:
+            self._restore(name, subscriber)
         self._subscribers[name] = subscriber
         return name
+
+    def _restore(self, name: str, subscriber) -> None:
+        """Hand a resumed run's stored state of ``name`` to ``subscriber.restore_state`` (once)."""
+        state = self._stored_states.pop(name, None)
+        if state is None:
+            return
+        restore = getattr(subscriber, "restore_state", None)
+        try:
+            if not callable(restore):
+                raise ConfigError(
+                    f"run {self.run_id!r} has a stored state for subscriber {name!r}, but "
+                    f"{type(subscriber).__name__} has no restore_state(state) method"
+                )
+            restore(state)
+        except BaseException:
+            self._stored_states[name] = state  # not consumed: a corrected subscriber may try again
+            raise
 
     def subscribe_to_candle_completion(self, subscriber, symbol: str, timeframe: str, *, name: str | None = None) -> None:
         """Call ``subscriber.on_candle_completion`` for each candle of the stream."""
@@ -795,12 +862,27 @@ class InferenceTrainingCoordinator:
             dead_letters=self._dead,
             checkpoint=Checkpoint(resume_time, self._seq, self._next_id),
             hooks=hooks,
+            states=self._state_getters(),
         )
         self._new_frames = []
         self._expired = []
         self._pairs = []
         self._dead = []
         self._events_since_flush = 0
+
+    def _state_getters(self) -> list[tuple[str, object]]:
+        """``(name, subscriber.checkpoint_state)`` of each subscriber that has one.
+
+        A subscriber registered under several names is stored under the first.
+        """
+        seen: set[int] = set()
+        out = []
+        for name, sub in self._subscribers.items():
+            get = getattr(sub, "checkpoint_state", None)
+            if callable(get) and id(sub) not in seen:
+                seen.add(id(sub))
+                out.append((name, get))
+        return out
 
     def flush(self) -> None:
         """Commit everything buffered, with a checkpoint after the current instant.

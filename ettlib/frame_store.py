@@ -14,7 +14,12 @@ inserted with one statement each, never one INSERT per frame):
 - the checkpoint -> ``coordinator_checkpoints`` (``resume_time``: every event
   with an earlier knowable time has been fully processed; ``next_seq``,
   ``next_inference_id``: the counters to continue from);
-- and whatever the subscribers persist in their ``checkpoint(con)`` hook.
+- whatever the subscribers persist in their ``checkpoint(con)`` hook;
+- then each subscriber's ``checkpoint_state()`` bytes -> ``subscriber_states``
+  (one row per ``(run_id, subscriber)``, replaced at every flush, deleted
+  when the subscriber returns ``None``), read back by
+  :func:`load_subscriber_states` when a run is resumed.  They are taken
+  *after* the hooks, so a hook may still change what the state holds.
 
 Examples
 --------
@@ -30,6 +35,9 @@ Examples
 Checkpoint(resume_time=180000, next_seq=0, next_inference_id=2)
 >>> load_pending_frames(con, "r") == [ref]
 True
+>>> commit_flush(con, "r", checkpoint=Checkpoint(240_000, 0, 2), states=[("learner", lambda: b"w=3")])
+>>> load_subscriber_states(con, "r")
+{'learner': b'w=3'}
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ __all__ = [
     "commit_flush",
     "load_checkpoint",
     "load_pending_frames",
+    "load_subscriber_states",
     "delete_run_state",
 ]
 
@@ -182,13 +191,16 @@ def commit_flush(
     dead_letters: Sequence[tuple] = (),
     checkpoint: Checkpoint,
     hooks: Iterable[Callable[[duckdb.DuckDBPyConnection], object]] = (),
+    states: Iterable[tuple[str, Callable[[], bytes | None]]] = (),
 ) -> None:
     """Write one flush in one transaction; on any error roll back and raise.
 
     ``expired`` holds ``(inference_id, expired_at)``; ``pairs`` rows of
     :data:`PAIR_COLUMNS` (``inference_id`` an int or str id, ``''`` or ``None``
     for an event delivered without a frame: ids are stored as text); ``dead_letters`` rows of :data:`DEAD_LETTER_COLUMNS`;
-    each of ``hooks`` is called with ``con`` inside the transaction.
+    each of ``hooks`` is called with ``con`` inside the transaction; then each
+    ``(subscriber, get_state)`` of ``states`` is called and its bytes stored
+    (see :func:`_write_states`).
     """
     con.execute("BEGIN TRANSACTION")
     try:
@@ -242,12 +254,43 @@ def commit_flush(
         )
         for hook in hooks:
             hook(con)
+        _write_states(con, run_id, checkpoint.resume_time, states)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         for name in _VIEWS:
             _unregister(con, name)
         raise
+
+
+def _write_states(con: duckdb.DuckDBPyConnection, run_id: str, resume_time: int,
+                  states: Iterable[tuple[str, Callable[[], bytes | None]]]) -> None:
+    """Store each subscriber's ``get_state()`` bytes in ``subscriber_states`` (``None``: delete)."""
+    for name, get_state in states:
+        state = get_state()
+        if state is None:
+            con.execute("DELETE FROM subscriber_states WHERE run_id = ? AND subscriber = ?",
+                        [run_id, name])
+            continue
+        if not isinstance(state, (bytes, bytearray, memoryview)):
+            raise EttError(
+                f"subscriber {name!r}: checkpoint_state() must return bytes or None, "
+                f"got {type(state).__name__}"
+            )
+        con.execute(
+            "INSERT OR REPLACE INTO subscriber_states (run_id, subscriber, state, resume_time)"
+            " VALUES (?, ?, ?, ?)",
+            [run_id, name, bytes(state), resume_time],
+        )
+
+
+def load_subscriber_states(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, bytes]:
+    """``{subscriber: state}`` of ``run_id`` as of its last committed flush."""
+    rows = con.execute(
+        "SELECT subscriber, state FROM subscriber_states WHERE run_id = ? ORDER BY subscriber",
+        [run_id],
+    ).fetchall()
+    return {name: bytes(state) for name, state in rows}
 
 
 def load_checkpoint(con: duckdb.DuckDBPyConnection, run_id: str) -> Checkpoint | None:
@@ -270,19 +313,24 @@ def load_pending_frames(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Inf
     return [InferenceFrameReference.from_row(r) for r in rows]
 
 
+#: Tables holding a run's coordinator state (keyed by ``run_id``).
+_RUN_TABLES = ("coordinator_checkpoints", "inference_frames", "training_events", "dead_letters",
+               "subscriber_states")
+
+
 def run_has_state(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
-    """True when ``run_id`` has a checkpoint, frames or delivered pairs stored."""
-    for table in ("coordinator_checkpoints", "inference_frames", "training_events", "dead_letters"):
+    """True when ``run_id`` has a checkpoint, frames, delivered pairs or states stored."""
+    for table in _RUN_TABLES:
         if con.execute(f"SELECT 1 FROM {table} WHERE run_id = ? LIMIT 1", [run_id]).fetchone():
             return True
     return False
 
 
 def delete_run_state(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """Delete every frame, pair, dead letter and checkpoint of ``run_id`` (one transaction)."""
+    """Delete every frame, pair, dead letter, checkpoint and state of ``run_id`` (one transaction)."""
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in ("coordinator_checkpoints", "inference_frames", "training_events", "dead_letters"):
+        for table in _RUN_TABLES:
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         con.execute("COMMIT")
     except BaseException:

@@ -55,7 +55,8 @@ __all__ = [
 #: Tables whose rows belong to a run (keyed by ``run_id``), merged in this
 #: order; ``runs`` goes last so the skip-check sees the state before the merge.
 RUN_TABLES: tuple[str, ...] = (
-    "training_events", "inference_frames", "dead_letters", "coordinator_checkpoints", "runs",
+    "training_events", "inference_frames", "dead_letters", "coordinator_checkpoints",
+    "subscriber_states", "runs",
 )
 
 

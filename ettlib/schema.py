@@ -12,9 +12,9 @@ Examples
 >>> import duckdb
 >>> con = duckdb.connect()
 >>> ensure_schema(con)
-1
+2
 >>> sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
-['coordinator_checkpoints', 'dead_letters', 'inference_frames', 'ohlcv_data', 'pivot_points', 'runs', 'schema_version', 'training_events']
+['coordinator_checkpoints', 'dead_letters', 'inference_frames', 'ohlcv_data', 'pivot_points', 'runs', 'schema_version', 'subscriber_states', 'training_events']
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ _OHLCV_DDL = (
 )
 
 # Version 1: every table.  Later versions append to _MIGRATIONS; each entry
-# is a list of statements that takes version i to version i + 1.
+# is a list of statements that takes version i to version i + 1 (never edit
+# a released version: a database at version i has already run it).
 _MIGRATIONS: list[list[str]] = [
     [
         _OHLCV_DDL,
@@ -143,6 +144,16 @@ _MIGRATIONS: list[list[str]] = [
             wall_s DOUBLE,
             metrics VARCHAR,
             error VARCHAR)""",
+    ],
+    # Version 2: subscribers' own state, written by ettlib.frame_store in the
+    # coordinator's flush transaction (checkpoint_state / restore_state).
+    [
+        """CREATE TABLE IF NOT EXISTS subscriber_states (
+            run_id VARCHAR NOT NULL,
+            subscriber VARCHAR NOT NULL,
+            state BLOB NOT NULL,
+            resume_time BIGINT NOT NULL,
+            PRIMARY KEY (run_id, subscriber))""",
     ],
 ]
 

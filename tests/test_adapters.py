@@ -209,6 +209,26 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
         RiverAdapter().load(path)
 
 
+def test_restoring_a_state_made_with_other_settings_is_a_config_error():
+    tiny = dict(context_length=8, n_heads=2, n_layers=1, d_ff=16, device="cpu")
+    state = TransformerAdapter(d_model=8, **tiny).checkpoint_state()
+    for other, fragment in [
+        (TransformerAdapter(d_model=16, **tiny), "d_model"),
+        (TransformerAdapter(d_model=8, learning_rate=1e-3, **tiny), "optimizer"),
+        (TransformerAdapter(d_model=8, batch_size=4, **tiny), "batch_size"),
+        (registry.create("frozen", d_model=8, **tiny), "'transformer', not 'frozen'"),
+        (RiverAdapter(), "'transformer', not 'river'"),
+    ]:
+        before = other.state_dict()
+        with pytest.raises(ConfigError, match=fragment):
+            other.restore_state(state)
+        assert other.pairs_learned == before["pairs_learned"] and other.pending == []
+    with pytest.raises(ConfigError, match="cannot be read"):
+        PersistenceAdapter().restore_state(b"not a state")
+    with pytest.raises(ConfigError, match="other settings: features"):
+        PersistenceAdapter(features=("close",)).restore_state(PersistenceAdapter().checkpoint_state())
+
+
 def test_river_features_are_scaled_and_predictions_stay_bounded():
     """Fat-tailed returns (Student t, df 2) must not make the River learner diverge."""
     adapter = RiverAdapter(batch_size=16)
@@ -268,6 +288,14 @@ class _ForgetsOptimizer(TransformerAdapter):
         super().load_state_dict(state)
 
 
+class _ForgetsPending(TransformerAdapter):
+    """Checkpoints its weights but not the pairs it queued (at-least-once at best)."""
+
+    def restore_state(self, state):
+        super().restore_state(state)
+        self.pending = []
+
+
 class _TrainsOnce(TransformerAdapter):
     """Learns each candle pair twice (once more at flush)."""
 
@@ -282,6 +310,8 @@ class _TrainsOnce(TransformerAdapter):
         (_Mutating, checks.check_inputs_not_mutated),
         (_Unseeded, checks.check_seeded_runs_reproduce),
         (_ForgetsOptimizer, checks.check_save_load_round_trip),
+        (_ForgetsOptimizer, checks.check_checkpoint_state_round_trip),
+        (_ForgetsPending, checks.check_checkpoint_state_round_trip),
         (_TrainsOnce, checks.check_results_match_events),
     ],
     ids=lambda v: v.__name__,

@@ -106,7 +106,7 @@ def test_windows_are_views_of_the_replay_cache(store, candles):
 def test_store_fallback_gives_the_same_frames(store, candles):
     _, cached, _ = _run(store, PersistenceAdapter())
     store.con.execute("DELETE FROM inference_frames; DELETE FROM training_events;"
-                      " DELETE FROM coordinator_checkpoints")
+                      " DELETE FROM coordinator_checkpoints; DELETE FROM subscriber_states")
     loop, uncached, _ = _run(store, PersistenceAdapter(), use_cache=False)
     assert loop.cache_misses == loop.steps_seen == N and len(uncached) > 0
     assert [(r.prediction_timestamp, r.norm_params, r.predicted_candle) for r, _ in cached] == [

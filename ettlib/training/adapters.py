@@ -27,6 +27,25 @@ Each learned pair leaves a :class:`PairResult` (its loss, in the batch
 where it was learned) in :attr:`TrainingAdapter.results`, which the
 experiment runner writes to ``training_events``.
 
+Exactly once across a crash
+---------------------------
+Every adapter implements the coordinator's optional state protocol:
+:meth:`~TrainingAdapter.checkpoint_state` returns the whole learning state
+as bytes -- :meth:`~TrainingAdapter.state_dict` (weights, optimizer, steps,
+``pairs_learned``; River's learners), the queued pairs (``pending``) and the
+results not yet drained -- and the coordinator stores them in the same
+transaction as the delivered pairs.  A coordinator made with
+``resume=True`` hands them back to :meth:`~TrainingAdapter.restore_state`
+when the adapter subscribes (:meth:`~TrainingAdapter.attach`), so the
+adapter continues from exactly the pairs the store says were delivered.
+There is no global RNG state to save: the Transformer's dropout is drawn
+under ``seed`` and the step count (:func:`~ettlib.training.models.seeded_rng`),
+and River's learners carry their own state in the pickle.  The bytes are a
+``torch.save`` pickle: restore only states from a store you trust.
+Restoring into an adapter with other settings (model shape, batch size,
+features, optimizer hyperparameters, ...) raises
+:class:`~ettlib.errors.ConfigError` naming them.
+
 Registered names: ``"transformer"`` (:class:`TransformerAdapter`, alias
 :data:`RealTrainingAdapter`), ``"river"`` (:class:`RiverAdapter`),
 ``"persistence"`` (:class:`PersistenceAdapter`) and ``"frozen"`` (the
@@ -40,6 +59,19 @@ Examples
 >>> window = np.array([[1.0, 2.0, 0.5, 1.5, 3.0], [1.5, 2.5, 1.0, 2.0, 4.0]])
 >>> adapter.predict(window, ("open", "high", "low", "close", "volume"))
 Prediction(action='HOLD', predicted_candle=(2.0, 2.0, 2.0, 2.0, 4.0), confidence=1.0)
+
+A learner's state, through the bytes the coordinator stores:
+
+>>> river = create("river", seed=1)
+>>> river.pairs_learned = 7
+>>> again = create("river", seed=1)
+>>> again.restore_state(river.checkpoint_state())
+>>> again.pairs_learned
+7
+>>> create("river", learning_rate=0.5).restore_state(river.checkpoint_state())
+Traceback (most recent call last):
+...
+ettlib.errors.ConfigError: the stored state of adapter 'river' was made with other settings: learning_rate: stored 0.01, here 0.5
 """
 
 from __future__ import annotations
@@ -72,6 +104,7 @@ __all__ = [
     "RiverAdapter",
     "PersistenceAdapter",
     "frozen_transformer",
+    "STATE_FORMAT",
     "event_key",
     "normalized_target",
     "normalized_targets",
@@ -152,6 +185,10 @@ class _Pending:
     event: Any
     ref: Any
     kind: str
+
+
+#: Version of the bytes :meth:`TrainingAdapter.checkpoint_state` writes.
+STATE_FORMAT = 1
 
 
 class TrainingAdapter(TrainingEventSubscriber):
@@ -292,6 +329,63 @@ class TrainingAdapter(TrainingEventSubscriber):
             raise ConfigError(f"state of adapter {state.get('name')!r} cannot load into {self.name!r}")
         self.pairs_learned = int(state.get("pairs_learned", 0))
         self.seed = int(state.get("seed", self.seed))
+
+    def settings(self) -> dict:
+        """What an exact continuation needs equal, beside what :meth:`state_dict` carries.
+
+        Plain values (JSON types, tuples); compared by :meth:`restore_state`.
+        """
+        return {"name": self.name, "batch_size": self.batch_size, "features": list(self.features),
+                "targets": list(self.targets), "learns": bool(self.learns)}
+
+    def checkpoint_state(self) -> bytes:
+        """The whole learning state as bytes (the coordinator's state protocol).
+
+        :meth:`state_dict`, :meth:`settings`, the queued pairs and the results
+        not yet drained, in one ``torch.save`` pickle.  Nothing is changed.
+        """
+        buffer = io.BytesIO()
+        torch.save({
+            "format": STATE_FORMAT,
+            "settings": self.settings(),
+            "adapter": self.state_dict(),
+            "pending": [(p.event, p.ref, p.kind) for p in self.pending],
+            "results": list(self.results),
+        }, buffer)
+        return buffer.getvalue()
+
+    def restore_state(self, state: bytes) -> None:
+        """Continue from bytes of :meth:`checkpoint_state` (a trusted store's).
+
+        Raises :class:`~ettlib.errors.ConfigError` when the bytes are not an
+        adapter state, or were made by an adapter with other
+        :meth:`settings` or another model shape; nothing is changed then.
+        """
+        try:
+            data = torch.load(io.BytesIO(state), map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ConfigError(
+                f"{self.name} adapter: the stored state cannot be read ({type(exc).__name__}: {exc})"
+            ) from exc
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ConfigError(
+                f"{self.name} adapter: not an adapter state of format {STATE_FORMAT} (found {found!r})"
+            )
+        mine, theirs = self.settings(), data["settings"]
+        if mine != theirs:
+            if theirs.get("name") != mine["name"]:
+                raise ConfigError(
+                    f"the stored state is of adapter {theirs.get('name')!r}, not {mine['name']!r}"
+                )
+            diff = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+            raise ConfigError(
+                f"the stored state of adapter {mine['name']!r} was made with other settings: "
+                + "; ".join(f"{k}: stored {theirs.get(k)!r}, here {mine.get(k)!r}" for k in diff)
+            )
+        self.load_state_dict(data["adapter"])
+        self.pending = [_Pending(event, ref, kind) for event, ref, kind in data["pending"]]
+        self.results = list(data["results"])
 
     def save(self, path) -> Path:
         """Write a checkpoint (``torch.save`` of :meth:`state_dict`) to ``path``."""
@@ -618,6 +712,15 @@ class TransformerAdapter(TrainingAdapter):
             for (p, _), l in zip(pairs, losses)
         ]
 
+    def settings(self) -> dict:
+        optimizer = [{k: v for k, v in group.items() if k != "params"}
+                     for group in self.optimizer.param_groups]
+        return {**super().settings(), "model": {k: v for k, v in self.config.to_dict().items()
+                                                if k != "seed"},
+                "optimizer": optimizer, "residual": self.residual, "grad_clip": self.grad_clip,
+                "candle_weight": self.candle_weight, "pivot_weight": self.pivot_weight,
+                "huber_delta": self.huber_delta}
+
     def state_dict(self) -> dict:
         state = super().state_dict()
         state.update(
@@ -754,6 +857,10 @@ class RiverAdapter(TrainingAdapter):
             results.append(PairResult(p.ref.inference_id, p.kind, event_key(p.event),
                                       int(p.event.knowable_time), loss, {}))
         return results
+
+    def settings(self) -> dict:
+        return {**super().settings(), "model": self.model_name,
+                "learning_rate": self.learning_rate, "target_clip": self.target_clip}
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -195,8 +195,12 @@ class _Clock:
 
 
 def drive(adapter, scenario: Scenario, *, start: int = 0, stop: int | None = None,
-          source: RecordingSource | None = None) -> RecordingSource:
-    """Deliver ``scenario.steps[start:stop]`` to ``adapter`` at their knowable times."""
+          source: RecordingSource | None = None, flush: bool = True) -> RecordingSource:
+    """Deliver ``scenario.steps[start:stop]`` to ``adapter`` at their knowable times.
+
+    Then :meth:`~ettlib.training.adapters.TrainingAdapter.flush` it, unless
+    ``flush=False`` (pairs may stay queued).
+    """
     if source is None:
         clock = _Clock()
         source = RecordingSource(ArraySource(scenario.candles), clock)
@@ -209,7 +213,8 @@ def drive(adapter, scenario: Scenario, *, start: int = 0, stop: int | None = Non
             adapter.on_candle_completion(event, refs[0])
         else:
             adapter.on_pivot_event(event, refs)
-    adapter.flush()
+    if flush:
+        adapter.flush()
     return source
 
 
@@ -273,6 +278,34 @@ def check_save_load_round_trip(make_adapter) -> None:
     drive(a, scenario, start=half)
     drive(b, scenario, start=half)
     assert _predictions(a, scenario) == _predictions(b, scenario)
+
+
+def check_checkpoint_state_round_trip(make_adapter) -> None:
+    """``checkpoint_state`` mid-run (pairs still queued), ``restore_state`` into a fresh
+    adapter: both continue identically -- same predictions, results, losses and counts."""
+    a = make_adapter(5)
+    scenario = _scenario(_context_of(a))
+    cut = len(scenario.steps) // 2
+    drive(a, scenario, stop=cut, flush=False)
+    while a.learns and not a.pending and cut < len(scenario.steps) - 1:  # a crash between batches
+        drive(a, scenario, start=cut, stop=cut + 1, flush=False)
+        cut += 1
+    assert not a.learns or (a.pending and a.results), "the check needs queued pairs and results"
+    state = a.checkpoint_state()
+    assert isinstance(state, bytes)
+    b = make_adapter(99)  # another seed: everything must come from the state
+    b.restore_state(state)
+    assert len(b.pending) == len(a.pending) and b.pairs_learned == a.pairs_learned
+    assert _predictions(a, scenario) == _predictions(b, scenario)
+    drive(a, scenario, start=cut)
+    drive(b, scenario, start=cut)
+    assert _predictions(a, scenario) == _predictions(b, scenario)
+    ra, rb = a.drain_results(), b.drain_results()
+    assert [(r.inference_id, r.event_key, r.knowable_time, r.loss, r.metrics) for r in ra] == [
+        (r.inference_id, r.event_key, r.knowable_time, r.loss, r.metrics) for r in rb
+    ]
+    assert a.pairs_learned == b.pairs_learned
+    assert getattr(a, "steps", None) == getattr(b, "steps", None)
 
 
 def check_inputs_not_mutated(make_adapter) -> None:
@@ -351,6 +384,7 @@ def yield_checks() -> Iterator[Callable]:
     yield check_predictions_well_formed
     yield check_seeded_runs_reproduce
     yield check_save_load_round_trip
+    yield check_checkpoint_state_round_trip
     yield check_inputs_not_mutated
     yield check_no_look_ahead
     yield check_results_match_events

@@ -15,11 +15,12 @@
    :class:`~ettlib.training.metrics.PrequentialScorer`;
 3. replay ``[start, end]`` with :class:`~ettlib.replay.ReplayEngine`: at each
    instant the model first learns from what just became known, then predicts;
-4. flush the adapter, close the coordinator (its flush writes frames and
-   delivered pairs), write each learned pair's loss into ``training_events``
-   (the adapter's rows; the scorer's rows carry each prediction's absolute
-   close error per model in ``metrics``) and finish the manifest with the
-   metrics, the wall time and status ``'completed'``.
+4. flush the adapter, close the coordinator and finish the manifest with
+   the metrics, the wall time and status ``'completed'``.  Every coordinator
+   flush (every ``persist_every`` events, and the last one at close) writes
+   the frames, the delivered pairs and each learned pair's loss into
+   ``training_events`` (the adapter's rows; the scorer's rows carry each
+   prediction's absolute close error per model in ``metrics``).
 
 Every score is prequential: a prediction is scored when its truth arrives,
 and it was made -- frozen into its frame -- before the model could learn
@@ -36,6 +37,30 @@ pairs are flushed, learned losses are written, the manifest gets status
 The same config and seed give identical metrics and identical
 ``training_events`` rows (up to ``run_id``): replay, ids, batching and the
 model's randomness are all deterministic.
+
+Resume
+------
+A run whose process dies (SIGKILL, a lost machine) keeps status
+``'running'`` and, in the store, everything of its last coordinator flush,
+committed in one transaction: frames, delivered pairs with their learned
+losses, the coordinator's checkpoint, and two subscriber states -- the
+adapter's (:meth:`~ettlib.training.adapters.TrainingAdapter.checkpoint_state`:
+weights, optimizer, queued pairs, undrained results) and the run's own
+(``prequential``: the prequential scores so far, as JSON, and the inference
+loops' step counters).  ``run_experiment(config, run_id=..., resume=True)``
+(``ett run --resume RUN_ID``) checks that the run is resumable (status
+``'running'``, the same config but for ``db_path``/``results_db``/
+``checkpoint``, the same candles), builds everything as a new run would,
+gets both states back as the adapter and the scorer subscribe, and replays
+from the checkpoint's ``resume_time``.  The finished run has the
+``training_events``, frames, final weights and metrics of an uninterrupted
+run (``tests/test_experiment_resume.py`` kills one twice to show it).  The
+metrics' pair counts and ``pair_losses`` are read back from
+``training_events``, so they cover the whole run; ``counters`` and
+``wall_s`` are the resumed process's own.  Baselines never learn, so they
+have no state.  A run stopped by an exception (status ``'failed'``; Ctrl-C
+included) flushed its partial results in the middle of an instant and
+cannot be resumed exactly: run it again.
 
 Examples
 --------
@@ -72,6 +97,7 @@ __all__ = [
     "config_from_sources",
     "add_run_arguments",
     "run_command",
+    "load_run_config",
 ]
 
 _SEQUENCE_ADAPTERS = ("transformer", "frozen")
@@ -254,12 +280,64 @@ def _write_pair_losses(con, run_id: str, subscriber: str, results) -> int:
 
 
 class _Scoring:
-    """Per-pair prequential errors, returned to the coordinator as the pair's metrics."""
+    """Per-pair prequential errors, returned to the coordinator as the pair's metrics.
+
+    Also the run's own state in the coordinator's flush transaction (see
+    "Resume" in the module doc): at each flush :meth:`checkpoint` writes the
+    adapter's newly learned losses into their ``training_events`` rows and
+    forgets predictions that can no longer be scored; then
+    :meth:`checkpoint_state` saves the scores and the inference loops'
+    counters as JSON.
+    """
 
     subscriber_name = "prequential"
 
-    def __init__(self, scorer: PrequentialScorer):
+    def __init__(self, scorer: PrequentialScorer, adapter=None, coordinator=None, run_id: str = ""):
         self.scorer = scorer
+        self.adapter = adapter
+        self.coordinator = coordinator
+        self.run_id = run_id
+        self.loops: list = []
+        self._loop_counters: dict = {}  # restored, applied by add_loop
+
+    def add_loop(self, loop) -> None:
+        """Track ``loop``'s counters (restored ones first, on a resume)."""
+        for name, value in self._loop_counters.get(loop.symbol, {}).items():
+            setattr(loop, name, int(value))
+        self.loops.append(loop)
+
+    def record_learned(self, con) -> int:
+        """Drain the adapter's results and write their losses on ``con``; returns how many."""
+        if self.adapter is None:
+            return 0
+        return _write_pair_losses(con, self.run_id, self.adapter.subscriber_name,
+                                  self.adapter.drain_results())
+
+    # -- the coordinator's state protocol --------------------------------------
+
+    def checkpoint(self, con) -> None:
+        self.record_learned(con)
+        if self.coordinator is not None:
+            self.scorer.retain(r.inference_id for r in self.coordinator.retained_frames())
+
+    def checkpoint_state(self) -> bytes:
+        return json.dumps({
+            "format": 1,
+            "scorer": self.scorer.state_dict(),
+            "loops": {loop.symbol: {name: getattr(loop, name) for name in _LOOP_COUNTERS}
+                      for loop in self.loops},
+        }).encode()
+
+    def restore_state(self, state: bytes) -> None:
+        try:
+            data = json.loads(state)
+        except ValueError as exc:
+            raise ConfigError(f"the stored experiment state is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != 1:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ConfigError(f"not an experiment state of format 1 (found {found!r})")
+        self.scorer.load_state_dict(data["scorer"])
+        self._loop_counters = data["loops"]
 
     def on_candle_completion(self, event, inference_ref):
         if inference_ref is None:
@@ -280,6 +358,10 @@ class _Scoring:
         return None
 
 
+#: InferenceLoop counters that are part of a run's state (``stride``, ``train_every`` phase).
+_LOOP_COUNTERS = ("steps_seen", "frames_registered", "cache_misses")
+
+
 def _flat_metrics(scores: dict, extra: dict) -> dict:
     flat = dict(extra)
     for name, values in scores.items():
@@ -293,7 +375,8 @@ def _flat_metrics(scores: dict, extra: dict) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def run_experiment(config, *, progress: bool = False, run_id: str | None = None) -> ExperimentResult:
+def run_experiment(config, *, progress: bool = False, run_id: str | None = None,
+                   resume: bool = False, persist_every: int = 10_000) -> ExperimentResult:
     """Run one experiment (see the module doc); returns its :class:`ExperimentResult`.
 
     Parameters
@@ -304,12 +387,23 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
         Show the replay's progress bar.
     run_id
         Key of the run's rows (default: ``run_name`` or ``"run"`` plus a random suffix).
+    resume
+        Continue the interrupted run ``run_id`` (status ``'running'``: its
+        process was killed) from its last commit; ``config`` must be the
+        run's (:func:`load_run_config`; only ``db_path``, ``results_db`` and
+        ``checkpoint`` may differ) and the candles unchanged.  See "Resume"
+        in the module doc.
+    persist_every
+        Commit frames, pairs and the run's state every this many events (at
+        the next instant): what a crash can lose, and what a resume redoes.
 
     Raises
     ------
     ExperimentError
         When anything fails after the manifest was written; the manifest
         (status ``'failed'``) and the partial results stay in the store.
+    ConfigError
+        Before any work, for a bad config, or a run that cannot be resumed.
     """
     from ettlib.coordinator import InferenceTrainingCoordinator
     from ettlib.data_provider import DataProvider
@@ -319,6 +413,10 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
 
     if not isinstance(config, ExperimentConfig):
         config = ExperimentConfig.from_dict(config)
+    if resume and not run_id:
+        raise ConfigError("resume=True needs the run_id of the run to resume")
+    if isinstance(persist_every, bool) or not isinstance(persist_every, int) or persist_every < 1:
+        raise ConfigError(f"persist_every must be a positive int, got {persist_every!r}")
     run_id = run_id or f"{config.run_name or 'run'}-{uuid.uuid4().hex[:12]}"
     separate = config.results_db is not None and config.results_db != config.db_path
     if not Path(config.db_path).is_file():
@@ -326,22 +424,23 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
     candles = DuckDBStorage(config.db_path, read_only=separate)
     results = DuckDBStorage(config.results_db) if separate else candles
     storage = _SplitStorage(candles, results) if separate else candles
-    try:  # bad adapter parameters are a config error, before any manifest
+    try:  # bad adapter parameters (or a run that cannot resume) are config errors, before any manifest
         adapter = build_adapter(config.adapter, config)
         baselines = {name: build_adapter(name, config) for name in config.baselines}
+        fingerprint = data_fingerprint(candles, config)
+        started_at = _resumable(results, run_id, config, fingerprint) if resume else _now_utc()
     except BaseException:
         if separate:
             results.close()
         candles.close()
         raise
     clock_start = time.perf_counter()
-    started_at = _now_utc()
-    fingerprint = data_fingerprint(candles, config)
     version, commit = _package_version(), _git_commit()
     manifest = dict(fingerprint=fingerprint, started_at=started_at, version=version, commit=commit)
     _write_manifest(results.con, run_id, config, status="running", **manifest)
 
-    scorer = coordinator = None
+    scorer = coordinator = scoring = None
+    replaying = False
     extra: dict = {}
     threads = torch_threads_before = None
     if config.torch_threads is not None:
@@ -355,12 +454,13 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
             provider = DataProvider(candles, pivot_levels=config.pivot_levels, on_error="raise")
             coordinator = InferenceTrainingCoordinator(
                 provider, storage, pivot_lookback=config.pivot_lookback, columns=config.columns,
-                run_id=run_id, strict=True, replace=True,
+                run_id=run_id, strict=True, replace=not resume, resume=resume,
+                persist_every=persist_every,
             )
             targets = {"model": adapter.targets, **{n: b.targets for n, b in baselines.items()}}
             scorer = PrequentialScorer(targets)
-            scoring = _Scoring(scorer)
-            loops = []
+            scoring = _Scoring(scorer, adapter, coordinator, run_id)
+            # On a resume, each subscriber's stored state comes back as it subscribes.
             for symbol in config.symbols:
                 adapter.attach(coordinator, symbol, config.timeframe, config.pivot_types)
                 coordinator.subscribe_to_candle_completion(scoring, symbol, config.timeframe)
@@ -375,7 +475,7 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
                         ref, last_close=float(window.column("close")[-1]), predictions=preds),
                 )
                 loop.attach(provider)
-                loops.append(loop)
+                scoring.add_loop(loop)
             engine = ReplayEngine(
                 candles, provider, config.symbols, start, end,
                 base_timeframe=config.base_timeframe, timeframes=config.timeframes,
@@ -384,21 +484,24 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
                 cache_columns=config.columns,
             )
             coordinator.cache = engine.cache
-            for loop in loops:
+            for loop in scoring.loops:
                 loop.windows = engine.cache
+            if coordinator.resume_time is not None:  # events before it are in the restored state
+                engine.seek(coordinator.resume_time - 1)
+            replaying = True
             engine.run()
             adapter.flush()
             extra = {
-                "frames": sum(loop.frames_registered for loop in loops),
-                "cache_misses": sum(loop.cache_misses for loop in loops),
+                "frames": sum(loop.frames_registered for loop in scoring.loops),
+                "cache_misses": sum(loop.cache_misses for loop in scoring.loops),
             }
-            coordinator.close()
-            learned = adapter.drain_results()
-            _write_pair_losses(results.con, run_id, adapter.subscriber_name, learned)
+            coordinator.close()  # the last flush also writes the last learned losses
+            scoring.record_learned(results.con)  # (none left: the flush drained them)
             if config.checkpoint:
                 adapter.save(config.checkpoint)
             counters = coordinator.counters()
             scores = scorer.metrics()
+            learned = _learned_pairs(results.con, run_id, adapter.subscriber_name)
             extra.update(_pair_counts(learned), train_steps=getattr(adapter, "steps", 0),
                          failed_pairs=counters.failed)
             metrics = _flat_metrics(scores, extra)
@@ -406,7 +509,9 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
             _write_manifest(results.con, run_id, config, status="completed",
                             finished_at=_now_utc(), wall_s=wall_s, metrics=metrics, **manifest)
         except BaseException as exc:
-            _fail(exc, config, run_id, results, adapter, scorer, coordinator, extra,
+            if resume and not replaying:  # e.g. a state that does not restore: still resumable
+                raise
+            _fail(exc, config, run_id, results, adapter, scorer, coordinator, scoring, extra,
                   clock_start, manifest)
             raise  # not reached: _fail raises
     finally:
@@ -416,9 +521,62 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None)
             results.close()
         candles.close()
     return ExperimentResult(
-        run_id, "completed", config, metrics, scores, tuple(r.loss for r in learned), wall_s,
+        run_id, "completed", config, metrics, scores, tuple(loss for _, loss in learned), wall_s,
         fingerprint, counters=_counters_dict(counters), checkpoint=config.checkpoint,
     )
+
+
+#: Config fields a resume may change: where things are, not what is computed.
+_RESUME_MAY_CHANGE = ("db_path", "results_db", "checkpoint")
+
+
+def load_run_config(db_path, run_id: str) -> ExperimentConfig:
+    """The config stored in the ``runs`` manifest of ``run_id`` in ``db_path``.
+
+    Raises :class:`~ettlib.errors.ConfigError` when the file or the run is not there.
+    """
+    from ettlib.store import DuckDBStorage
+
+    if not Path(db_path).is_file():
+        raise ConfigError(f"{db_path}: no such database")
+    with DuckDBStorage(db_path, read_only=True) as storage:
+        row = storage.con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        raise ConfigError(f"{db_path}: no run {run_id!r} in the runs table")
+    return ExperimentConfig.from_json(row[0])
+
+
+def _resumable(results, run_id: str, config: ExperimentConfig, fingerprint: str):
+    """Check that ``run_id`` can be resumed with ``config``; returns its ``started_at``."""
+    row = results.con.execute(
+        "SELECT status, config, data_fingerprint, started_at FROM runs WHERE run_id = ?", [run_id]
+    ).fetchone()
+    if row is None:
+        raise ConfigError(f"{results.path}: no run {run_id!r} to resume")
+    status, stored_json, stored_fingerprint, started_at = row
+    if status == "completed":
+        raise ConfigError(f"run {run_id!r} is already completed; there is nothing to resume")
+    if status != "running":
+        raise ConfigError(
+            f"run {run_id!r} has status {status!r}: only a run whose process was killed (status "
+            "'running') can be resumed; a run stopped by an exception flushed its partial "
+            "results in the middle of an instant -- run it again without resume"
+        )
+    stored = ExperimentConfig.from_json(stored_json).to_dict()
+    given = config.to_dict()
+    differ = [k for k in given if k not in _RESUME_MAY_CHANGE and given[k] != stored.get(k)]
+    if differ:
+        raise ConfigError(
+            f"run {run_id!r} was started with another config; a resume must use the same one "
+            "(only " + ", ".join(_RESUME_MAY_CHANGE) + " may change): "
+            + "; ".join(f"{k}: stored {stored.get(k)!r}, given {given[k]!r}" for k in differ)
+        )
+    if stored_fingerprint != fingerprint:
+        raise ConfigError(
+            f"run {run_id!r}: the candles in {config.db_path} changed since the run started "
+            "(data fingerprint differs); it cannot be resumed exactly"
+        )
+    return started_at
 
 
 def _replay_range(candles, config: ExperimentConfig) -> tuple[int, int]:
@@ -433,9 +591,27 @@ def _replay_range(candles, config: ExperimentConfig) -> tuple[int, int]:
     return start, end
 
 
+def _learned_pairs(con, run_id: str, subscriber: str) -> list[tuple[str, float]]:
+    """``(event kind, loss)`` of every pair the adapter learned, in learning order.
+
+    Read back from ``training_events`` (the losses are written there at each
+    flush), so a resumed run has them all.  Learning order is delivery order
+    (the adapter's queue is first in, first out): by ``seq``, then, for the
+    frames of one pivot, by frame (ids from ``new_inference_id()`` grow with
+    prediction time, the order the coordinator hands them over).
+    """
+    return [(kind, float(loss)) for kind, loss in con.execute(
+        "SELECT event_kind, loss FROM training_events"
+        " WHERE run_id = ? AND subscriber = ? AND metrics IS NOT NULL"
+        " ORDER BY seq, TRY_CAST(inference_id AS BIGINT), inference_id",
+        [run_id, subscriber],
+    ).fetchall()]
+
+
 def _pair_counts(learned) -> dict:
-    candle = [r.loss for r in learned if r.event_kind == "candle"]
-    pivot = [r.loss for r in learned if r.event_kind == "pivot"]
+    """Counts and mean loss of ``(event kind, loss)`` pairs."""
+    candle = [loss for kind, loss in learned if kind == "candle"]
+    pivot = [loss for kind, loss in learned if kind == "pivot"]
     return {
         "candle_pairs": len(candle),
         "pivot_pairs": len(pivot),
@@ -449,29 +625,34 @@ def _counters_dict(counters) -> dict:
     return asdict(counters) if counters is not None else {}
 
 
-def _fail(exc, config, run_id, results, adapter, scorer, coordinator, extra, clock_start, manifest):
+def _fail(exc, config, run_id, results, adapter, scorer, coordinator, scoring, extra, clock_start,
+          manifest):
     """Keep the partial state, mark the run failed, raise ExperimentError."""
     error = f"{type(exc).__name__}: {exc}"
     notes = []
-    learned = []
+    if scoring is None:
+        scoring = _Scoring(scorer, adapter, None, run_id)
     counters = None
     try:
         if coordinator is not None:
-            coordinator.close()  # flushes buffered frames and pairs (idempotent)
+            coordinator.close()  # flushes buffered frames, pairs and learned losses (idempotent)
             counters = coordinator.counters()
-        if adapter is not None:
-            learned = adapter.drain_results()
-            _write_pair_losses(results.con, run_id, adapter.subscriber_name, learned)
+        scoring.record_learned(results.con)  # what the flush did not write
     except Exception as inner:  # keep going: the manifest matters most
         notes.append(f"while saving partial results: {type(inner).__name__}: {inner}")
     scores = scorer.metrics() if scorer is not None else {}
+    try:
+        learned = _learned_pairs(results.con, run_id, adapter.subscriber_name) if adapter else []
+    except Exception as inner:
+        learned = []
+        notes.append(f"while reading the learned losses: {type(inner).__name__}: {inner}")
     metrics = _flat_metrics(scores, {**extra, **_pair_counts(learned)})
     wall_s = time.perf_counter() - clock_start
     detail = "".join(traceback.format_exception(exc)) + "".join(f"\n{n}" for n in notes)
     _write_manifest(results.con, run_id, config, status="failed", finished_at=_now_utc(),
                     wall_s=wall_s, metrics=metrics, error=detail, **manifest)
     result = ExperimentResult(
-        run_id, "failed", config, metrics, scores, tuple(r.loss for r in learned), wall_s,
+        run_id, "failed", config, metrics, scores, tuple(loss for _, loss in learned), wall_s,
         manifest["fingerprint"], counters=_counters_dict(counters), error=error,
     )
     if not isinstance(exc, Exception):  # KeyboardInterrupt and the like: recorded, re-raised
@@ -526,6 +707,12 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--results-db", dest="results_db", help="write results to this file")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="any ExperimentConfig field; VALUE is JSON when it parses")
+    parser.add_argument("--run-id", help="key of the run's rows (default: run_name or 'run' + a random suffix)")
+    parser.add_argument("--resume", metavar="RUN_ID",
+                        help="continue a run whose process was killed, from its last commit "
+                             "(its config is read from the runs table; --db/--results-db say where)")
+    parser.add_argument("--persist-every", type=int, default=10_000, metavar="N",
+                        help="commit frames, pairs and the run's state every N events (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -533,14 +720,34 @@ def add_run_arguments(parser) -> None:
 def run_command(args, out=print) -> int:
     """What ``ett run`` does with :func:`add_run_arguments`' arguments; returns 0.
 
+    The run id goes to stderr first (``ett run --resume RUN_ID`` continues
+    a run that was killed).  With ``--resume`` and no config file, the config
+    is the run's stored one, with the flags given on top (run_experiment
+    refuses changes other than locations).
+
     Raises :class:`~ettlib.errors.EttError` (the CLI prints it as one line).
     """
+    import sys
+
     start = parse_time(args.start, "start") if args.start is not None else None
     end = parse_time(args.end, "end") if args.end is not None else None
-    config = config_from_sources(
-        args.config, parse_overrides(args.param), db_path=args.db_path, adapter=args.adapter,
-        symbols=args.symbols, start=start, end=end, seed=args.seed, results_db=args.results_db,
-    )
-    result = run_experiment(config, progress=not args.no_progress)
+    values = dict(db_path=args.db_path, adapter=args.adapter, symbols=args.symbols, start=start,
+                  end=end, seed=args.seed, results_db=args.results_db)
+    overrides = parse_overrides(args.param)
+    if args.resume and args.run_id and args.run_id != args.resume:
+        raise ConfigError(f"--run-id {args.run_id!r} and --resume {args.resume!r} name different runs")
+    if args.resume and not args.config:
+        where = args.results_db or args.db_path or ExperimentConfig().db_path
+        stored = load_run_config(where, args.resume).to_dict()
+        stored.update({k: v for k, v in values.items() if v is not None})
+        stored.update(overrides)
+        config = ExperimentConfig.from_dict(stored)
+    else:
+        config = config_from_sources(args.config, overrides, **values)
+    run_id = args.resume or args.run_id or f"{config.run_name or 'run'}-{uuid.uuid4().hex[:12]}"
+    verb = "resuming" if args.resume else "run id"
+    print(f"ett run: {verb} {run_id}", file=sys.stderr, flush=True)
+    result = run_experiment(config, progress=not args.no_progress, run_id=run_id,
+                            resume=bool(args.resume), persist_every=args.persist_every)
     out(json.dumps(result.metrics, sort_keys=True) if args.json else result.summary())
     return 0

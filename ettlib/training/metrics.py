@@ -28,6 +28,12 @@ Scores, per model name (the model under ``"model"``, baselines beside it):
 * ``mae_close_first_half`` / ``mae_close_second_half``: the same MAE over the
   first and second half of the scored candles (learning shows as a drop).
 
+The scores so far are part of an experiment's state: :meth:`PrequentialScorer.state_dict`
+is plain JSON (every absolute error, the counts, the predictions of frames
+not scored yet), and :meth:`PrequentialScorer.load_state_dict` continues
+from it exactly (JSON keeps every float bit for bit), which is how a
+resumed experiment ends with the metrics of an uninterrupted one.
+
 Examples
 --------
 >>> from ettlib.frames import InferenceFrameReference
@@ -51,6 +57,14 @@ guessing the most common label so far scores a tie (half), BUY (right), BUY
 ...     s.score_pivot(truth, predicted=2)
 >>> s.summary()["pivot_majority_accuracy"], s.summary()["pivot_accuracy"]
 (0.625, 0.0)
+
+A scorer continued from its JSON state:
+
+>>> import json
+>>> again = PrequentialScorer({"model": ("open", "high", "low", "close", "volume")})
+>>> again.load_state_dict(json.loads(json.dumps(scorer.state_dict())))
+>>> again.metrics() == scorer.metrics()
+True
 """
 
 from __future__ import annotations
@@ -84,6 +98,20 @@ class ModelScores:
         elif int(np.argmax(seen)) == truth:
             self.majority_hits += 1.0
         self.confusion[truth, predicted] += 1
+
+    def state_dict(self) -> dict:
+        """The running scores as JSON types."""
+        return {"abs_errors": [float(e) for e in self.abs_errors],
+                "direction_hits": int(self.direction_hits),
+                "direction_total": int(self.direction_total),
+                "confusion": self.confusion.tolist(), "majority_hits": float(self.majority_hits)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> ModelScores:
+        """The scores :meth:`state_dict` described."""
+        return cls(list(state["abs_errors"]), int(state["direction_hits"]),
+                   int(state["direction_total"]), np.array(state["confusion"], dtype=np.int64),
+                   float(state["majority_hits"]))
 
     def summary(self) -> dict:
         errors = np.asarray(self.abs_errors, dtype=np.float64)
@@ -130,6 +158,35 @@ class PrequentialScorer:
 
     def forget(self, inference_id) -> None:
         self._frames.pop(inference_id, None)
+
+    def retain(self, inference_ids) -> None:
+        """Forget every recorded frame not in ``inference_ids`` (those that can no longer be scored)."""
+        keep = set(inference_ids)
+        self._frames = {k: v for k, v in self._frames.items() if k in keep}
+
+    def state_dict(self) -> dict:
+        """Scores and unscored frames as JSON types (see the module doc)."""
+        return {
+            "targets": {name: list(cols) for name, cols in self.targets.items()},
+            "scores": {name: s.state_dict() for name, s in self.scores.items()},
+            "frames": [[iid, last_close, {name: [action, list(candle)]
+                                          for name, (action, candle) in preds.items()}]
+                       for iid, (last_close, preds) in self._frames.items()],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` (of a scorer with the same targets)."""
+        from ettlib.errors import ConfigError
+
+        targets = {name: tuple(cols) for name, cols in state["targets"].items()}
+        if targets != self.targets:
+            raise ConfigError(f"scorer state is for targets {targets}, not {self.targets}")
+        self.scores = {name: ModelScores.from_state_dict(s) for name, s in state["scores"].items()}
+        self._frames = {
+            iid: (float(last_close), {name: (action, tuple(candle))
+                                      for name, (action, candle) in preds.items()})
+            for iid, last_close, preds in state["frames"]
+        }
 
     # -- TrainingEventSubscriber --------------------------------------------
 
