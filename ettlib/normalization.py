@@ -238,11 +238,13 @@ def _scaled(values: np.ndarray, columns: tuple[str, ...], table: np.ndarray) -> 
     The window is handled as one flat run of numbers against the per-column
     offsets and inverses repeated once per candle (:func:`_repeated`), with
     the result written over the repeated offsets: two in-place ufunc passes
-    on equal-length contiguous arrays, numpy's fastest loops (a ``(n, m)``
-    broadcast of the ``m`` parameters runs its inner loop once per candle,
-    on ``m`` numbers, and measured about twice as slow).  Per number the
-    arithmetic is the same as the broadcast.  The result's memory is a
-    ``bytearray`` (an ordinary writable array; ``owndata`` is False).
+    on equal-length contiguous arrays, numpy's fastest loops.  A ``(n, m)``
+    broadcast of the ``m`` parameters runs numpy's inner loop once per
+    candle, on ``m`` numbers: for a 600 x 18 window the whole normalization
+    measured about 1.5x slower that way.  Per number the arithmetic is the
+    same as the broadcast.  Costs one more window-sized float64 temporary
+    (the repeated inverses).  The result's memory is a ``bytearray`` (an
+    ordinary writable array; ``owndata`` is False).
     """
     n, m = values.shape
     if n == 0 or m == 0:
