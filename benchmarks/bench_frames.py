@@ -14,8 +14,11 @@ Measures, in one run:
 - a replay (:class:`~ettlib.replay.ReplayEngine`) registering a frame at every
   1m step, each matched by its target candle: candles/s;
 - ``get_inference_data`` per 600-candle window from the replay cache,
-  beside a numpy copy of the same window; and uncached (DuckDB) windows,
-  one by one and batched.
+  beside a numpy copy of the same window (also for a window holding the
+  indicator warm-up, whose NaN are scanned for, and beside the least any
+  numpy normalization does: a float64 subtract and multiply and a float32
+  cast with scalar parameters); and uncached (DuckDB) windows, one by one
+  and batched.
 
 Ends with one JSON line: ``reference_bytes``, ``reference_fraction_of_window``,
 ``cached_window_ratio_vs_numpy_copy``, ``uncached_ms_per_window`` (batched),
@@ -180,10 +183,28 @@ def measure_windows(n_candles: int, n_windows: int, repeat: int) -> dict:
             for _ in range(loops):
                 window_of(ref0)
 
+        # a window holding the indicator warm-up (NaN rows): the NaN scan runs
+        warm = frame(n_windows + 1, T0 + CONTEXT * M)
+        assert np.isnan(cache.window(SYMBOL, "1m", warm.data_range_start, warm.data_range_end).values).any()
+
+        def cached_nan_reads():
+            get = cached.get_inference_data
+            for _ in range(loops):
+                get(warm)
+
+        # the least any numpy normalization of the window does: a float64
+        # subtract and multiply and a float32 cast, with scalar parameters
+        # (numpy's fastest loops) and nothing else
+        def floor():
+            for _ in range(loops):
+                np.multiply(np.subtract(values, 100.0), 0.5).astype(np.float32)
+
         copy_s = best(copies, repeat) / loops
         lookup_s = best(lookups, repeat) / loops
         cached_s = best(cached_reads, repeat) / loops
         cached_many_s = best(cached_scattered, repeat) / len(refs)
+        cached_nan_s = best(cached_nan_reads, repeat) / loops
+        floor_s = best(floor, repeat) / loops
         single = refs[: min(50, len(refs))]
         uncached_single_s = best(lambda: [plain.get_inference_data(r) for r in single], repeat) / len(single)
         batch_s = best(lambda: plain.get_inference_data_batch(refs), repeat) / len(refs)
@@ -199,6 +220,10 @@ def measure_windows(n_candles: int, n_windows: int, repeat: int) -> dict:
         "cached_us_per_window": cached_s * 1e6,
         "cached_us_per_window_scattered": cached_many_s * 1e6,
         "cached_window_ratio_vs_numpy_copy": cached_s / copy_s,
+        "cached_nan_window_us": cached_nan_s * 1e6,
+        "cached_nan_window_ratio_vs_numpy_copy": cached_nan_s / copy_s,
+        "numpy_normalize_floor_us": floor_s * 1e6,
+        "numpy_normalize_floor_ratio_vs_numpy_copy": floor_s / copy_s,
         "cached_lookup_us": lookup_s * 1e6,
         "cached_lookup_ratio_vs_numpy_copy": lookup_s / copy_s,
         "uncached_single_ms_per_window": uncached_single_s * 1e3,
@@ -286,6 +311,10 @@ def main(argv=None) -> dict:
         ("cached / numpy copy", f"{w['cached_window_ratio_vs_numpy_copy']:.2f}x  (target <= 3x)"),
         ("  of which cache lookup (raw rows, no normalization)",
          f"{w['cached_lookup_us']:.1f} us = {w['cached_lookup_ratio_vs_numpy_copy']:.2f}x the copy"),
+        ("  floor: f64 subtract, multiply, f32 cast (scalars)",
+         f"{w['numpy_normalize_floor_us']:.1f} us = {w['numpy_normalize_floor_ratio_vs_numpy_copy']:.2f}x the copy"),
+        ("get_inference_data, cached, window with NaN warm-up",
+         f"{w['cached_nan_window_us']:.1f} us = {w['cached_nan_window_ratio_vs_numpy_copy']:.2f}x the copy"),
         ("get_inference_data, uncached, one by one", f"{w['uncached_single_ms_per_window']:.3f} ms/window"),
         (f"get_inference_data_batch, uncached, {n_windows} scattered",
          f"{w['uncached_ms_per_window']:.3f} ms/window  (target <= 0.5)"),

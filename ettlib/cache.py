@@ -7,6 +7,18 @@ return for that inclusive open-time range -- as views of its arrays (one copy
 when a subset of columns is asked for), or ``None`` when the range is not
 covered (the caller then asks DuckDB).  Cached arrays are read-only.
 
+Finding a window's rows, and whether they hold NaN
+---------------------------------------------------
+A stream loaded without gaps (every open time is the first plus a whole
+number of candles) is indexed arithmetically: the rows of ``[start, end]``
+are ``ceil((start - first) / tf)`` to ``floor((end - first) / tf)``, in Python
+ints.  A stream with gaps is searched (``np.searchsorted``).  Both give
+exactly the rows DuckDB returns for the range.  When a stream is held, the
+cache also counts, once, the rows holding a NaN (NULL) in any held column, so
+:meth:`CandleCache.window_rows` tells in O(1) whether a window is NaN-free
+(indicator warm-up rows are the usual exception), which lets
+:func:`~ettlib.normalization.normalize` skip its NaN scan.
+
 No look-ahead, by construction
 ------------------------------
 The cache may hold rows from the future (the whole replay range is preloaded),
@@ -37,12 +49,20 @@ Traceback (most recent call last):
 ettlib.errors.LookAheadError: window X 1m [0, 180000] ends with a candle closing at 240000, after now (180000)
 >>> cache.window("X", "1m", -120_000, 0) is None   # not loaded: ask DuckDB
 True
+>>> cache.window_rows("X", "1m", 0, 120_000).nan_free   # its indicator columns are NULL
+False
+>>> ohlcv = CandleCache(con, columns=("open", "high", "low", "close", "volume"))
+>>> _ = ohlcv.load("X", "1m", 0, 240_000)
+>>> rows = ohlcv.window_rows("X", "1m", 0, 120_000)
+>>> len(rows.timestamps), rows.nan_free
+(3, True)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,7 +71,7 @@ from ettlib.errors import ConfigError, EttError, LookAheadError, UnknownNameErro
 from ettlib.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
-__all__ = ["CandleCache", "read_candle_rows"]
+__all__ = ["CandleCache", "WindowRows", "read_candle_rows"]
 
 #: Default number of candles fetched from DuckDB per query when loading.
 DEFAULT_CHUNK_ROWS = 262_144
@@ -115,6 +135,21 @@ def read_candle_rows(storage, symbol: str, timeframe: str, start: int, end: int,
     return CandleArrays(ts, values, columns)
 
 
+class WindowRows(NamedTuple):
+    """The rows of a window, as :meth:`CandleCache.window_rows` gives them.
+
+    ``timestamps`` and ``values`` are array slices (read-only views; a copy
+    when a subset of columns is asked for), ``columns`` names the columns of
+    ``values``, and ``nan_free`` is True when no row of the window holds a NaN
+    in any column the cache holds for the stream (so none in ``values``).
+    """
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    columns: tuple[str, ...]
+    nan_free: bool
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     lo: int  # covered open-time range, inclusive
@@ -122,6 +157,39 @@ class _Entry:
     timestamps: np.ndarray
     values: np.ndarray
     columns: tuple[str, ...]
+    first: int  # open time of row 0 (lo when there are no rows)
+    step: int  # the timeframe when row k opens at first + k * step (no gaps), else 0
+    nan_rows: np.ndarray  # nan_rows[k]: rows before row k holding a NaN (n + 1 counts)
+
+
+def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
+           columns: tuple[str, ...]) -> _Entry:
+    """Hold read-only ``ts`` and ``values``, with their gap-free flag and NaN row counts."""
+    ts.flags.writeable = False
+    values.flags.writeable = False
+    n = len(ts)
+    gap_free = n < 2 or bool(np.all(np.diff(ts) == tf_ms))
+    nan_rows = np.zeros(n + 1, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+    if values.size:
+        np.cumsum(np.isnan(values).any(axis=1), out=nan_rows[1:])
+    nan_rows.flags.writeable = False
+    first = int(ts[0]) if n else lo
+    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, nan_rows)
+
+
+def _row_range(entry: _Entry, start: int, end: int) -> tuple[int, int]:
+    """Rows ``[i, j)`` of ``entry`` with open time in ``[start, end]`` (inside its range)."""
+    step = entry.step
+    if step:  # no gaps: arithmetic on Python ints
+        n = len(entry.timestamps)
+        first = entry.first
+        i = -((first - start) // step)  # ceil((start - first) / step)
+        j = (end - first) // step + 1
+        i = 0 if i < 0 else (n if i > n else i)
+        j = 0 if j < 0 else (n if j > n else j)
+        return i, (i if j < i else j)
+    ts = entry.timestamps
+    return int(np.searchsorted(ts, start, "left")), int(np.searchsorted(ts, end, "right"))
 
 
 class CandleCache:
@@ -169,10 +237,9 @@ class CandleCache:
         return self._hold(symbol, timeframe, start, end, rows.timestamps, rows.values, self.columns)
 
     def _hold(self, symbol, timeframe, start, end, ts, values, columns) -> CandleArrays:
-        ts.flags.writeable = False
-        values.flags.writeable = False
-        self._entries[(symbol, timeframe)] = _Entry(start, end, ts, values, tuple(columns))
-        return CandleArrays(ts, values, tuple(columns))
+        entry = _entry(start, end, timeframe_ms(timeframe), ts, values, tuple(columns))
+        self._entries[(symbol, timeframe)] = entry
+        return CandleArrays(entry.timestamps, entry.values, entry.columns)
 
     def _add_columns(self, symbol: str, timeframe: str, wanted: Sequence[str]) -> _Entry:
         """Load columns not held yet for a stream's whole covered range (once)."""
@@ -191,10 +258,8 @@ class CandleCache:
         """Hold ``arrays`` as the rows of ``[start, end]`` (e.g. rows read elsewhere)."""
         ts = np.array(arrays.timestamps, dtype=np.int64)
         values = np.array(arrays.values, dtype=np.float64)
-        ts.flags.writeable = False
-        values.flags.writeable = False
-        self._entries[(symbol, validate_timeframe(timeframe))] = _Entry(
-            int(start), int(end), ts, values, tuple(arrays.columns))
+        self._entries[(symbol, validate_timeframe(timeframe))] = _entry(
+            int(start), int(end), timeframe_ms(timeframe), ts, values, tuple(arrays.columns))
 
     # -- reading -------------------------------------------------------------
 
@@ -219,6 +284,19 @@ class CandleCache:
         :class:`~ettlib.errors.LookAheadError` when a clock is attached and the
         candle opened at ``end`` closes after ``clock.now()``.
         """
+        rows = self.window_rows(symbol, timeframe, start, end, columns)
+        if rows is None:
+            return None
+        return CandleArrays(rows.timestamps, rows.values, rows.columns)
+
+    def window_rows(self, symbol: str, timeframe: str, start: int, end: int,
+                    columns: Sequence[str] | None = None) -> WindowRows | None:
+        """:meth:`window`'s rows, and whether they are NaN-free, or None.
+
+        The same rows, checks and errors as :meth:`window`; ``nan_free``
+        comes from the stream's NaN row counts (O(1)).  Gap-free streams are
+        indexed arithmetically, others by binary search (see the module doc).
+        """
         tf_ms = timeframe_ms(timeframe)
         start, end = int(start), int(end)
         if start > end:
@@ -233,18 +311,21 @@ class CandleCache:
         entry = self._entries.get((symbol, timeframe))
         if entry is None or start < entry.lo or end > entry.hi:
             return None
-        ts = entry.timestamps
-        i = int(np.searchsorted(ts, start, "left"))
-        j = int(np.searchsorted(ts, end, "right"))
-        if columns is None or tuple(columns) == entry.columns:
-            return CandleArrays(ts[i:j], entry.values[i:j], entry.columns)
+        i, j = _row_range(entry, start, end)
+        nan_rows = entry.nan_rows
+        nan_free = nan_rows.item(i) == nan_rows.item(j)
+        if columns is None or columns is entry.columns or tuple(columns) == entry.columns:
+            return WindowRows(entry.timestamps[i:j], entry.values[i:j], entry.columns, nan_free)
         columns = _check_columns(columns)
         if any(c not in entry.columns for c in columns):
             entry = self._add_columns(symbol, timeframe, columns)  # lazily, once per column
+            nan_rows = entry.nan_rows  # now over more columns
+            nan_free = nan_rows.item(i) == nan_rows.item(j)
+        ts = entry.timestamps[i:j]
         if columns == entry.columns:
-            return CandleArrays(ts[i:j], entry.values[i:j], columns)
+            return WindowRows(ts, entry.values[i:j], columns, nan_free)
         index = [entry.columns.index(c) for c in columns]
-        return CandleArrays(ts[i:j], entry.values[i:j, index], columns)
+        return WindowRows(ts, entry.values[i:j, index], columns, nan_free)
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._entries

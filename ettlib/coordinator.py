@@ -136,6 +136,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ettlib.cache import WindowRows
 from ettlib.candles import CandleArrays
 from ettlib.errors import ConfigError, LookAheadError, SubscriberError, UnknownNameError
 from ettlib.events import CandleCompletionEvent, PivotEvent
@@ -787,50 +788,80 @@ class InferenceTrainingCoordinator:
 
     # -- windows -----------------------------------------------------------------------
 
-    def _data(self, ref: InferenceFrameReference, arrays: CandleArrays | None) -> InferenceData | None:
-        if arrays is None:
+    def _data(self, ref: InferenceFrameReference, ts: np.ndarray, values: np.ndarray,
+              nan_free: bool = False) -> InferenceData | None:
+        """``ref``'s window from its rows (all inside it), normalized; None when there are none.
+
+        ``nan_free`` (the cache counted the NaN rows) only lets
+        :func:`~ettlib.normalization.normalize` skip its NaN scan: the values
+        are the same bits either way.
+        """
+        if len(ts) == 0:
             return None
+        columns = self.columns
+        return InferenceData(ts, normalize(values, columns, ref.norm_params, nan_free=nan_free), columns, ref)
+
+    @staticmethod
+    def _inside(ref: InferenceFrameReference, arrays: CandleArrays) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ``arrays`` inside ``ref``'s window: never a row outside it."""
         ts, values = arrays.timestamps, arrays.values
         n = len(ts)
-        if n == 0:
-            return None
-        if ts[0] < ref.data_range_start or ts[n - 1] > ref.data_range_end:  # never a row outside
+        if n and (ts[0] < ref.data_range_start or ts[n - 1] > ref.data_range_end):
             i = int(np.searchsorted(ts, ref.data_range_start, "left"))
             j = int(np.searchsorted(ts, ref.data_range_end, "right"))
             ts, values = ts[i:j], values[i:j]
-            if len(ts) == 0:
-                return None
-        return InferenceData(ts, normalize(values, self.columns, ref.norm_params), self.columns, ref)
+        return ts, values
 
-    def _cached(self, ref: InferenceFrameReference) -> CandleArrays | None:
-        if self.cache is None:
+    def _cached(self, ref: InferenceFrameReference) -> WindowRows | None:
+        """The cache's rows of ``ref``'s window (``None``: no cache, or not covered).
+
+        A cache with ``window_rows`` (a :class:`~ettlib.cache.CandleCache`)
+        gives exactly the rows of the window and whether they are NaN-free,
+        in O(1) for a gap-free stream; one with only ``window`` is clipped to
+        the window and its rows are scanned for NaN.
+        """
+        cache = self.cache
+        if cache is None:
             return None
-        return self.cache.window(ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end, self.columns)
+        start, end = ref.data_range_start, ref.data_range_end
+        window_rows = getattr(cache, "window_rows", None)
+        if window_rows is not None:
+            return window_rows(ref.symbol, ref.timeframe, start, end, self.columns)
+        arrays = cache.window(ref.symbol, ref.timeframe, start, end, self.columns)
+        if arrays is None:
+            return None
+        ts, values = self._inside(ref, arrays)
+        return WindowRows(ts, values, self.columns, False)
 
     def get_inference_data(self, ref: InferenceFrameReference) -> InferenceData | None:
         """The rows of ``[ref.data_range_start, ref.data_range_end]``, normalized; None if none.
 
         From the cache when it covers the range, else from DuckDB: the same
-        values either way.  Never a row after ``data_range_end``.
+        values either way (bit for bit).  Never a row after ``data_range_end``.
+        Each call builds a new ``InferenceData`` whose ``values`` are a new
+        float32 array (nothing is kept between calls).
         """
-        arrays = self._cached(ref)
+        rows = self._cached(ref)
+        if rows is not None:
+            return self._data(ref, rows.timestamps, rows.values, rows.nan_free)
+        with self._lock:
+            arrays = self.duckdb_storage.read_window(
+                ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end, self.columns
+            )
         if arrays is None:
-            with self._lock:
-                arrays = self.duckdb_storage.read_window(
-                    ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end, self.columns
-                )
-        return self._data(ref, arrays)
+            return None
+        return self._data(ref, *self._inside(ref, arrays))
 
     def get_inference_data_batch(self, refs: Sequence[InferenceFrameReference]) -> list[InferenceData | None]:
         """:meth:`get_inference_data` for many frames; uncached windows in one query per stream."""
         out: list[InferenceData | None] = [None] * len(refs)
         missing: dict[tuple[str, str], list[int]] = {}
         for k, ref in enumerate(refs):
-            arrays = self._cached(ref)
-            if arrays is None:
+            rows = self._cached(ref)
+            if rows is None:
                 missing.setdefault((ref.symbol, ref.timeframe), []).append(k)
             else:
-                out[k] = self._data(ref, arrays)
+                out[k] = self._data(ref, rows.timestamps, rows.values, rows.nan_free)
         for (symbol, timeframe), positions in missing.items():
             with self._lock:
                 windows = self.duckdb_storage.read_windows(
@@ -841,7 +872,8 @@ class InferenceTrainingCoordinator:
                     self.columns,
                 )
             for k, arrays in zip(positions, windows):
-                out[k] = self._data(refs[k], arrays)
+                if arrays is not None:
+                    out[k] = self._data(refs[k], *self._inside(refs[k], arrays))
         return out
 
     # -- persistence -------------------------------------------------------------------

@@ -34,6 +34,14 @@ NaN (indicator warm-up) becomes ``0.0`` after normalizing.  Output is
 ``dtype=np.float64`` for full precision.  The result is deterministic: the
 same values, columns and parameters always give bit-identical arrays.
 
+Arithmetic (fixed: inference, training and both window paths share it)
+-----------------------------------------------------------------------
+Per number, ``(x - offset) * (1 / scale)`` in float64 -- the offset is not
+rounded to float32 and ``1 / scale`` is computed once -- then one cast to the
+output dtype.  How the passes are laid out (see :func:`_scaled`) never
+changes a bit of the result, nor does ``nan_free`` (it only skips a scan that
+would find nothing).
+
 Examples
 --------
 >>> import numpy as np
@@ -156,6 +164,7 @@ def compute_norm_params(candles) -> dict[str, float]:
 #: Kind -> position of its offset in the per-call table (its inverse scale is at +4).
 _KIND_CODE = {"price": 0, "price_diff": 1, "volume": 2, "rsi": 3}
 
+
 @lru_cache(maxsize=256)
 def _table_index(columns: tuple[str, ...]) -> np.ndarray:
     """Each column's position in the per-call table: row 0 its offset, row 1 its inverse scale."""
@@ -163,6 +172,20 @@ def _table_index(columns: tuple[str, ...]) -> np.ndarray:
     index = np.stack([codes, codes + 4])
     index.setflags(write=False)
     return index
+
+
+def _repeated(row: np.ndarray, times: int, *, writable: bool) -> np.ndarray:
+    """``row`` (float64, 1-D) repeated ``times`` times, as one flat float64 array.
+
+    Built by repeating the row's bytes (``bytes * times`` is a C-level
+    copy), which measured faster than ``np.tile`` or a broadcast assignment
+    for a short row; ``writable=True`` gives a writable array (over a
+    ``bytearray``).
+    """
+    data = row.tobytes()
+    if writable:
+        return np.frombuffer(bytearray(data) * times, dtype=np.float64)
+    return np.frombuffer(data * times, dtype=np.float64)
 
 
 def _params(norm_params) -> tuple[float, float, float, float]:
@@ -203,18 +226,72 @@ def _has_nan(flat: np.ndarray) -> bool:
     return bool(np.isnan(flat).any())
 
 
+def _finite(*numbers: float) -> bool:
+    """True when every number is finite (a Python-level check, no array)."""
+    isfinite = math.isfinite
+    return all(isfinite(x) for x in numbers)
+
+
+def _scaled(values: np.ndarray, columns: tuple[str, ...], table: np.ndarray) -> np.ndarray:
+    """``(values - offset) * inverse`` per column, in float64: a new C-contiguous array.
+
+    The window is handled as one flat run of numbers against the per-column
+    offsets and inverses repeated once per candle (:func:`_repeated`), with
+    the result written over the repeated offsets: two in-place ufunc passes
+    on equal-length contiguous arrays, numpy's fastest loops.  A ``(n, m)``
+    broadcast of the ``m`` parameters runs numpy's inner loop once per
+    candle, on ``m`` numbers: for a 600 x 18 window the whole normalization
+    measured about 1.5x slower that way.  Per number the arithmetic is the
+    same as the broadcast.  Costs one more window-sized float64 temporary
+    (the repeated inverses).  The result's memory is a ``bytearray`` (an
+    ordinary writable array; ``owndata`` is False).
+    """
+    n, m = values.shape
+    if n == 0 or m == 0:
+        return np.empty((n, m), dtype=np.float64)
+    if values.dtype != np.float64 or not values.flags.c_contiguous:
+        values = np.ascontiguousarray(values, dtype=np.float64)  # the cast the arithmetic does
+    offset, inverse = table.take(_table_index(columns))
+    out = _repeated(offset, n, writable=True)
+    np.subtract(values.reshape(-1), out, out=out)
+    np.multiply(out, _repeated(inverse, n, writable=False), out=out)
+    return out.reshape(n, m)
+
+
 def normalize(
     values: np.ndarray,
     columns: Sequence[str],
     norm_params: Mapping[str, float],
     *,
     dtype=np.float32,
+    nan_free: bool = False,
 ) -> np.ndarray:
     """Normalize a window ``values[n, len(columns)]`` with ``norm_params``.
 
-    Returns a new C-contiguous array of ``dtype`` (float32 by default); the
-    input is not modified.  NaN becomes 0.0.  See the module doc for the
-    per-column rule.
+    Parameters
+    ----------
+    values
+        The raw window, one row per candle (any real dtype, any layout).
+    columns
+        The name of each column of ``values`` (decides its rule).
+    norm_params
+        The frame's parameters (see the module doc).
+    dtype
+        Of the result: float32 by default, ``np.float64`` for full precision.
+    nan_free
+        The caller knows ``values`` holds no NaN (e.g.
+        :meth:`~ettlib.cache.CandleCache.window_rows` counted them when the
+        stream was loaded): the scan that turns NaN into 0.0 is skipped when
+        the parameters are finite too, as it would find nothing.  The result
+        is the same either way; a wrong ``True`` leaves NaN in it.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous ``[n, len(columns)]`` array of ``dtype``; the input
+        is not modified.  NaN becomes 0.0.  Per number, ``(x - offset) * (1 /
+        scale)`` in float64 (the offset is not rounded to float32), then one
+        cast: the same bits whatever the layout of ``values``.
     """
     columns = columns if type(columns) is tuple else tuple(columns)
     values = np.asarray(values)
@@ -222,18 +299,17 @@ def normalize(
         raise DataValidationError(
             f"values have shape {values.shape}, expected (n, {len(columns)}) for columns {columns}"
         )
-    index = _table_index(columns)
     po, ps, vo, vs = _params(norm_params)
     ips, ivs = _inverse(ps), _inverse(vs)
     # offsets (price, price_diff, volume, rsi), then inverse scales, same order
     table = np.array((po, 0.0, vo, 50.0, ips, ips, ivs, 1.0 / 50.0), dtype=np.float64)
-    offset, inverse = table.take(index)
-    # (x - offset) * (1 / scale) in float64 (the offset is not rounded to
-    # float32), then one cast.
-    out = np.subtract(values, offset, dtype=np.float64, order="C")
-    np.multiply(out, inverse, out=out)
+    out = _scaled(values, columns, table)
     if out.dtype != dtype:
         out = out.astype(dtype)
+    if nan_free and _finite(po, vo, ips, ivs):
+        # No NaN in, finite offsets and non-zero finite inverses: no NaN out
+        # (inf - finite, or a product overflowing, gives inf, never NaN).
+        return out
     if out.dtype.type in (np.float32, np.float64):
         flat = out.reshape(-1)  # a view
         if _has_nan(flat):
