@@ -927,12 +927,20 @@ class InferenceTrainingCoordinator:
             resume = (self._now + 1) if self._now is not None else (self.resume_time or 0)
             self._flush(resume_time=resume)
 
-    def close(self) -> None:
-        """Flush, and stop receiving events (idempotent)."""
+    def close(self, *, flush: bool = True) -> None:
+        """Flush, and stop receiving events (idempotent).
+
+        ``flush=False`` drops what was buffered since the last commit instead
+        (an interrupted run: the store keeps its last consistent commit, and
+        a resume delivers the dropped pairs again).
+        """
         with self._lock:
             if self._closed:
                 return
-            self.flush()
+            if flush:
+                self.flush()
+            else:
+                self._new_frames, self._expired, self._pairs, self._dead = [], [], [], []
             seen = set()
             for handle in self._provider_subs.values():
                 if id(handle) not in seen:

@@ -1,11 +1,12 @@
-"""Exactly-once training across SIGKILL: a real experiment killed, then resumed.
+"""Exactly-once training across SIGKILL and Ctrl-C: a real experiment stopped, then resumed.
 
 One run goes through without interruption.  The same experiment (same
 config and seed, on the same candles) runs as ``ett run`` in a child process
 that is killed with SIGKILL in the middle of a training batch, after some
 commits (and so with pairs delivered, queued and learned since the last
-one); then ``ett run --resume`` is killed again the same way, and a last
-``ett run --resume`` finishes it.  The finished run must equal the
+one); then ``ett run --resume`` is interrupted the same way with SIGINT
+(Ctrl-C: status ``'interrupted'``), and a last ``ett run --resume`` finishes
+it.  The finished run must equal the
 uninterrupted one: the same ``training_events`` rows (frames, events,
 subscribers, sequence numbers, losses), the same frames, the same final
 weights and optimizer state, the same metrics.
@@ -100,18 +101,19 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
 
 
-def _killed(args: list[str], kill_after: int) -> str:
+def _stopped(args: list[str], kill_after: int, sig: int = signal.SIGKILL) -> tuple[str, str]:
+    """Run the child until its kill point, send it ``sig``; its HANG line and stderr."""
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(kill_after), *args], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("HANG"):
         proc.kill()
         raise AssertionError(f"child did not reach the kill point: {line!r} {proc.stderr.read()}")
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    proc.stdout.close()
-    proc.stderr.close()
-    return line
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    # SIGKILL: dead on the spot; SIGINT (Ctrl-C): `ett run` records it and exits with 130
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), err
+    return line, err
 
 
 def _rows(db, run_id):
@@ -134,7 +136,7 @@ def _rows(db, run_id):
 
 
 @pytest.mark.timeout(180)
-def test_an_experiment_killed_twice_and_resumed_equals_an_uninterrupted_run(tmp_path):
+def test_an_experiment_killed_then_interrupted_and_resumed_equals_an_uninterrupted_run(tmp_path):
     db = tmp_path / "candles.duckdb"
     with DuckDBStorage(db) as storage:
         write_demo_data(storage, days=0.5, seed=3)
@@ -145,7 +147,7 @@ def test_an_experiment_killed_twice_and_resumed_equals_an_uninterrupted_run(tmp_
     assert status == "completed" and metrics_clean == json.loads(json.dumps(clean.metrics))
 
     config = _config(db, tmp_path / "resumed.pt")
-    hang = _killed(_cli_args(config, "run"), kill_after=3)
+    hang, _ = _stopped(_cli_args(config, "run"), kill_after=3)
     events, _, status, _, checkpoint, states = _rows(db, "run")
     # killed mid-batch after 3 commits: a checkpoint with both states, part of the pairs
     assert status == "running" and checkpoint is not None
@@ -153,9 +155,11 @@ def test_an_experiment_killed_twice_and_resumed_equals_an_uninterrupted_run(tmp_
     assert 0 < len(events) < len(events_clean)
     assert int(hang.split()[1]) == 3
 
-    _killed(_resume_args(db, "run"), kill_after=2)  # the resumed run killed too
+    # the resumed run interrupted with Ctrl-C: its last commit is kept as it is
+    _, err = _stopped(_resume_args(db, "run"), kill_after=2, sig=signal.SIGINT)
+    assert f"ett run --resume run --db {db}" in err
     events_2, _, status, _, checkpoint_2, _ = _rows(db, "run")
-    assert status == "running" and checkpoint_2[0] > checkpoint[0]
+    assert status == "interrupted" and checkpoint_2[0] > checkpoint[0]
     assert len(events) < len(events_2) < len(events_clean)
 
     done = subprocess.run([sys.executable, "-m", "ettlib.cli", *_resume_args(db, "run")],

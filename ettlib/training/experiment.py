@@ -58,9 +58,11 @@ run (``tests/test_experiment_resume.py`` kills one twice to show it).  The
 metrics' pair counts and ``pair_losses`` are read back from
 ``training_events``, so they cover the whole run; ``counters`` and
 ``wall_s`` are the resumed process's own.  Baselines never learn, so they
-have no state.  A run stopped by an exception (status ``'failed'``; Ctrl-C
-included) flushed its partial results in the middle of an instant and
-cannot be resumed exactly: run it again.
+have no state.  A run stopped by Ctrl-C (``KeyboardInterrupt``) gets status
+``'interrupted'`` and keeps its last commit as it is (nothing buffered since
+is written), so it resumes exactly like a killed one.  A run stopped by an
+exception (status ``'failed'``) flushed its partial results in the middle of
+an instant and cannot be resumed exactly: run it again.
 
 Examples
 --------
@@ -388,8 +390,8 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None,
     run_id
         Key of the run's rows (default: ``run_name`` or ``"run"`` plus a random suffix).
     resume
-        Continue the interrupted run ``run_id`` (status ``'running'``: its
-        process was killed) from its last commit; ``config`` must be the
+        Continue the run ``run_id`` from its last commit (status
+        ``'running'``: its process was killed; or ``'interrupted'``: Ctrl-C); ``config`` must be the
         run's (:func:`load_run_config`; only ``db_path``, ``results_db`` and
         ``checkpoint`` may differ) and the candles unchanged.  See "Resume"
         in the module doc.
@@ -546,6 +548,10 @@ def load_run_config(db_path, run_id: str) -> ExperimentConfig:
     return ExperimentConfig.from_json(row[0])
 
 
+#: Statuses of a run that ``resume=True`` continues.
+_RESUMABLE = ("running", "interrupted")
+
+
 def _resumable(results, run_id: str, config: ExperimentConfig, fingerprint: str):
     """Check that ``run_id`` can be resumed with ``config``; returns its ``started_at``."""
     row = results.con.execute(
@@ -556,11 +562,12 @@ def _resumable(results, run_id: str, config: ExperimentConfig, fingerprint: str)
     status, stored_json, stored_fingerprint, started_at = row
     if status == "completed":
         raise ConfigError(f"run {run_id!r} is already completed; there is nothing to resume")
-    if status != "running":
+    if status not in _RESUMABLE:
         raise ConfigError(
             f"run {run_id!r} has status {status!r}: only a run whose process was killed (status "
-            "'running') can be resumed; a run stopped by an exception flushed its partial "
-            "results in the middle of an instant -- run it again without resume"
+            "'running') or interrupted with Ctrl-C ('interrupted') can be resumed; a run stopped "
+            "by an exception flushed its partial results in the middle of an instant -- run it "
+            "again without resume"
         )
     stored = ExperimentConfig.from_json(stored_json).to_dict()
     given = config.to_dict()
@@ -627,7 +634,12 @@ def _counters_dict(counters) -> dict:
 
 def _fail(exc, config, run_id, results, adapter, scorer, coordinator, scoring, extra, clock_start,
           manifest):
-    """Keep the partial state, mark the run failed, raise ExperimentError."""
+    """Keep the partial state, mark the run failed, raise ExperimentError.
+
+    A ``KeyboardInterrupt`` (Ctrl-C) instead keeps the last commit untouched,
+    marks the run ``'interrupted'`` (resumable) and is re-raised.
+    """
+    interrupted = isinstance(exc, KeyboardInterrupt)
     error = f"{type(exc).__name__}: {exc}"
     notes = []
     if scoring is None:
@@ -635,9 +647,12 @@ def _fail(exc, config, run_id, results, adapter, scorer, coordinator, scoring, e
     counters = None
     try:
         if coordinator is not None:
-            coordinator.close()  # flushes buffered frames, pairs and learned losses (idempotent)
+            # flushes buffered frames, pairs and learned losses (idempotent); not when
+            # interrupted: the last commit is a consistent state to resume from
+            coordinator.close(flush=not interrupted)
             counters = coordinator.counters()
-        scoring.record_learned(results.con)  # what the flush did not write
+        if not interrupted:
+            scoring.record_learned(results.con)  # what the flush did not write
     except Exception as inner:  # keep going: the manifest matters most
         notes.append(f"while saving partial results: {type(inner).__name__}: {inner}")
     scores = scorer.metrics() if scorer is not None else {}
@@ -649,10 +664,11 @@ def _fail(exc, config, run_id, results, adapter, scorer, coordinator, scoring, e
     metrics = _flat_metrics(scores, {**extra, **_pair_counts(learned)})
     wall_s = time.perf_counter() - clock_start
     detail = "".join(traceback.format_exception(exc)) + "".join(f"\n{n}" for n in notes)
-    _write_manifest(results.con, run_id, config, status="failed", finished_at=_now_utc(),
+    status = "interrupted" if interrupted else "failed"
+    _write_manifest(results.con, run_id, config, status=status, finished_at=_now_utc(),
                     wall_s=wall_s, metrics=metrics, error=detail, **manifest)
     result = ExperimentResult(
-        run_id, "failed", config, metrics, scores, tuple(loss for _, loss in learned), wall_s,
+        run_id, status, config, metrics, scores, tuple(loss for _, loss in learned), wall_s,
         manifest["fingerprint"], counters=_counters_dict(counters), error=error,
     )
     if not isinstance(exc, Exception):  # KeyboardInterrupt and the like: recorded, re-raised
@@ -709,7 +725,7 @@ def add_run_arguments(parser) -> None:
                         help="any ExperimentConfig field; VALUE is JSON when it parses")
     parser.add_argument("--run-id", help="key of the run's rows (default: run_name or 'run' + a random suffix)")
     parser.add_argument("--resume", metavar="RUN_ID",
-                        help="continue a run whose process was killed, from its last commit "
+                        help="continue a run that was killed or interrupted (Ctrl-C), from its last commit "
                              "(its config is read from the runs table; --db/--results-db say where)")
     parser.add_argument("--persist-every", type=int, default=10_000, metavar="N",
                         help="commit frames, pairs and the run's state every N events (default: %(default)s)")
@@ -718,10 +734,11 @@ def add_run_arguments(parser) -> None:
 
 
 def run_command(args, out=print) -> int:
-    """What ``ett run`` does with :func:`add_run_arguments`' arguments; returns 0.
+    """What ``ett run`` does with :func:`add_run_arguments`' arguments; returns 0 (130 on Ctrl-C).
 
     The run id goes to stderr first (``ett run --resume RUN_ID`` continues
-    a run that was killed).  With ``--resume`` and no config file, the config
+    a run that was killed or interrupted; on Ctrl-C the command to do so is
+    printed).  With ``--resume`` and no config file, the config
     is the run's stored one, with the flags given on top (run_experiment
     refuses changes other than locations).
 
@@ -747,7 +764,13 @@ def run_command(args, out=print) -> int:
     run_id = args.resume or args.run_id or f"{config.run_name or 'run'}-{uuid.uuid4().hex[:12]}"
     verb = "resuming" if args.resume else "run id"
     print(f"ett run: {verb} {run_id}", file=sys.stderr, flush=True)
-    result = run_experiment(config, progress=not args.no_progress, run_id=run_id,
-                            resume=bool(args.resume), persist_every=args.persist_every)
+    try:
+        result = run_experiment(config, progress=not args.no_progress, run_id=run_id,
+                                resume=bool(args.resume), persist_every=args.persist_every)
+    except KeyboardInterrupt:
+        where = f" --db {config.db_path}" if not config.results_db else f" --results-db {config.results_db}"
+        print(f"ett run: interrupted; continue with: ett run --resume {run_id}{where}",
+              file=sys.stderr, flush=True)
+        return 130  # the shell's code for SIGINT
     out(json.dumps(result.metrics, sort_keys=True) if args.json else result.summary())
     return 0
