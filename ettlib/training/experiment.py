@@ -54,7 +54,8 @@ loops' step counters).  ``run_experiment(config, run_id=..., resume=True)``
 gets both states back as the adapter and the scorer subscribe, and replays
 from the checkpoint's ``resume_time``.  The finished run has the
 ``training_events``, frames, final weights and metrics of an uninterrupted
-run (``tests/test_experiment_resume.py`` kills one twice to show it).  The
+run (``tests/test_experiment_resume.py`` kills one, interrupts its resume
+with Ctrl-C, and resumes it again to show it).  The
 metrics' pair counts and ``pair_losses`` are read back from
 ``training_events``, so they cover the whole run; ``counters`` and
 ``wall_s`` are the resumed process's own.  Baselines never learn, so they
@@ -404,6 +405,8 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None,
     ExperimentError
         When anything fails after the manifest was written; the manifest
         (status ``'failed'``) and the partial results stay in the store.
+        A ``KeyboardInterrupt`` (Ctrl-C, a kernel interrupt in Jupyter) is
+        re-raised as it is, after marking the run ``'interrupted'``.
     ConfigError
         Before any work, for a bad config, or a run that cannot be resumed.
     """
