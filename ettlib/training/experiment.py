@@ -290,16 +290,21 @@ class _Scoring:
     adapter's newly learned losses into their ``training_events`` rows and
     forgets predictions that can no longer be scored; then
     :meth:`checkpoint_state` saves the scores and the inference loops'
-    counters as JSON.
+    counters as JSON -- without the absolute errors, which grow with the run
+    and are in this subscriber's own ``training_events`` rows (committed in
+    the same transaction): :meth:`restore_state` reads them back from ``con``.
     """
 
     subscriber_name = "prequential"
+    state_format = 2
 
-    def __init__(self, scorer: PrequentialScorer, adapter=None, coordinator=None, run_id: str = ""):
+    def __init__(self, scorer: PrequentialScorer, adapter=None, coordinator=None, run_id: str = "",
+                 con=None):
         self.scorer = scorer
         self.adapter = adapter
         self.coordinator = coordinator
         self.run_id = run_id
+        self.con = con
         self.loops: list = []
         self._loop_counters: dict = {}  # restored, applied by add_loop
 
@@ -325,8 +330,8 @@ class _Scoring:
 
     def checkpoint_state(self) -> bytes:
         return json.dumps({
-            "format": 1,
-            "scorer": self.scorer.state_dict(),
+            "format": self.state_format,
+            "scorer": self.scorer.state_dict(errors=False),
             "loops": {loop.symbol: {name: getattr(loop, name) for name in _LOOP_COUNTERS}
                       for loop in self.loops},
         }).encode()
@@ -336,11 +341,25 @@ class _Scoring:
             data = json.loads(state)
         except ValueError as exc:
             raise ConfigError(f"the stored experiment state is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or data.get("format") != 1:
+        if not isinstance(data, dict) or data.get("format") != self.state_format:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise ConfigError(f"not an experiment state of format 1 (found {found!r})")
-        self.scorer.load_state_dict(data["scorer"])
+            raise ConfigError(f"not an experiment state of format {self.state_format} (found {found!r})")
+        self.scorer.load_state_dict(data["scorer"], self._recorded_errors())
         self._loop_counters = data["loops"]
+
+    def _recorded_errors(self) -> dict[str, list[float]]:
+        """Each model's absolute errors so far, from this subscriber's committed rows, in order."""
+        errors: dict[str, list[float]] = {name: [] for name in self.scorer.targets}
+        rows = self.con.execute(
+            "SELECT metrics FROM training_events WHERE run_id = ? AND subscriber = ?"
+            " AND metrics IS NOT NULL ORDER BY seq", [self.run_id, self.subscriber_name],
+        ).fetchall()
+        prefix = "abs_error_close."
+        for (text,) in rows:
+            for key, value in json.loads(text).items():
+                if key.startswith(prefix):
+                    errors.setdefault(key[len(prefix):], []).append(value)
+        return errors
 
     def on_candle_completion(self, event, inference_ref):
         if inference_ref is None:
@@ -464,7 +483,7 @@ def run_experiment(config, *, progress: bool = False, run_id: str | None = None,
             )
             targets = {"model": adapter.targets, **{n: b.targets for n, b in baselines.items()}}
             scorer = PrequentialScorer(targets)
-            scoring = _Scoring(scorer, adapter, coordinator, run_id)
+            scoring = _Scoring(scorer, adapter, coordinator, run_id, results.con)
             # On a resume, each subscriber's stored state comes back as it subscribes.
             for symbol in config.symbols:
                 adapter.attach(coordinator, symbol, config.timeframe, config.pivot_types)

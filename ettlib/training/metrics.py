@@ -32,7 +32,10 @@ The scores so far are part of an experiment's state: :meth:`PrequentialScorer.st
 is plain JSON (every absolute error, the counts, the predictions of frames
 not scored yet), and :meth:`PrequentialScorer.load_state_dict` continues
 from it exactly (JSON keeps every float bit for bit), which is how a
-resumed experiment ends with the metrics of an uninterrupted one.
+resumed experiment ends with the metrics of an uninterrupted one.  The
+absolute errors grow with the run, so an experiment checkpoints the state
+without them (``errors=False``) and rebuilds them, on a resume, from the
+``training_events`` rows committed with it, where each is recorded.
 
 Examples
 --------
@@ -99,17 +102,20 @@ class ModelScores:
             self.majority_hits += 1.0
         self.confusion[truth, predicted] += 1
 
-    def state_dict(self) -> dict:
-        """The running scores as JSON types."""
-        return {"abs_errors": [float(e) for e in self.abs_errors],
-                "direction_hits": int(self.direction_hits),
-                "direction_total": int(self.direction_total),
-                "confusion": self.confusion.tolist(), "majority_hits": float(self.majority_hits)}
+    def state_dict(self, *, errors: bool = True) -> dict:
+        """The running scores as JSON types (``errors=False``: without ``abs_errors``)."""
+        state = {"direction_hits": int(self.direction_hits),
+                 "direction_total": int(self.direction_total),
+                 "confusion": self.confusion.tolist(), "majority_hits": float(self.majority_hits)}
+        if errors:
+            state["abs_errors"] = [float(e) for e in self.abs_errors]
+        return state
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> ModelScores:
-        """The scores :meth:`state_dict` described."""
-        return cls(list(state["abs_errors"]), int(state["direction_hits"]),
+    def from_state_dict(cls, state: dict, abs_errors=None) -> ModelScores:
+        """The scores :meth:`state_dict` described (``abs_errors`` given apart, or in it)."""
+        errors = state["abs_errors"] if abs_errors is None else abs_errors
+        return cls(list(errors), int(state["direction_hits"]),
                    int(state["direction_total"]), np.array(state["confusion"], dtype=np.int64),
                    float(state["majority_hits"]))
 
@@ -164,24 +170,37 @@ class PrequentialScorer:
         keep = set(inference_ids)
         self._frames = {k: v for k, v in self._frames.items() if k in keep}
 
-    def state_dict(self) -> dict:
-        """Scores and unscored frames as JSON types (see the module doc)."""
+    def state_dict(self, *, errors: bool = True) -> dict:
+        """Scores and unscored frames as JSON types (see the module doc).
+
+        ``errors=False`` leaves out every absolute error (the one part that
+        grows with the run), for a caller that keeps them elsewhere and hands
+        them back to :meth:`load_state_dict`.
+        """
         return {
             "targets": {name: list(cols) for name, cols in self.targets.items()},
-            "scores": {name: s.state_dict() for name, s in self.scores.items()},
+            "scores": {name: s.state_dict(errors=errors) for name, s in self.scores.items()},
             "frames": [[iid, last_close, {name: [action, list(candle)]
                                           for name, (action, candle) in preds.items()}]
                        for iid, (last_close, preds) in self._frames.items()],
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from :meth:`state_dict` (of a scorer with the same targets)."""
+    def load_state_dict(self, state: dict, abs_errors: Mapping[str, Sequence[float]] | None = None) -> None:
+        """Continue from :meth:`state_dict` (of a scorer with the same targets).
+
+        ``abs_errors``: ``{model name: errors in scoring order}`` for a state
+        saved with ``errors=False``.
+        """
         from ettlib.errors import ConfigError
 
         targets = {name: tuple(cols) for name, cols in state["targets"].items()}
         if targets != self.targets:
             raise ConfigError(f"scorer state is for targets {targets}, not {self.targets}")
-        self.scores = {name: ModelScores.from_state_dict(s) for name, s in state["scores"].items()}
+        self.scores = {
+            name: ModelScores.from_state_dict(
+                s, None if abs_errors is None else abs_errors.get(name, []))
+            for name, s in state["scores"].items()
+        }
         self._frames = {
             iid: (float(last_close), {name: (action, tuple(candle))
                                       for name, (action, candle) in preds.items()})
