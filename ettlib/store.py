@@ -227,14 +227,17 @@ class DuckDBStorage:
         The database file (parent folders are created), or ``":memory:"``.
     read_only
         Open without taking the write lock (several readers may share the
-        file); the schema must already be current.
+        file).  A file written by an earlier ettlib is first migrated by a
+        short read-write open (tables and columns added, rows kept), which
+        needs that no other process has it open.
 
     Raises
     ------
     StoreLockedError
         Another process holds the file (see the module docstring).
     SchemaError
-        The file's schema is newer than this ettlib, or (read-only) older.
+        The file's schema is newer than this ettlib, or older and (read-only)
+        cannot be migrated now because another process has the file open.
     """
 
     def __init__(self, path: str | Path = DEFAULT_PATH, *, read_only: bool = False):
@@ -252,12 +255,13 @@ class DuckDBStorage:
         try:
             if read_only:
                 version = schema_version(self.con)
-                if version != SCHEMA_VERSION:
+                if version < SCHEMA_VERSION:
+                    self.con.close()
+                    self._migrate(version)
+                    self.con = self._connect()
+                elif version > SCHEMA_VERSION:
                     raise SchemaError(
-                        f"{self.path} has schema version {version}, this ettlib uses "
-                        f"{SCHEMA_VERSION}; open it once read-write to migrate it"
-                        if version < SCHEMA_VERSION
-                        else f"{self.path} has schema version {version}, newer than this "
+                        f"{self.path} has schema version {version}, newer than this "
                         f"ettlib ({SCHEMA_VERSION}); upgrade ettlib"
                     )
             else:
@@ -265,6 +269,27 @@ class DuckDBStorage:
         except BaseException:
             self.con.close()
             raise
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older file to this ettlib's schema with a short read-write open.
+
+        What a read-only open of a file written by an earlier ettlib does
+        first: the migrations only add tables and columns (rows are kept), and
+        every read-write open would apply them anyway.  Refused while another
+        process has the file open (the migration needs the write lock).
+        """
+        try:
+            con = duckdb.connect(self.path)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            raise SchemaError(
+                f"{self.path} has schema version {version}, this ettlib uses {SCHEMA_VERSION}, "
+                f"and it cannot be migrated now ({exc}); close the other connections to it "
+                "and open it again"
+            ) from exc
+        try:
+            ensure_schema(con)
+        finally:
+            con.close()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:

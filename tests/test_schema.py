@@ -149,11 +149,35 @@ def test_newer_schema_is_refused(tmp_path):
         DuckDBStorage(path, read_only=True)
 
 
-def test_read_only_open_of_an_unmigrated_file_asks_for_a_migration(tmp_path):
+def test_read_only_open_of_an_older_file_migrates_it_first(tmp_path):
+    path = tmp_path / "seed.duckdb"
+    candles = make_seed_file(path)
+    with DuckDBStorage(path, read_only=True) as store:  # e.g. a notebook after an upgrade
+        assert store.read_only and schema_version(store.con) == SCHEMA_VERSION
+        assert store.count() == len(candles)
+        assert store.con.execute("SELECT count(*) FROM pivot_points").fetchone()[0] == 1
+
+
+def test_an_older_file_held_open_elsewhere_is_not_migrated_by_a_read_only_open(tmp_path):
+    import subprocess
+    import sys
+
     path = tmp_path / "seed.duckdb"
     make_seed_file(path)
-    with pytest.raises(SchemaError, match="read-write"):
-        DuckDBStorage(path, read_only=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True);"
+         " print('ready', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(SchemaError, match="cannot be migrated now"):
+            DuckDBStorage(path, read_only=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    con = duckdb.connect(str(path), read_only=True)
+    assert schema_version(con) == 0  # untouched
+    con.close()
 
 
 def test_store_creates_parent_folders_and_defaults(tmp_path, monkeypatch):
