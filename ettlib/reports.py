@@ -15,6 +15,9 @@ parameters are also checked by ``ExperimentConfig.from_dict`` when
 :mod:`ettlib.training.experiment` is importable; more notebook-specific
 checks plug in with :func:`register_notebook_validator`.
 
+The kernel's channels are encrypted (CurveZMQ) where the kernel supports it
+(see :func:`_encrypted_kernel`).
+
 A run that fails still writes its executed notebook (papermill puts an error
 banner at its top) and an HTML export showing the error, then raises
 :class:`ReportError` naming the cell and the error.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import json
 import re
 import tempfile
@@ -525,6 +529,7 @@ def run_report(
             cwd=str(cwd) if cwd is not None else None,
             start_timeout=start_timeout,
             **({"extra_arguments": ["--matplotlib=inline"]} if inline_figures and _is_ipython(path, kernel_name) else {}),
+            **_encrypted_kernel(),
         )
     except PapermillExecutionError as err:
         first_line = next((line for line in (err.source or "").splitlines() if line.strip()), "")
@@ -567,6 +572,32 @@ def run_report(
         html_path=html,
         wall_s=wall_s,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _encrypted_kernel() -> dict:
+    """Papermill arguments that encrypt the kernel's channels where the kernel supports it.
+
+    jupyter_client (8.10 and later) provisions CurveZMQ keys for a kernel whose
+    kernelspec declares ``supported_encryption: curve`` (ipykernel 7.4 does)
+    when its ``transport_encryption`` is ``"auto"``: the report kernel's
+    localhost traffic is then encrypted, and ipykernel has nothing to warn
+    about ("Kernel is running over TCP without encryption").  Other kernels,
+    an older jupyter_client or a libzmq without Curve: the default manager.
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    if not zmq.has("curve") or "transport_encryption" not in AsyncKernelManager.class_trait_names():
+        return {}
+
+    class EncryptedKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _transport_encryption_default(self) -> str:
+            return "auto"
+
+    return {"kernel_manager_class": EncryptedKernelManager}
 
 
 def _is_ipython(notebook: Path, kernel_name: str | None) -> bool:

@@ -121,6 +121,18 @@ def test_show_code_puts_the_code_in_the_html(fixture_report, tmp_path):
     assert "FIXTURE-CODE-MARKER" in "".join(parse_page(shown).text)
 
 
+def test_report_kernels_talk_over_encrypted_channels(tmp_path, capfd):
+    """ipykernel warns on its stderr (ours: the kernel inherits it) when its channels are plain TCP."""
+    from ettlib.reports import _encrypted_kernel
+
+    manager = _encrypted_kernel().get("kernel_manager_class")
+    if manager is None:
+        pytest.skip("this jupyter_client or libzmq cannot encrypt kernel channels")
+    assert manager().transport_encryption == "auto"
+    run_report(FIXTURE, {}, output_dir=tmp_path)
+    assert "without encryption" not in capfd.readouterr().err
+
+
 def test_failed_run_keeps_evidence_and_names_the_cell(tmp_path):
     with pytest.raises(ReportError) as info:
         run_report(BROKEN, {"divisor": 3}, output_dir=tmp_path)
