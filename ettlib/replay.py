@@ -107,6 +107,7 @@ from ettlib.timeframes import TIMEFRAMES
 __all__ = ["ReplayEngine", "ReplayCursor", "to_epoch_ms", "count_events"]
 
 _ITER_CHUNK = 4096  # events built at a time by the generator (it yields to user code)
+_PROGRESS_CHUNK = 1024  # events dispatched between two progress-bar updates
 
 
 def to_epoch_ms(value) -> int:
@@ -263,7 +264,7 @@ class ReplayEngine:
         ``None``: as fast as possible; else a multiple of real time (``60``:
         one minute of market time per second), paced with ``timer``/``sleep``.
     progress
-        Show a ``tqdm`` progress bar in :meth:`run`.
+        Show a ``tqdm`` progress bar in :meth:`run` (it moves every 1,024 events).
     chunk_size
         Events built and dispatched per chunk (DuckDB is read in chunks of
         :data:`ettlib.cache.DEFAULT_CHUNK_ROWS` candles).
@@ -462,14 +463,16 @@ class ReplayEngine:
                     break
         else:
             bar = None
+            step = self.chunk_size
             if self.progress:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=stop - first, unit="event", desc="replay")
+                step = min(step, _PROGRESS_CHUNK)  # the bar moves at least this often
             try:
                 while self._pos < stop:
                     a = self._pos
-                    self._dispatch(a, min(stop, a + self.chunk_size))
+                    self._dispatch(a, min(stop, a + step))
                     if bar is not None:
                         bar.update(self._pos - a)
             finally:
