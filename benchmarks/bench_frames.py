@@ -42,6 +42,7 @@ import pandas as pd
 from ettlib.cache import CandleCache
 from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber
 from ettlib.data_provider import DataProvider
+from ettlib.demo import demo_candles
 from ettlib.events import CandleCompletionEvent, PivotEvent
 from ettlib.frames import InferenceFrameReference
 from ettlib.schema import CANDLE_COLUMNS
@@ -63,14 +64,9 @@ def frame(i: int, t: int, context: int = CONTEXT) -> InferenceFrameReference:
         confidence=0.7)
 
 
-def candles(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
-    open_ = np.concatenate([[100.0], close[:-1]])
-    return pd.DataFrame({
-        "timestamp": T0 + M * np.arange(n, dtype=np.int64),
-        "open": open_, "high": np.maximum(open_, close) * 1.001, "low": np.minimum(open_, close) * 0.999,
-        "close": close, "volume": rng.gamma(2.0, 5.0, n)})
+def candles(n: int, seed: int = 7) -> pd.DataFrame:
+    """``n`` seeded demo 1m candles from ``T0`` (:func:`ettlib.demo.demo_candles`)."""
+    return demo_candles(SYMBOL, start=T0, days=n / 1440, seed=seed)
 
 
 def best(fn, repeat: int) -> float:

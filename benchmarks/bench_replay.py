@@ -62,7 +62,6 @@ def bench_ettlib(storage, count: int) -> dict:
     from ettlib.replay import ReplayEngine
 
     provider = DataProvider()
-    calls = [0]
 
     def noop(event):  # the cheapest possible subscriber
         pass
@@ -81,7 +80,6 @@ def bench_ettlib(storage, count: int) -> dict:
     passed = engine.run()
     t2 = time.perf_counter()
     cpu = time.process_time() - c0
-    del calls
     kinds = np.bincount(engine.plan.kind, minlength=3)
     return {"load_plan_s": t1 - t0, "dispatch_s": t2 - t1, "total_s": t2 - t0, "cpu_s": cpu,
             "events": passed, "candle_events": int(kinds[0]), "pivot_events": int(kinds[1])}

@@ -32,31 +32,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ettlib.demo import demo_candles
 from ettlib.schema import CANDLE_COLUMNS
 from ettlib.store import DuckDBStorage
 
 SYMBOL = "ETH/USDT"
-MINUTE = 60_000
 START = 1_704_067_200_000  # 2024-01-01 UTC
 WINDOW = 600
 BUDGET_MS = 0.5
 
 
-def synthetic_minutes(n: int, seed: int = 0) -> pd.DataFrame:
-    """``n`` valid 1m candles: a random walk with clustered volatility."""
-    rng = np.random.default_rng(seed)
-    vol = 0.0008 * np.exp(np.convolve(rng.normal(0, 0.3, n), np.ones(60) / 8, mode="same"))
-    close = 2000.0 * np.exp(np.cumsum(rng.normal(0, 1, n) * vol))
-    open_ = np.concatenate([[2000.0], close[:-1]])
-    wick = np.abs(rng.normal(0, 1, (2, n))) * vol * close
-    return pd.DataFrame({
-        "timestamp": START + MINUTE * np.arange(n, dtype=np.int64),
-        "open": open_,
-        "high": np.maximum(open_, close) + wick[0],
-        "low": np.minimum(open_, close) - wick[1],
-        "close": close,
-        "volume": rng.gamma(2.0, 50.0, n),
-    })
+def synthetic_minutes(n: int, seed: int = 7) -> pd.DataFrame:
+    """``n`` seeded demo 1m candles from ``START`` (:func:`ettlib.demo.demo_candles`)."""
+    return demo_candles(SYMBOL, start=START, days=n / 1440, seed=seed)
 
 
 def median_time(fn, repeats: int) -> float:
