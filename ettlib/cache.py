@@ -7,18 +7,13 @@ return for that inclusive open-time range -- as views of its arrays (one copy
 when a subset of columns is asked for), or ``None`` when the range is not
 covered (the caller then asks DuckDB).  Cached arrays are read-only.
 
-Finding a window's rows, and whether they hold NaN
----------------------------------------------------
+Finding a window's rows
+-----------------------
 A stream loaded without gaps (every open time is the first plus a whole
 number of candles) is indexed arithmetically: the rows of ``[start, end]``
 are ``ceil((start - first) / tf)`` to ``floor((end - first) / tf)``, in Python
 ints.  A stream with gaps is searched (``np.searchsorted``).  Both give
-exactly the rows DuckDB returns for the range.  When a stream is held, the
-cache also counts, once (on the first window asked for), the rows holding a
-NaN (NULL) in any held column, so
-:meth:`CandleCache.window_rows` tells in O(1) whether a window is NaN-free
-(indicator warm-up rows are the usual exception), which lets
-:func:`~ettlib.normalization.normalize` skip its NaN scan.
+exactly the rows DuckDB returns for the range.
 
 No look-ahead, by construction
 ------------------------------
@@ -50,20 +45,12 @@ Traceback (most recent call last):
 ettlib.errors.LookAheadError: window X 1m [0, 180000] ends with a candle closing at 240000, after now (180000)
 >>> cache.window("X", "1m", -120_000, 0) is None   # not loaded: ask DuckDB
 True
->>> cache.window_rows("X", "1m", 0, 120_000).nan_free   # its indicator columns are NULL
-False
->>> ohlcv = CandleCache(con, columns=("open", "high", "low", "close", "volume"))
->>> _ = ohlcv.load("X", "1m", 0, 240_000)
->>> rows = ohlcv.window_rows("X", "1m", 0, 120_000)
->>> len(rows.timestamps), rows.nan_free
-(3, True)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -72,7 +59,7 @@ from ettlib.errors import ConfigError, EttError, LookAheadError, UnknownNameErro
 from ettlib.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
-__all__ = ["CandleCache", "WindowRows", "read_candle_rows"]
+__all__ = ["CandleCache", "read_candle_rows"]
 
 #: Default number of candles fetched from DuckDB per query when loading.
 DEFAULT_CHUNK_ROWS = 262_144
@@ -83,7 +70,7 @@ def _check_columns(columns: Sequence[str]) -> tuple[str, ...]:
     for c in columns:
         if c not in CANDLE_COLUMNS:
             raise UnknownNameError("column", c, CANDLE_COLUMNS)
-    return columns
+    return CANDLE_COLUMNS if columns == CANDLE_COLUMNS else columns  # one object: `is` compares it
 
 
 def _fetch_into(con, symbol, timeframe, start, end, columns, out_ts, out_values, at) -> int:
@@ -136,21 +123,6 @@ def read_candle_rows(storage, symbol: str, timeframe: str, start: int, end: int,
     return CandleArrays(ts, values, columns)
 
 
-class WindowRows(NamedTuple):
-    """The rows of a window, as :meth:`CandleCache.window_rows` gives them.
-
-    ``timestamps`` and ``values`` are array slices (read-only views; a copy
-    when a subset of columns is asked for), ``columns`` names the columns of
-    ``values``, and ``nan_free`` is True when no row of the window holds a NaN
-    in any column the cache holds for the stream (so none in ``values``).
-    """
-
-    timestamps: np.ndarray
-    values: np.ndarray
-    columns: tuple[str, ...]
-    nan_free: bool
-
-
 @dataclass(slots=True)
 class _Entry:
     lo: int  # covered open-time range, inclusive
@@ -160,34 +132,18 @@ class _Entry:
     columns: tuple[str, ...]
     first: int  # open time of row 0 (lo when there are no rows)
     step: int  # the timeframe when row k opens at first + k * step (no gaps), else 0
-    counted: np.ndarray | None = None  # see nan_rows
-
-    @property
-    def nan_rows(self) -> np.ndarray:
-        """``nan_rows[k]``: rows before row ``k`` holding a NaN (``n + 1`` counts).
-
-        Counted on first use (about 20 ms for a year of 1m candles x 18
-        columns), so a replay that never reads windows never pays for it.
-        """
-        if self.counted is None:
-            n = len(self.timestamps)
-            counts = np.zeros(n + 1, dtype=np.int32 if n < 2**31 - 1 else np.int64)
-            if self.values.size:
-                np.cumsum(np.isnan(self.values).any(axis=1), out=counts[1:])
-            counts.flags.writeable = False
-            self.counted = counts
-        return self.counted
+    tf_ms: int  # the timeframe
 
 
 def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
            columns: tuple[str, ...]) -> _Entry:
-    """Hold read-only ``ts`` and ``values``, with their gap-free flag (NaN rows: counted lazily)."""
+    """Hold read-only ``ts`` and ``values``, with their gap-free flag."""
     ts.flags.writeable = False
     values.flags.writeable = False
     n = len(ts)
     gap_free = n < 2 or bool(np.all(np.diff(ts) == tf_ms))
     first = int(ts[0]) if n else lo
-    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0)
+    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms)
 
 
 def _row_range(entry: _Entry, start: int, end: int) -> tuple[int, int]:
@@ -297,48 +253,45 @@ class CandleCache:
         :class:`~ettlib.errors.LookAheadError` when a clock is attached and the
         candle opened at ``end`` closes after ``clock.now()``.
         """
-        rows = self.window_rows(symbol, timeframe, start, end, columns)
+        rows = self.window_values(symbol, timeframe, start, end, columns)
         if rows is None:
             return None
-        return CandleArrays(rows.timestamps, rows.values, rows.columns)
+        held = self._entries[(symbol, timeframe)].columns
+        return CandleArrays(rows[0], rows[1], held if columns is None else _check_columns(columns))
 
-    def window_rows(self, symbol: str, timeframe: str, start: int, end: int,
-                    columns: Sequence[str] | None = None) -> WindowRows | None:
-        """:meth:`window`'s rows, and whether they are NaN-free, or None.
+    def window_values(self, symbol: str, timeframe: str, start: int, end: int,
+                      columns: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`window`'s ``(timestamps, values)``, or None: the same rows, checks and errors.
 
-        The same rows, checks and errors as :meth:`window`; ``nan_free``
-        comes from the stream's NaN row counts (O(1)).  Gap-free streams are
-        indexed arithmetically, others by binary search (see the module doc).
+        The hot path of :meth:`~ettlib.coordinator.InferenceTrainingCoordinator.get_inference_data`
+        (no wrapper object is built).
         """
-        tf_ms = timeframe_ms(timeframe)
+        entry = self._entries.get((symbol, timeframe))
         start, end = int(start), int(end)
         if start > end:
             raise ConfigError(f"start {start} is after end {end}")
-        if self.clock is not None:
+        if self.clock is not None:  # judged on the range asked for, held or not
+            tf_ms = timeframe_ms(timeframe) if entry is None else entry.tf_ms
             now = self.clock.now()
             if now is None or end + tf_ms > now:
                 raise LookAheadError(
                     f"window {symbol} {timeframe} [{start}, {end}] ends with a candle "
                     f"closing at {end + tf_ms}, after now ({now})"
                 )
-        entry = self._entries.get((symbol, timeframe))
         if entry is None or start < entry.lo or end > entry.hi:
+            if entry is None:
+                validate_timeframe(timeframe)
             return None
         i, j = _row_range(entry, start, end)
-        nan_rows = entry.nan_rows
-        nan_free = nan_rows.item(i) == nan_rows.item(j)
-        if columns is None or columns is entry.columns or tuple(columns) == entry.columns:
-            return WindowRows(entry.timestamps[i:j], entry.values[i:j], entry.columns, nan_free)
+        if columns is None or columns is entry.columns:
+            return entry.timestamps[i:j], entry.values[i:j]
         columns = _check_columns(columns)
         if any(c not in entry.columns for c in columns):
             entry = self._add_columns(symbol, timeframe, columns)  # lazily, once per column
-            nan_rows = entry.nan_rows  # now over more columns
-            nan_free = nan_rows.item(i) == nan_rows.item(j)
-        ts = entry.timestamps[i:j]
         if columns == entry.columns:
-            return WindowRows(ts, entry.values[i:j], columns, nan_free)
+            return entry.timestamps[i:j], entry.values[i:j]
         index = [entry.columns.index(c) for c in columns]
-        return WindowRows(ts, entry.values[i:j, index], columns, nan_free)
+        return entry.timestamps[i:j], entry.values[i:j, index]
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._entries

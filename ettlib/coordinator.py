@@ -136,7 +136,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ettlib.cache import WindowRows
+from ettlib.cache import CandleCache
 from ettlib.candles import CandleArrays
 from ettlib.errors import ConfigError, LookAheadError, SubscriberError, UnknownNameError
 from ettlib.events import CandleCompletionEvent, PivotEvent
@@ -150,7 +150,7 @@ from ettlib.frame_store import (
     run_has_state,
 )
 from ettlib.frames import InferenceFrameReference
-from ettlib.normalization import normalize
+from ettlib.normalization import ColumnNormalizer
 from ettlib.schema import CANDLE_COLUMNS
 from ettlib.timeframes import TIMEFRAMES, validate_timeframe
 
@@ -407,7 +407,7 @@ class InferenceTrainingCoordinator:
             raise ConfigError(f"run_id must be a str, got {run_id!r}")
         if resume and replace:
             raise ConfigError("resume and replace exclude each other")
-        columns = tuple(columns)
+        columns = CANDLE_COLUMNS if tuple(columns) == CANDLE_COLUMNS else tuple(columns)  # the cache's object
         for c in columns:
             if c not in CANDLE_COLUMNS:
                 raise UnknownNameError("column", c, CANDLE_COLUMNS)
@@ -417,6 +417,7 @@ class InferenceTrainingCoordinator:
         self.pivot_lookback = pivot_lookback
         self.retention = retention
         self.columns = columns
+        self._normalize = ColumnNormalizer(columns)
         self.run_id = run_id
         self.strict = bool(strict)
         self.persist_every = persist_every
@@ -788,18 +789,11 @@ class InferenceTrainingCoordinator:
 
     # -- windows -----------------------------------------------------------------------
 
-    def _data(self, ref: InferenceFrameReference, ts: np.ndarray, values: np.ndarray,
-              nan_free: bool = False) -> InferenceData | None:
-        """``ref``'s window from its rows (all inside it), normalized; None when there are none.
-
-        ``nan_free`` (the cache counted the NaN rows) only lets
-        :func:`~ettlib.normalization.normalize` skip its NaN scan: the values
-        are the same bits either way.
-        """
+    def _data(self, ref: InferenceFrameReference, ts: np.ndarray, values: np.ndarray) -> InferenceData | None:
+        """``ref``'s window from its rows (all inside it), normalized; None when there are none."""
         if len(ts) == 0:
             return None
-        columns = self.columns
-        return InferenceData(ts, normalize(values, columns, ref.norm_params, nan_free=nan_free), columns, ref)
+        return InferenceData(ts, self._normalize(values, ref.norm_params), self.columns, ref)
 
     @staticmethod
     def _inside(ref: InferenceFrameReference, arrays: CandleArrays) -> tuple[np.ndarray, np.ndarray]:
@@ -812,26 +806,21 @@ class InferenceTrainingCoordinator:
             ts, values = ts[i:j], values[i:j]
         return ts, values
 
-    def _cached(self, ref: InferenceFrameReference) -> WindowRows | None:
-        """The cache's rows of ``ref``'s window (``None``: no cache, or not covered).
+    def _cached(self, ref: InferenceFrameReference) -> tuple[np.ndarray, np.ndarray] | None:
+        """The cache's ``(timestamps, values)`` of ``ref``'s window (``None``: no cache, or not covered).
 
-        A cache with ``window_rows`` (a :class:`~ettlib.cache.CandleCache`)
-        gives exactly the rows of the window and whether they are NaN-free,
-        in O(1) for a gap-free stream; one with only ``window`` is clipped to
-        the window and its rows are scanned for NaN.
+        A :class:`~ettlib.cache.CandleCache` gives exactly the rows of the
+        window (O(1) for a gap-free stream); any other cache's rows are
+        clipped to the window.
         """
         cache = self.cache
         if cache is None:
             return None
         start, end = ref.data_range_start, ref.data_range_end
-        window_rows = getattr(cache, "window_rows", None)
-        if window_rows is not None:
-            return window_rows(ref.symbol, ref.timeframe, start, end, self.columns)
+        if type(cache) is CandleCache:
+            return cache.window_values(ref.symbol, ref.timeframe, start, end, self.columns)
         arrays = cache.window(ref.symbol, ref.timeframe, start, end, self.columns)
-        if arrays is None:
-            return None
-        ts, values = self._inside(ref, arrays)
-        return WindowRows(ts, values, self.columns, False)
+        return None if arrays is None else self._inside(ref, arrays)
 
     def get_inference_data(self, ref: InferenceFrameReference) -> InferenceData | None:
         """The rows of ``[ref.data_range_start, ref.data_range_end]``, normalized; None if none.
@@ -843,7 +832,10 @@ class InferenceTrainingCoordinator:
         """
         rows = self._cached(ref)
         if rows is not None:
-            return self._data(ref, rows.timestamps, rows.values, rows.nan_free)
+            ts, values = rows
+            if len(ts) == 0:
+                return None
+            return InferenceData(ts, self._normalize(values, ref.norm_params), self.columns, ref)
         with self._lock:
             arrays = self.duckdb_storage.read_window(
                 ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end, self.columns
@@ -861,7 +853,7 @@ class InferenceTrainingCoordinator:
             if rows is None:
                 missing.setdefault((ref.symbol, ref.timeframe), []).append(k)
             else:
-                out[k] = self._data(ref, rows.timestamps, rows.values, rows.nan_free)
+                out[k] = self._data(ref, *rows)
         for (symbol, timeframe), positions in missing.items():
             with self._lock:
                 windows = self.duckdb_storage.read_windows(

@@ -1,6 +1,7 @@
 """Cached windows: the cache's row lookup (arithmetic without gaps, search with
-them), its NaN row counts, the look-ahead guard, and the coordinator's
-normalized windows -- bit for bit the DuckDB ones, whichever NaN path runs.
+them), the look-ahead guard, and the coordinator's normalized windows -- bit
+for bit the DuckDB ones, and the compiled normalization kernel bit for bit
+the numpy broadcast of its rule.
 
 References are plain scans: DuckDB's rows of ``[start, end]`` and a
 broadcast of the normalization rule over the window.
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import START_MS, make_candles
-from ettlib.cache import CandleCache, WindowRows
+from ettlib.cache import CandleCache
 from ettlib.candles import CandleArrays
 from ettlib.clock import ReplayClock
 from ettlib.coordinator import InferenceTrainingCoordinator
@@ -74,15 +75,11 @@ def test_gap_free_and_gapped_streams_give_exactly_the_duckdb_rows(streams):
     assert cache._entries[(PLAIN, "1m")].step == M and cache._entries[(GAPPY, "1m")].step == 0
     for symbol in (PLAIN, GAPPY):
         for start, end in _windows():
-            rows = cache.window_rows(symbol, "1m", start, end)
+            rows = cache.window(symbol, "1m", start, end)
             want = _reference_window(streams, symbol, start, end)
-            assert isinstance(rows, WindowRows) and rows.columns == CANDLE_COLUMNS
+            assert isinstance(rows, CandleArrays) and rows.columns == CANDLE_COLUMNS
             np.testing.assert_array_equal(rows.timestamps, want.timestamps, err_msg=f"{symbol} {start} {end}")
             np.testing.assert_array_equal(rows.values, want.values)  # NaN at the same places
-            assert rows.nan_free == (not np.isnan(want.values).any()), (symbol, start, end)
-            window = cache.window(symbol, "1m", start, end)
-            assert window.timestamps.tolist() == rows.timestamps.tolist()
-            assert window.values.tobytes() == rows.values.tobytes()
 
 
 def test_off_grid_and_irregular_streams_put_by_hand():
@@ -101,26 +98,20 @@ def test_off_grid_and_irregular_streams_put_by_hand():
         for _ in range(300):
             start = int(rng.integers(START_MS - M, hi + 1))
             end = int(rng.integers(start, hi + 1))
-            rows = cache.window_rows(symbol, "1m", start, end)
+            rows = cache.window(symbol, "1m", start, end)
             keep = (held.timestamps >= start) & (held.timestamps <= end)
             assert rows.timestamps.tolist() == held.timestamps[keep].tolist()
             assert rows.values.tolist() == held.values[keep].tolist()
-            assert rows.nan_free
 
 
-def test_nan_flag_is_never_true_over_a_nan_even_for_columns_loaded_later(streams):
+def test_columns_loaded_later_are_the_duckdb_columns(streams):
     cache = _cache(streams, columns=("open", "close"))
-    early = (START_MS, START_MS + 20 * M)  # warm-up: no NaN in open/close, NaN in rsi_14
-    assert cache.window_rows(PLAIN, "1m", *early, ("close",)).nan_free
-    rows = cache.window_rows(PLAIN, "1m", *early, ("close", "rsi_14"))  # loads rsi_14
-    assert np.isnan(rows.values[:, 1]).any() and not rows.nan_free
-    # the counts now cover every held column: conservative for a subset without NaN
-    assert not cache.window_rows(PLAIN, "1m", *early, ("close",)).nan_free
     for start, end in _windows(seed=1):
         for columns in (("close",), ("rsi_14", "open"), ("open", "close", "rsi_14")):
-            rows = cache.window_rows(PLAIN, "1m", start, end, columns)
-            if rows.nan_free:
-                assert not np.isnan(rows.values).any()
+            rows = cache.window(PLAIN, "1m", start, end, columns)  # the first loads rsi_14
+            want = _reference_window(streams, PLAIN, start, end, columns)
+            assert rows.columns == columns
+            np.testing.assert_array_equal(rows.values, want.values)
 
 
 def test_the_look_ahead_guard_still_refuses_the_future(streams):
@@ -128,18 +119,16 @@ def test_the_look_ahead_guard_still_refuses_the_future(streams):
     cache = _cache(streams, clock=clock)
     for symbol in (PLAIN, GAPPY):
         last = START_MS + 99 * M  # the candle closing exactly at now
-        assert cache.window_rows(symbol, "1m", last - 10 * M, last) is not None
+        assert cache.window(symbol, "1m", last - 10 * M, last) is not None
         for end in (last + 1, last + M, HI, HI + 10**9):  # judged on end, loaded or not
-            with pytest.raises(LookAheadError):
-                cache.window_rows(symbol, "1m", last - 10 * M, end)
             with pytest.raises(LookAheadError):
                 cache.window(symbol, "1m", last - 10 * M, end)
     with pytest.raises(ConfigError):
-        cache.window_rows(PLAIN, "1m", START_MS + M, START_MS)
+        cache.window(PLAIN, "1m", START_MS + M, START_MS)
     clock_none = _cache(streams, clock=ReplayClock(None))
     with pytest.raises(LookAheadError):
-        clock_none.window_rows(PLAIN, "1m", START_MS, START_MS)
-    assert cache.window_rows(PLAIN, "1m", LO - M, START_MS) is None  # not covered: ask DuckDB
+        clock_none.window(PLAIN, "1m", START_MS, START_MS)
+    assert cache.window(PLAIN, "1m", LO - M, START_MS) is None  # not covered: ask DuckDB
 
 
 def _broadcast_reference(values: np.ndarray, columns, p: NormParams) -> np.ndarray:
@@ -172,8 +161,8 @@ def test_coordinator_cached_windows_are_the_duckdb_windows_bit_for_bit(streams):
     for symbol in (PLAIN, GAPPY):
         refs = _refs(symbol)
         for ref in refs:
-            rows = cache.window_rows(symbol, "1m", ref.data_range_start, ref.data_range_end)
-            paths.add(None if rows is None else rows.nan_free)  # None: not cached, from DuckDB
+            rows = cache.window(symbol, "1m", ref.data_range_start, ref.data_range_end)
+            paths.add("duckdb" if rows is None else "nan" if np.isnan(rows.values).any() else "clean")
             a, b = cached.get_inference_data(ref), plain.get_inference_data(ref)
             raw = _reference_window(streams, symbol, ref.data_range_start, ref.data_range_end)
             if len(raw) == 0:
@@ -190,32 +179,16 @@ def test_coordinator_cached_windows_are_the_duckdb_windows_bit_for_bit(streams):
                 assert (got is None) == (single is None)
                 if got is not None:
                     assert got.values.tobytes() == single.values.tobytes()
-    assert paths == {True, False, None}  # both NaN paths ran, and the DuckDB fallback
-
-
-def test_nan_fast_path_and_scan_give_the_same_bytes(streams):
-    cache = _cache(streams)
-    p = NormParams(101.5, 0.75, 12.0, 4.5)
-    seen = set()
-    for symbol in (PLAIN, GAPPY):
-        for start, end in _windows(seed=2):
-            rows = cache.window_rows(symbol, "1m", start, end)
-            fast = normalize(rows.values, rows.columns, p, nan_free=rows.nan_free)
-            scanned = normalize(rows.values, rows.columns, p)
-            assert fast.tobytes() == scanned.tobytes()
-            assert not np.isnan(fast).any()
-            seen.add(rows.nan_free)
-    assert seen == {True, False}
+    assert paths == {"duckdb", "nan", "clean"}  # cached windows with and without NaN, and DuckDB
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-def test_nan_free_with_an_infinite_inverse_still_zeroes_the_nan_it_makes():
+def test_an_infinite_inverse_still_zeroes_the_nan_it_makes():
     # a subnormal scale: 1 / scale is inf, and (offset - offset) * inf is NaN
     p = NormParams(100.0, 5e-324, 10.0, 1.0)
     values = np.array([[100.0, 10.0], [101.0, 11.0]])
-    for nan_free in (False, True):
-        out = normalize(values, ("close", "volume"), p, nan_free=nan_free)
-        assert not np.isnan(out).any() and out[0, 0] == 0.0 and np.isinf(out[1, 0])
+    out = normalize(values, ("close", "volume"), p)
+    assert not np.isnan(out).any() and out[0, 0] == 0.0 and np.isinf(out[1, 0])
 
 
 @pytest.mark.parametrize("layout", ["c", "fortran", "strided", "float32", "int64", "subset", "empty", "one_row"])
@@ -234,11 +207,9 @@ def test_normalize_is_the_broadcast_rule_for_any_layout_and_dtype(layout):
         columns = tuple(columns[j] for j in (3, 4, 10, 11))
     p = NormParams(100.5, 2.5, 99.0, 3.25)
     want = _broadcast_reference(values, columns, p)
-    nan_free = not np.isnan(np.asarray(values, dtype=np.float64)).any()
-    for flag in {False, nan_free}:
-        got = normalize(values, columns, p, nan_free=flag)
-        assert got.shape == want.shape and got.dtype == np.float32 and got.flags.c_contiguous
-        assert got.tobytes() == want.tobytes()
+    got = normalize(values, columns, p)
+    assert got.shape == want.shape and got.dtype == np.float32 and got.flags.c_contiguous
+    assert got.tobytes() == want.tobytes()
     wide = normalize(values, columns, p, dtype=np.float64)
     assert wide.dtype == np.float64 and wide.flags.writeable
     np.testing.assert_array_equal(wide.astype(np.float32), want)
