@@ -12,7 +12,10 @@ Measures, in one run:
   retained frames (delivery to a no-op subscriber and batched persistence
   included);
 - a replay (:class:`~ettlib.replay.ReplayEngine`) registering a frame at every
-  1m step, each matched by its target candle: candles/s;
+  1m step, each matched by its target candle: candles/s; beside it, the same
+  replay with no-op callbacks, and a bound no design can pass: that baseline
+  plus constructing the validated frame plus persisting its two rows (frame,
+  delivered pair) from ready Arrow tables (:func:`measure_floor`);
 - ``get_inference_data`` per 600-candle window from the replay cache,
   beside a numpy copy of the same window (also for a window holding the
   indicator warm-up's NaN, and beside the least a numpy normalization does
@@ -277,6 +280,60 @@ def measure_replay(n_candles: int, *, coordinated: bool = True) -> float:
     return n_candles / elapsed
 
 
+def measure_floor(n_candles: int) -> tuple[float, float]:
+    """Two costs per candle that any design pays for a validated, persisted frame at every candle.
+
+    Returns seconds per candle for (1) constructing the validated
+    :class:`InferenceFrameReference` the replay registers, and (2) persisting
+    one ``inference_frames`` row and one ``training_events`` row into a DuckDB
+    file, with the schema's keys, from Arrow tables built before the timing,
+    10,000 candles per transaction: no Python per row at all.  With the
+    replay's own cost they bound the candles/s of ``measure_replay`` from
+    above, whatever the matching and delivery cost.
+    """
+    import pyarrow as pa
+
+    from ettlib.frames import NormParams
+
+    params = NormParams(100.0, 1.0, 10.0, 1.0)
+    n_built = min(n_candles, 200_000)
+    t = time.perf_counter()
+    for i in range(n_built):
+        ts = T0 + i * M
+        InferenceFrameReference(i, SYMBOL, "1m", ts, ts, ts - CONTEXT * M, ts - M, params, "HOLD", (), 0.5)
+    construct_s = (time.perf_counter() - t) / n_built
+
+    ids = np.arange(n_candles)
+    times = T0 + ids * M
+    text = lambda value: pa.array([value] * n_candles, pa.string())  # noqa: E731
+    ones = np.ones(n_candles)
+    frames = pa.table({  # noqa: F841 (read by the SQL below)
+        "run_id": text("r"), "inference_id": pa.array(ids.astype(str)), "symbol": text(SYMBOL),
+        "timeframe": text("1m"), "prediction_timestamp": times, "target_timestamp": times,
+        "data_range_start": times - CONTEXT * M, "data_range_end": times - M,
+        "price_offset": ones, "price_scale": ones, "volume_offset": ones, "volume_scale": ones,
+        "predicted_action": text("HOLD"), "predicted_candle": pa.array([[]] * n_candles, pa.list_(pa.float64())),
+        "confidence": ones / 2, "status": text("expired"), "expired_at": times + M})
+    pairs = pa.table({  # noqa: F841
+        "run_id": text("r"), "inference_id": pa.array(ids.astype(str)), "event_kind": text("candle"),
+        "event_key": pa.array(times.astype(str)), "subscriber": text("null"), "knowable_time": times + M,
+        "seq": ids})
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = DuckDBStorage(Path(tmp) / "floor.duckdb")
+        con = storage.con
+        step = 10_000
+        t = time.perf_counter()
+        for lo in range(0, n_candles, step):
+            frame_rows, pair_rows = frames.slice(lo, step), pairs.slice(lo, step)  # noqa: F841
+            con.execute("BEGIN TRANSACTION")
+            con.execute("INSERT INTO inference_frames BY NAME SELECT * FROM frame_rows")
+            con.execute("INSERT INTO training_events BY NAME SELECT * FROM pair_rows")
+            con.execute("COMMIT")
+        persist_s = (time.perf_counter() - t) / n_candles
+        storage.close()
+    return construct_s, persist_s
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="less data, < 60 s")
@@ -294,6 +351,8 @@ def main(argv=None) -> dict:
     n_replay = 50_000 if args.quick else 525_600
     replay_rate = measure_replay(n_replay)
     replay_bare_rate = measure_replay(n_replay, coordinated=False)
+    construct_s, persist_s = measure_floor(n_replay)
+    bound_rate = 1 / (1 / replay_bare_rate + construct_s + persist_s)
 
     rows = [
         ("reference bytes (tracemalloc, %d frames)" % n_refs, f"{per_ref:,.0f} B"),
@@ -319,6 +378,9 @@ def main(argv=None) -> dict:
          f"{w['uncached_consecutive_ms_per_window']:.3f} ms/window"),
         (f"replay, frame per 1m step, {n_replay:,} candles", f"{replay_rate:,.0f} candles/s  (issue target >= 500k)"),
         ("  same replay, no-op callbacks (baseline)", f"{replay_bare_rate:,.0f} candles/s"),
+        ("  a validated frame, constructed", f"{construct_s * 1e6:.2f} us/candle"),
+        ("  a frame row + a pair row into DuckDB, from Arrow", f"{persist_s * 1e6:.2f} us/candle"),
+        ("  bound: baseline + those two, nothing else", f"{bound_rate:,.0f} candles/s"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"bench_frames ({'quick' if args.quick else 'full'})")
@@ -333,6 +395,9 @@ def main(argv=None) -> dict:
         "pivot_events_per_s": round(pivot_rate),
         "replay_with_frames_candles_per_s": round(replay_rate),
         "replay_noop_candles_per_s": round(replay_bare_rate),
+        "frame_construct_us": round(construct_s * 1e6, 3),
+        "persist_frame_and_pair_us": round(persist_s * 1e6, 3),
+        "replay_with_frames_bound_candles_per_s": round(bound_rate),
         **{k: round(v, 4) for k, v in w.items()},
     }
     print(json.dumps(figures))
