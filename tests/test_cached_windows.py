@@ -9,6 +9,10 @@ broadcast of the normalization rule over the window.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -242,3 +246,22 @@ def test_a_cache_with_only_window_is_clipped_to_the_frame(streams):
         if a is not None:
             assert a.timestamps.tolist() == b.timestamps.tolist()
             assert a.values.tobytes() == b.values.tobytes()
+
+
+def test_normalize_compiles_without_a_writable_numba_cache(tmp_path):
+    # a real process where numba finds no cache location (only the user-provided
+    # locator is allowed, and no NUMBA_CACHE_DIR is set): it compiles, same bits
+    code = (
+        "import numpy as np\n"
+        "from ettlib.normalization import normalize\n"
+        "v = np.array([[100.0, np.nan], [102.0, 13.0]])\n"
+        "out = normalize(v, ('close', 'volume'), "
+        "dict(price_offset=100.0, price_scale=2.0, volume_offset=10.0, volume_scale=3.0))\n"
+        "print(out.tolist())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[[0.0, 0.0], [1.0, 1.0]]"
