@@ -213,6 +213,9 @@ def _normalize_rows(values, codes, price_offset, price_inverse, volume_offset, v
     compiles with numba; read it as the reference.
     """
     n, m = values.shape
+    size = n * m
+    if size == 0:
+        return
     period = m * _PERIOD_ROWS
     table = np.empty((2, period))  # offsets, inverses
     offset, inverse = table[0], table[1]
@@ -230,7 +233,6 @@ def _normalize_rows(values, codes, price_offset, price_inverse, volume_offset, v
         offset[k], inverse[k] = offset[k - m], inverse[k - m]
     flat_in = values.ravel()  # views: both are C-contiguous
     flat_out = out.ravel()
-    size = n * m
     base = 0
     while base + period <= size:
         for k in range(period):

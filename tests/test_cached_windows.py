@@ -195,6 +195,14 @@ def test_an_infinite_inverse_still_zeroes_the_nan_it_makes():
     assert not np.isnan(out).any() and out[0, 0] == 0.0 and np.isinf(out[1, 0])
 
 
+def test_normalize_without_rows_or_columns_gives_an_empty_array():
+    p = NormParams(100.0, 2.0, 10.0, 1.0)
+    for values, columns in ((np.empty((0, 2)), ("close", "volume")), (np.empty((5, 0)), ())):
+        for dtype in (np.float32, np.float64):
+            out = normalize(values, columns, p, dtype=dtype)
+            assert out.shape == values.shape and out.dtype == dtype
+
+
 @pytest.mark.parametrize("layout", ["c", "fortran", "strided", "float32", "int64", "subset", "empty", "one_row"])
 def test_normalize_is_the_broadcast_rule_for_any_layout_and_dtype(layout):
     rng = np.random.default_rng(7)
