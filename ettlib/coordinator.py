@@ -832,10 +832,7 @@ class InferenceTrainingCoordinator:
         """
         rows = self._cached(ref)
         if rows is not None:
-            ts, values = rows
-            if len(ts) == 0:
-                return None
-            return InferenceData(ts, self._normalize(values, ref.norm_params), self.columns, ref)
+            return self._data(ref, *rows)
         with self._lock:
             arrays = self.duckdb_storage.read_window(
                 ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end, self.columns
