@@ -146,21 +146,6 @@ def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
     return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms)
 
 
-def _row_range(entry: _Entry, start: int, end: int) -> tuple[int, int]:
-    """Rows ``[i, j)`` of ``entry`` with open time in ``[start, end]`` (inside its range)."""
-    step = entry.step
-    if step:  # no gaps: arithmetic on Python ints
-        n = len(entry.timestamps)
-        first = entry.first
-        i = -((first - start) // step)  # ceil((start - first) / step)
-        j = (end - first) // step + 1
-        i = 0 if i < 0 else (n if i > n else i)
-        j = 0 if j < 0 else (n if j > n else j)
-        return i, (i if j < i else j)
-    ts = entry.timestamps
-    return int(np.searchsorted(ts, start, "left")), int(np.searchsorted(ts, end, "right"))
-
-
 class CandleCache:
     """Rows of ``ohlcv_data`` held as numpy columns, per (symbol, timeframe).
 
@@ -282,7 +267,17 @@ class CandleCache:
             if entry is None:
                 validate_timeframe(timeframe)
             return None
-        i, j = _row_range(entry, start, end)
+        # the rows [i, j) with open time in [start, end]
+        step = entry.step
+        if step:  # no gaps: arithmetic on Python ints
+            n = len(entry.timestamps)
+            i = -((entry.first - start) // step)  # ceil((start - first) / step)
+            j = (end - entry.first) // step + 1
+            i = 0 if i < 0 else (n if i > n else i)
+            j = i if j < i else (n if j > n else j)
+        else:
+            i = int(np.searchsorted(entry.timestamps, start, "left"))
+            j = int(np.searchsorted(entry.timestamps, end, "right"))
         if columns is None or columns is entry.columns:
             return entry.timestamps[i:j], entry.values[i:j]
         columns = _check_columns(columns)

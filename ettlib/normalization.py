@@ -173,23 +173,23 @@ def _kind_codes(columns: tuple[str, ...]) -> np.ndarray:
     return codes
 
 
-def _params(norm_params) -> tuple[float, float, float, float]:
+def _kernel_args(norm_params) -> tuple[float, float, float, float]:
+    """``(price_offset, 1 / price_scale, volume_offset, 1 / volume_scale)`` as floats.
+
+    ``1 / 0`` is ``inf`` (with the zero's sign), as numpy divides, not an error.
+    """
     astuple = getattr(norm_params, "astuple", None)  # NormParams: one call
     if astuple is not None:
-        return astuple()
-    try:
-        return (norm_params["price_offset"], norm_params["price_scale"],
-                norm_params["volume_offset"], norm_params["volume_scale"])
-    except KeyError as err:
-        raise UnknownNameError("norm_params key", err.args[0], NORM_PARAM_KEYS) from None
-
-
-def _inverse(scale: float) -> float:
-    """``1 / scale`` as numpy computes it in float64 (inf for 0, not an error)."""
-    scale = float(scale)
-    if scale == 0.0:
-        return math.copysign(math.inf, scale)
-    return 1.0 / scale
+        po, ps, vo, vs = astuple()
+    else:
+        try:
+            po, ps, vo, vs = (norm_params["price_offset"], norm_params["price_scale"],
+                              norm_params["volume_offset"], norm_params["volume_scale"])
+        except KeyError as err:
+            raise UnknownNameError("norm_params key", err.args[0], NORM_PARAM_KEYS) from None
+    ps, vs = float(ps), float(vs)
+    return (float(po), 1.0 / ps if ps else math.copysign(math.inf, ps),
+            float(vo), 1.0 / vs if vs else math.copysign(math.inf, vs))
 
 
 #: Rows per period of the kernel's repeated parameters (measured: 4 and 8 best, 2 and 16 slower).
@@ -304,10 +304,10 @@ class ColumnNormalizer:
             )
         if values.dtype is not _FLOAT64 or not values.flags.c_contiguous:
             values = np.ascontiguousarray(values, dtype=np.float64)  # the cast the arithmetic does
-        po, ps, vo, vs = _params(norm_params)
+        po, ips, vo, ivs = _kernel_args(norm_params)
         if dtype in _KERNEL_DTYPES:
             out = np.empty(shape, dtype=dtype)
-            _kernel()(values, self._codes, float(po), _inverse(ps), float(vo), _inverse(vs), out)
+            (_COMPILED[0] if _COMPILED else _kernel())(values, self._codes, po, ips, vo, ivs, out)
             return out
         return self(values, norm_params, dtype=np.float64).astype(dtype)
 
