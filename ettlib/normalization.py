@@ -165,7 +165,6 @@ def compute_norm_params(candles) -> dict[str, float]:
 _KIND_CODE = {"price": 0, "price_diff": 1, "volume": 2, "rsi": 3}
 
 
-@lru_cache(maxsize=256)
 def _kind_codes(columns: tuple[str, ...]) -> np.ndarray:
     """Each column's kind code (:data:`_KIND_CODE`), read-only."""
     codes = np.array([_KIND_CODE[column_kind(c)] for c in columns], dtype=np.int8)
