@@ -58,7 +58,8 @@ def write_store(path: Path, frame: pd.DataFrame):
 
 
 def bench_ettlib(storage, count: int) -> dict:
-    from ettlib.data_provider import DataProvider, pivot_types_up_to
+    from ettlib.data_provider import DataProvider
+    from ettlib.events import pivot_types_up_to
     from ettlib.replay import ReplayEngine
 
     provider = DataProvider()

@@ -79,20 +79,13 @@ def _cmd_data_pivots(args) -> int:
 
 
 def _parse_time(text: str) -> int:
-    """Epoch milliseconds from an integer or an ISO date/time (UTC)."""
-    import datetime as dt
+    """:func:`ettlib.times.to_ms` for argparse (its error as argparse's)."""
+    from ettlib.times import to_ms
 
-    if text.lstrip("-").isdigit():
-        return int(text)
     try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither epoch milliseconds nor an ISO date like 2024-01-31T12:00"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return int(parsed.timestamp() * 1000)
+        return to_ms(text)
+    except EttError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_replay(args) -> int:
@@ -143,9 +136,9 @@ def _describe(report) -> str:
 
 
 def _iso(ms: int) -> str:
-    import datetime as dt
+    from ettlib.times import format_ms
 
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return format_ms(ms, seconds=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -139,7 +139,7 @@ import numpy as np
 from ettlib.cache import CandleCache
 from ettlib.candles import CandleArrays
 from ettlib.errors import ConfigError, LookAheadError, SubscriberError, UnknownNameError
-from ettlib.events import CandleCompletionEvent, PivotEvent
+from ettlib.events import CandleCompletionEvent, PivotEvent, candle_key, event_key
 from ettlib.frame_store import (
     Checkpoint,
     commit_flush,
@@ -327,15 +327,6 @@ def _loss_and_metrics(result) -> tuple[float | None, str | None]:
             loss = None
         return loss, json.dumps(result, default=str, sort_keys=True)
     return None, None
-
-
-def _candle_key(event: CandleCompletionEvent) -> str:
-    # the format of a candle pair's event_key (inlined in _on_candle, the hot path)
-    return f"candle:{event.symbol}:{event.timeframe}:{event.timestamp}"
-
-
-def _pivot_key(event: PivotEvent) -> str:
-    return f"pivot:{event.symbol}:{event.timeframe}:{event.pivot_type}:{event.timestamp}"
 
 
 class InferenceTrainingCoordinator:
@@ -758,7 +749,7 @@ class InferenceTrainingCoordinator:
                     self._matched += len(refs)
             subs = self._candle_subs.get(stream_key)
             if subs:
-                key = f"candle:{symbol}:{timeframe}:{event.timestamp}"  # _candle_key
+                key = candle_key(symbol, timeframe, event.timestamp)
                 deliver = self._deliver_one
                 for label, method in subs:  # an immutable tuple
                     for ref in refs:
@@ -783,7 +774,7 @@ class InferenceTrainingCoordinator:
                 refs = [r for r in stream.refs[i:j] if stream.expires_at(r) >= t]
             self._matched += len(refs)
             subs = self._pivot_subs.get((event.symbol, event.timeframe, event.pivot_type), ())
-            key = _pivot_key(event)
+            key = event_key(event)
             for label, method in tuple(subs):
                 self._deliver(label, method, event, list(refs), refs, "pivot", key, t)
 

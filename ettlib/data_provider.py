@@ -50,28 +50,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ettlib.errors import ConfigError, SubscriberError, UnknownNameError
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
+from ettlib.events import (
+    CandleCompletionEvent,
+    InferenceStepEvent,
+    PivotEvent,
+    pivot_types_up_to,
+    validate_pivot_levels,
+)
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import validate_timeframe
 
-__all__ = ["DataProvider", "Subscription", "pivot_types_up_to", "MAX_PIVOT_LEVEL"]
-
-#: Highest Larry Williams level ettlib detects.
-MAX_PIVOT_LEVEL = 5
-
-
-def pivot_types_up_to(levels: int) -> list[str]:
-    """All pivot type names up to ``levels``: ``['L1L', 'L1H', 'L2L', ...]``.
-
-    >>> pivot_types_up_to(2)
-    ['L1L', 'L1H', 'L2L', 'L2H']
-    """
-    return [f"L{k}{side}" for k in range(1, levels + 1) for side in ("L", "H")]
-
-
-def _validate_symbol(symbol: str) -> str:
-    if not isinstance(symbol, str) or not symbol or not symbol.strip():
-        raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
-    return symbol
+__all__ = ["DataProvider", "Subscription"]
 
 
 @dataclass(eq=False)
@@ -93,7 +82,7 @@ class Subscription:
             self._registry.remove(self.callback)
             self.active = False
             if self._owner is not None:
-                self._owner._version += 1
+                self._owner.version += 1
 
     def __enter__(self) -> Subscription:
         return self
@@ -117,8 +106,7 @@ class DataProvider:
     """
 
     def __init__(self, duckdb_storage=None, *, pivot_levels: int = 3, on_error: str = "raise"):
-        if not 1 <= pivot_levels <= MAX_PIVOT_LEVEL:
-            raise ConfigError(f"pivot_levels must be in 1..{MAX_PIVOT_LEVEL}, got {pivot_levels!r}")
+        validate_pivot_levels(pivot_levels)
         if on_error not in ("raise", "warn"):
             raise ConfigError(f"on_error must be 'raise' or 'warn', got {on_error!r}")
         self.duckdb_storage = duckdb_storage
@@ -131,8 +119,10 @@ class DataProvider:
         #: The clock of the feed driving this provider (set by a ReplayEngine,
         #: or created by :meth:`push_candle`); ``None`` until one drives it.
         self.clock = None
-        self._version = 0  # bumped on every (un)subscription: fast loops re-snapshot
+        #: Bumped on every (un)subscription (read-only): fast loops take a new snapshot when it moves.
+        self.version = 0
         self._live: dict[str, object] = {}
+        self._live_clock = None  # the clock the live feeds drive (created by start_live)
 
     # -- subscribing -------------------------------------------------------
 
@@ -140,7 +130,7 @@ class DataProvider:
         self, callback: Callable[[CandleCompletionEvent], object], symbol: str, timeframe: str
     ) -> Subscription:
         """Call ``callback(event)`` when a ``timeframe`` candle of ``symbol`` closes."""
-        key = (_validate_symbol(symbol), validate_timeframe(timeframe))
+        key = (validate_symbol(symbol), validate_timeframe(timeframe))
         return self._add(self._candle_subs, key, callback)
 
     def subscribe_pivot_events(
@@ -154,7 +144,7 @@ class DataProvider:
 
         Returns one handle covering every requested type.
         """
-        symbol = _validate_symbol(symbol)
+        symbol = validate_symbol(symbol)
         timeframe = validate_timeframe(timeframe)
         if isinstance(pivot_types, str):
             pivot_types = [pivot_types]
@@ -175,7 +165,7 @@ class DataProvider:
 
         Steps come after every candle and pivot event of the same instant.
         """
-        key = (_validate_symbol(symbol), validate_timeframe(timeframe))
+        key = (validate_symbol(symbol), validate_timeframe(timeframe))
         return self._add(self._step_subs, key, callback)
 
     def _add(self, table: dict, key: tuple, callback: Callable) -> Subscription:
@@ -183,7 +173,7 @@ class DataProvider:
             raise ConfigError(f"callback must be callable, got {callback!r}")
         registry = table.setdefault(key, [])
         registry.append(callback)
-        self._version += 1
+        self.version += 1
         return Subscription(registry, callback, key, _owner=self)
 
     # -- what is subscribed --------------------------------------------------
@@ -259,11 +249,18 @@ class DataProvider:
         """
         from ettlib.live import LiveFeed
 
+        from ettlib.clock import ReplayClock
+
+        if self._live_clock is None:
+            if self.clock is not None:
+                raise ConfigError("this provider is driven by a replay; give the live feed its own DataProvider")
+            self._live_clock = ReplayClock()
+            self.clock = self._live_clock.view()
         feed = LiveFeed(
             self, symbol, base_timeframe=base_timeframe, timeframes=timeframes,
             pivot_timeframes=pivot_timeframes, pivot_n=pivot_n,
             pivot_levels=self.pivot_levels if pivot_levels is None else pivot_levels,
-            step_timeframes=step_timeframes,
+            step_timeframes=step_timeframes, clock=self._live_clock,
         )
         self._live[symbol] = feed
         return feed

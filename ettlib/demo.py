@@ -81,6 +81,7 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from ettlib.errors import ConfigError
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import is_aligned, timeframe_ms
 
 __all__ = ["DEFAULT_START", "demo_candles", "write_demo_data"]
@@ -181,8 +182,7 @@ def demo_candles(
         ``open, high, low, close, volume`` (float64).
     """
     step = timeframe_ms(timeframe)
-    if not isinstance(symbol, str) or not symbol:
-        raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+    validate_symbol(symbol)
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
         raise ConfigError(f"start must be an int of epoch milliseconds, got {start!r}")
     if not is_aligned(int(start), timeframe):

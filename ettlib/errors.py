@@ -29,6 +29,7 @@ __all__ = [
     "StoreLockedError",
     "SchemaError",
     "LookAheadError",
+    "ClockError",
     "SubscriberError",
     "did_you_mean",
 ]
@@ -101,6 +102,10 @@ class SchemaError(EttError):
 
 class LookAheadError(EttError):
     """Data from after the prediction time was requested or would be used."""
+
+
+class ClockError(EttError):
+    """A clock was moved the wrong way: backwards, or by code that does not drive it."""
 
 
 class SubscriberError(EttError):

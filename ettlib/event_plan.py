@@ -1,138 +1,93 @@
-"""Every event of a replay as merged columns, and fast construction of the events.
+"""Every event of a replay as merged columns, and the loop that delivers them.
 
 :func:`build_plan` turns the cached base candles into all the events of a
 replay at once -- higher timeframes aggregated (:mod:`ettlib.aggregate`),
 pivots detected (:func:`ettlib.pivots.detect_pivots`), inference steps
 scheduled -- as per-kind column tables plus one merged order (a stable sort of
-a packed int64 key: knowable time, symbol, kind, timeframe, level, side; ties
-keep bar order).  :class:`~ettlib.replay.ReplayEngine` walks that order.
+a packed int64 key: knowable time, then the event's *rank*; ties keep bar
+order).  :class:`~ettlib.replay.ReplayEngine` walks that order.
 
 Event objects are built only when delivered, chunk by chunk: :func:`events`
-for the generator, and :data:`deliver` -- one generated loop that builds each
-event and calls its callback -- for the fast path.  Both construct the frozen
-event dataclasses through a slotted twin class (see :func:`_twin`).
+for the generator, :func:`deliver` (build each event, set the clock, call
+its callback) for the fast path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from ettlib.aggregate import aggregate_checked, check_base_timestamps
 from ettlib.cache import CandleCache
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, pivot_type_name
+from ettlib.events import EVENT_CLASSES, pivot_type_name
 from ettlib.live import FeedConfig
 from ettlib.schema import OHLCV_COLUMNS
 from ettlib.timeframes import TIMEFRAMES
 
 __all__ = ["Plan", "build_plan", "events", "columns", "deliver", "CANDLE", "PIVOT", "STEP"]
 
-#: Event kinds, in their order at one instant.
+#: Event kinds, in their order at one instant (indices into ``EVENT_CLASSES``).
 CANDLE, PIVOT, STEP = 0, 1, 2
 
+# The rank of an event orders it within one instant and names its stream:
+#   ((symbol * N_KINDS + kind) * TIMEFRAME_SLOTS + timeframe) * PIVOT_SLOTS + level * 2 + side
+# with symbol and timeframe the indices into the replay's sorted symbols and
+# timeframes, side 0 for lows and 1 for highs (candles and steps: 0, 0).
+N_KINDS = 3
+TIMEFRAME_SLOTS = 16  # more than the known timeframes
+PIVOT_SLOTS = 16  # level * 2 + side for levels 0..7
+STREAM_SLOTS = TIMEFRAME_SLOTS * PIVOT_SLOTS
 
-# --------------------------------------------------------------------------
-# Fast event construction
-# --------------------------------------------------------------------------
+
+def rank_of(symbol, kind, timeframe, level=0, side=0):
+    """The rank of an event (ints or int64 arrays; see above)."""
+    return ((symbol * N_KINDS + kind) * TIMEFRAME_SLOTS + timeframe) * PIVOT_SLOTS + level * 2 + side
 
 
-def _twin(cls):
-    """A plain slotted class with ``cls``'s slot layout, or None if unusable.
+def _kind_of(rank):
+    return (rank // STREAM_SLOTS) % N_KINDS
 
-    Frozen dataclasses pay ``object.__setattr__`` per field in ``__init__``
-    (about 1 µs per event here).  Building an instance of a plain slotted twin
-    and re-labelling it (``e.__class__ = cls``, which CPython allows between
-    identical slot layouts) costs about 0.2 µs, and the result is an ordinary
-    ``cls`` instance (equal, hashable, immutable).  Verified on a sample; when
-    the trick does not apply the callers fall back to ``cls(...)``.
+
+def _timeframe_of(rank):
+    return (rank // PIVOT_SLOTS) % TIMEFRAME_SLOTS
+
+
+def _symbol_of(rank):
+    return rank // (N_KINDS * STREAM_SLOTS)
+
+
+def deliver(main, rows, clock, provider, version):
+    """Build and deliver events: the fast path of :meth:`ReplayEngine.run`.
+
+    ``main`` yields ``(kind, callback)`` pairs; ``rows`` holds one iterator of
+    field tuples per kind, in the event classes' field order.  For each pair
+    the next row of its kind becomes the event, ``clock.time`` becomes its
+    knowable time, and the callback gets it.  Returns ``(event, None, None)``
+    when a subscription changed (``provider.version`` moved), ``(event,
+    callback, exc)`` when a callback raised (the iterators then resume after
+    that event), ``None`` at the end.
     """
-    names = tuple(f.name for f in fields(cls))
+    candle_rows, pivot_rows, step_rows = rows
+    make_candle, make_pivot, make_step = (cls._make for cls in EVENT_CLASSES)
+    event = callback = None
     try:
-        if tuple(cls.__slots__) != names:
-            return None
-        twin = type(f"_{cls.__name__}Twin", (), {"__slots__": names})
-        made = twin()
-        for i, name in enumerate(names):
-            setattr(made, name, f"v{i}")
-        made.__class__ = cls
-        if type(made) is not cls or made != cls(*(f"v{i}" for i in range(len(names)))):
-            return None
-        return twin
-    except (TypeError, AttributeError):
-        return None
-
-
-def _builder(cls):
-    """A function building many ``cls`` events from field columns (lists), fast."""
-    names = [f.name for f in fields(cls)]
-    args = ", ".join(names)
-    twin = _twin(cls)
-    if twin is None:
-        src = f"def build({args}):\n    return list(map(cls, {args}))\n"
-    else:
-        body = "; ".join(f"e.{n} = {n}" for n in names)
-        src = (f"def build({args}):\n"
-               f"    out = []\n"
-               f"    app = out.append\n"
-               f"    for {args} in zip({args}):\n"
-               f"        e = twin(); {body}; e.__class__ = cls; app(e)\n"
-               f"    return out\n")
-    ns = {"twin": twin, "cls": cls}
-    exec(src, ns)
-    return ns["build"]
-
-
-_EVENT_CLASSES = (CandleCompletionEvent, PivotEvent, InferenceStepEvent)  # by kind
-_BUILDERS = tuple(_builder(cls) for cls in _EVENT_CLASSES)
-
-
-def _make_deliver():
-    """The fused build-and-dispatch loop of :meth:`ReplayEngine.run`.
-
-    ``deliver(main, nexts, clock, provider, version)`` walks ``main`` (pairs
-    ``(kind, callback)``), builds each event from the next row of its kind's
-    column iterator, sets the clock to the event's knowable time and calls
-    the callback.  Returns ``(event, None, None)`` when a subscription
-    changed, ``(event, callback, exc)`` when a callback raised (the iterators
-    then resume after that event), ``None`` at the end.
-    """
-    knowable = {CandleCompletionEvent: "close_time", PivotEvent: "confirmed_at",
-                InferenceStepEvent: "timestamp"}
-    lines = ["def deliver(main, nexts, clock, provider, version):",
-             "    c_next, p_next, s_next = nexts",
-             "    event = cb = None",
-             "    try:",
-             "        for kind, cb in main:"]
-    for kind, (cls, var) in enumerate(zip(_EVENT_CLASSES, ("c_next", "p_next", "s_next"))):
-        names = [f.name for f in fields(cls)]
-        head = "if" if kind == 0 else ("elif" if kind == 1 else "else")
-        cond = f" kind == {kind}:" if kind < 2 else ":"
-        lines.append(f"            {head}{cond}")
-        if _twin(cls) is None:
-            lines.append(f"                event = cls{kind}(*{var}())")
-        else:
-            targets = ", ".join(f"event.{n}" for n in names)
-            lines.append(f"                event = twin{kind}()")
-            lines.append(f"                {targets} = {var}()")
-            lines.append(f"                event.__class__ = cls{kind}")
-        lines.append(f"                clock._now = event.{knowable[cls]}")
-    lines += ["            cb(event)",
-              "            if provider._version != version:",
-              "                return event, None, None",
-              "    except BaseException as exc:",
-              "        return event, cb, exc",
-              "    return None"]
-    ns = {}
-    for kind, cls in enumerate(_EVENT_CLASSES):
-        ns[f"cls{kind}"] = cls
-        ns[f"twin{kind}"] = _twin(cls)
-    exec("\n".join(lines) + "\n", ns)
-    return ns["deliver"]
-
-
-#: The fused build-and-dispatch loop (see :func:`_make_deliver`).
-deliver = _make_deliver()
+        for kind, callback in main:
+            if kind == CANDLE:
+                event = make_candle(next(candle_rows))
+                clock.time = event.close_time
+            elif kind == PIVOT:
+                event = make_pivot(next(pivot_rows))
+                clock.time = event.confirmed_at
+            else:
+                event = make_step(next(step_rows))
+                clock.time = event.timestamp
+            callback(event)
+            if provider.version != version:
+                return event, None, None
+    except BaseException as exc:
+        return event, callback, exc
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -144,9 +99,8 @@ deliver = _make_deliver()
 class Plan:
     """All events of a replay, merged: per-kind tables and the merged order.
 
-    Each merged event has a *rank*: ``((symbol * 3 + kind) * 16 + timeframe)
-    * 16 + level * 2 + side`` (indices into ``symbols``/``timeframes``; side 0
-    for lows); it orders events within one instant and names their stream.
+    Each merged event has a *rank* (:func:`rank_of`): it orders events within
+    one instant and names their stream.
     """
 
     symbols: np.ndarray  # object array of names, by symbol index
@@ -218,12 +172,12 @@ def build_plan(cache: CandleCache, symbols: tuple[str, ...], start: int, end: in
     # timeframe, so they pack densely).
     time_all = np.concatenate([candles["close_time"], pivots["confirmed_at"], steps_t["timestamp"]])
     rank = np.concatenate(
-        [np.full(len(p[2]), ((p[0] * 3 + CANDLE) * 16 + p[1]) * 16, np.int64) for p in c_parts]
-        + [((p[0] * 3 + PIVOT) * 16 + p[1]) * 16 + p[2] * 2 + (~p[3]).astype(np.int64)
+        [np.full(len(p[2]), rank_of(p[0], CANDLE, p[1]), np.int64) for p in c_parts]
+        + [rank_of(p[0], PIVOT, p[1], p[2], (~p[3]).astype(np.int64))
            for p in p_parts]
-        + [np.full(len(p[2]), ((p[0] * 3 + STEP) * 16 + p[1]) * 16, np.int64) for p in s_parts]
+        + [np.full(len(p[2]), rank_of(p[0], STEP, p[1]), np.int64) for p in s_parts]
         + [np.empty(0, np.int64)])
-    span = len(symbols) * 3 * 16 * 16
+    span = len(symbols) * N_KINDS * STREAM_SLOTS
     key = time_all - (int(time_all.min()) if len(time_all) else 0)
     key //= base_ms
     if len(key) and int(key.max()) >= (2**62) // span:
@@ -234,7 +188,7 @@ def build_plan(cache: CandleCache, symbols: tuple[str, ...], start: int, end: in
         order = np.argsort(key, kind="stable")
     del key
     rank = rank[order]
-    kind = ((rank >> 8) % 3).astype(np.int8)
+    kind = _kind_of(rank).astype(np.int8)
     offsets = np.array([0, nc, nc + npv], dtype=np.int64)
 
     # Channels (who subscribes to what), and the dense index of each rank.
@@ -245,7 +199,7 @@ def build_plan(cache: CandleCache, symbols: tuple[str, ...], start: int, end: in
                 (PIVOT, level, side, pivot_type_name(level, side == 0))
                 for level in range(1, config.pivot_levels + 1) for side in (0, 1)]
             for k, level, side, ptype in streams:
-                dense[((si * 3 + k) * 16 + ti) * 16 + level * 2 + side] = len(channels)
+                dense[rank_of(si, k, ti, level, side)] = len(channels)
                 channels.append((k, s, tf, ptype))
     return Plan(
         symbols=np.array(symbols, dtype=object),
@@ -269,17 +223,13 @@ def _names(names: np.ndarray, index: np.ndarray) -> list:
     return names[index].tolist()
 
 
-def _symbol_index(ranks: np.ndarray) -> np.ndarray:
-    return ranks // (3 * 256)
-
-
 def columns(plan: Plan, kind: int, rows: np.ndarray, ranks: np.ndarray, max_level: int) -> list:
     """Field columns (Python lists, in the event class's field order) of ``rows``.
 
     ``ranks`` are the merged ranks of the same events (they name the stream).
     """
-    sym = _names(plan.symbols, ranks if len(plan.symbols) == 1 else _symbol_index(ranks))
-    tf = _names(plan.timeframes, (ranks >> 4) & 15)
+    sym = _names(plan.symbols, _symbol_of(ranks))
+    tf = _names(plan.timeframes, _timeframe_of(ranks))
     if kind == CANDLE:
         t = plan.candles
         return [sym, tf, t["timestamp"][rows].tolist(), t["close_time"][rows].tolist(),
@@ -304,7 +254,7 @@ def events(plan: Plan, positions: np.ndarray, max_level: int) -> list:
     for kind in (CANDLE, PIVOT, STEP):
         where = np.flatnonzero(kinds == kind)
         if len(where):
-            objs = _BUILDERS[kind](*columns(plan, kind, rows[where], ranks[where], max_level))
+            objs = list(map(EVENT_CLASSES[kind], *columns(plan, kind, rows[where], ranks[where], max_level)))
             slots[where] = np.arange(len(built), len(built) + len(objs))
             built.extend(objs)
     return list(map(built.__getitem__, slots.tolist()))

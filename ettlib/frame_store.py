@@ -50,6 +50,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ettlib.db import registered, transaction
 from ettlib.errors import EttError
 from ettlib.frames import FRAME_COLUMNS, InferenceFrameReference
 
@@ -154,28 +155,16 @@ def _frames_table(frames: Sequence[InferenceFrameReference], expired: dict | Non
     })
 
 
-_VIEWS = ("_ett_flush_inference_frames", "_ett_flush_training_events", "_ett_flush_expired")
-
-
-def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    try:
-        con.unregister(name)
-    except duckdb.Error:  # the transaction is aborted: done after the ROLLBACK
-        pass
-
-
 def _insert(con: duckdb.DuckDBPyConnection, table: str, run_id: str, data: pa.Table,
             extra: str = "") -> None:
     """INSERT ``data`` (plus ``run_id``, and ``extra`` = ``", col"``/``", expr"`` pairs) into ``table``."""
-    name = f"_ett_flush_{table}"
-    con.register(name, data)
     cols = ", ".join(data.column_names)  # names from fixed tuples in this module
     extra_cols, extra_exprs = extra or ("", "")
-    con.execute(
-        f"INSERT INTO {table} (run_id, {cols}{extra_cols}) SELECT ?, {cols}{extra_exprs} FROM {name}",
-        [run_id],
-    )
-    con.unregister(name)
+    with registered(con, f"_ett_flush_{table}", data) as name:
+        con.execute(
+            f"INSERT INTO {table} (run_id, {cols}{extra_cols}) SELECT ?, {cols}{extra_exprs} FROM {name}",
+            [run_id],
+        )
 
 
 _FRAME_STATUS = (", status", ", CASE WHEN expired_at IS NULL THEN 'pending' ELSE 'expired' END")
@@ -202,8 +191,7 @@ def commit_flush(
     ``(subscriber, get_state)`` of ``states`` is called and its bytes stored
     (see :func:`_write_states`).
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         expired_now = dict(expired) if frames and expired else {}
         if frames:
             try:
@@ -218,16 +206,14 @@ def commit_flush(
             expired = [e for e in expired if e[0] not in new_ids]
         if expired:
             ids, times = zip(*expired)
-            name = "_ett_flush_expired"
-            con.register(name, pa.table({"inference_id": _id_text(ids),
-                                         "expired_at": pa.array(times, pa.int64())}))
-            con.execute(
-                f"UPDATE inference_frames SET status = 'expired', expired_at = e.expired_at"
-                f" FROM {name} e WHERE inference_frames.run_id = ?"
-                " AND inference_frames.inference_id = e.inference_id",
-                [run_id],
-            )
-            con.unregister(name)
+            rows = pa.table({"inference_id": _id_text(ids), "expired_at": pa.array(times, pa.int64())})
+            with registered(con, "_ett_flush_expired", rows) as name:
+                con.execute(
+                    f"UPDATE inference_frames SET status = 'expired', expired_at = e.expired_at"
+                    f" FROM {name} e WHERE inference_frames.run_id = ?"
+                    " AND inference_frames.inference_id = e.inference_id",
+                    [run_id],
+                )
         if pairs:
             columns = list(zip(*pairs))
             data = {PAIR_COLUMNS[0]: _id_text(columns[0])}
@@ -255,12 +241,6 @@ def commit_flush(
         for hook in hooks:
             hook(con)
         _write_states(con, run_id, checkpoint.resume_time, states)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        for name in _VIEWS:
-            _unregister(con, name)
-        raise
 
 
 def _write_states(con: duckdb.DuckDBPyConnection, run_id: str, resume_time: int,
@@ -328,11 +308,6 @@ def run_has_state(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
 
 def delete_run_state(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """Delete every frame, pair, dead letter, checkpoint and state of ``run_id`` (one transaction)."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table in _RUN_TABLES:
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise

@@ -21,9 +21,10 @@ Time (all int64 epoch ms UTC)
 
 ``data_range_start``, ``data_range_end`` and ``target_timestamp`` are candle
 open times, so they must lie on the timeframe's grid.  ``prediction_timestamp``
-may be any millisecond (a live wall-clock prediction); an aware ``datetime``
-(as in the seed's ``datetime.now(timezone.utc)``) is accepted for any of the
-four and converted to ms.
+may be any millisecond (a live wall-clock prediction).  Any form of a time
+:func:`ettlib.times.to_ms` reads (a ``datetime`` such as
+``datetime.now(timezone.utc)``, an ISO string; naive means UTC) is accepted
+for any of the four and converted to ms.
 
 Identity
 --------
@@ -76,13 +77,14 @@ import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
 
 import numpy as np
 
 from ettlib.errors import ConfigError, DataValidationError, UnknownNameError
 from ettlib.normalization import NORM_PARAM_KEYS
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import TIMEFRAMES
+from ettlib.times import to_ms
 
 __all__ = [
     "ACTIONS",
@@ -90,7 +92,6 @@ __all__ = [
     "InferenceFrameReference",
     "NormParams",
     "window_bounds",
-    "to_ms",
 ]
 
 #: The actions a model may predict.
@@ -207,28 +208,14 @@ class NormParams(Mapping):
         return "NormParams(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in NORM_PARAM_KEYS) + ")"
 
 
-def to_ms(value, name: str = "timestamp") -> int:
-    """An int64 epoch-ms timestamp from an int, numpy integer or aware datetime.
-
-    >>> from datetime import datetime, timezone
-    >>> to_ms(datetime(1970, 1, 1, 0, 1, tzinfo=timezone.utc))
-    60000
-    """
-    if isinstance(value, bool):
-        raise DataValidationError("must be an int epoch-ms timestamp", column=name, value=value)
-    if isinstance(value, int):
+def _ms(value, name: str) -> int:
+    """:func:`ettlib.times.to_ms`, its error reported as a bad frame field."""
+    if type(value) is int:
         return value
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise DataValidationError(
-                "naive datetime: give an aware (UTC) datetime or int epoch ms",
-                column=name,
-                value=value,
-            )
-        return int(round(value.timestamp() * 1000))
-    raise DataValidationError("must be an int epoch-ms timestamp", column=name, value=value)
+    try:
+        return to_ms(value, name)
+    except ConfigError as exc:
+        raise DataValidationError(f"must be a time: {exc}", column=name, value=value) from None
 
 
 def window_bounds(
@@ -255,7 +242,7 @@ def window_bounds(
     if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 1:
         raise ConfigError(f"context must be a positive int, got {context!r}")
     tf = TIMEFRAMES[timeframe]
-    t = to_ms(prediction_timestamp, "prediction_timestamp")
+    t = _ms(prediction_timestamp, "prediction_timestamp")
     end = t - t % tf - tf
     if timestamps is None:
         return end - (int(context) - 1) * tf, end
@@ -395,9 +382,10 @@ class InferenceFrameReference:
         elif isinstance(iid, str) and (not iid or iid.isdigit()):
             raise _bad("inference_id", iid, "a str id must be non-empty and not all digits (use an int)")
         symbol = self.symbol
-        if type(symbol) is not str or not symbol.strip():
-            if not isinstance(symbol, str) or not symbol.strip():
-                raise _bad("symbol", symbol, "must be a non-empty string")
+        try:
+            validate_symbol(symbol)
+        except ConfigError as exc:
+            raise _bad("symbol", symbol, str(exc)) from None
         s(self, "symbol", _intern_symbol(symbol))  # one string per symbol, not per frame
         timeframe = self.timeframe
         tf_ms = TIMEFRAMES.get(timeframe) if isinstance(timeframe, str) else None
@@ -407,10 +395,10 @@ class InferenceFrameReference:
         t, target = self.prediction_timestamp, self.target_timestamp
         start, end = self.data_range_start, self.data_range_end
         if not (type(t) is int and type(target) is int and type(start) is int and type(end) is int):
-            t = to_ms(t, "prediction_timestamp")
-            target = to_ms(target, "target_timestamp")
-            start = to_ms(start, "data_range_start")
-            end = to_ms(end, "data_range_end")
+            t = _ms(t, "prediction_timestamp")
+            target = _ms(target, "target_timestamp")
+            start = _ms(start, "data_range_start")
+            end = _ms(end, "data_range_end")
             s(self, "prediction_timestamp", t)
             s(self, "target_timestamp", target)
             s(self, "data_range_start", start)
@@ -500,7 +488,7 @@ class InferenceFrameReference:
         """
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ConfigError(f"horizon must be a positive int, got {horizon!r}")
-        prediction_timestamp = to_ms(prediction_timestamp, "prediction_timestamp")
+        prediction_timestamp = _ms(prediction_timestamp, "prediction_timestamp")
         start, end = window_bounds(prediction_timestamp, timeframe, context, timestamps)
         tf = TIMEFRAMES[timeframe]
         target = end + horizon * tf

@@ -84,8 +84,10 @@ import numpy as np
 import pyarrow as pa
 from scipy.signal import lfilter
 
+from ettlib.db import registered
 from ettlib.errors import ConfigError
 from ettlib.schema import INDICATOR_COLUMNS
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import validate_timeframe
 
 __all__ = ["WARMUP", "RSI_MARGIN", "compute_indicators", "update_indicators"]
@@ -368,16 +370,13 @@ def _write(con, symbol: str, timeframe: str, timestamps: np.ndarray, ind: dict[s
         | {c: pa.array(ind[c], type=pa.float64(), from_pandas=True) for c in INDICATOR_COLUMNS}
     )
     assignments = ", ".join(f"{c} = u.{c}" for c in INDICATOR_COLUMNS)
-    con.register(_UPDATE_VIEW, table)
-    try:
+    with registered(con, _UPDATE_VIEW, table):
         result = con.execute(
             f"UPDATE ohlcv_data SET {assignments} FROM {_UPDATE_VIEW} AS u "
             "WHERE ohlcv_data.symbol = ? AND ohlcv_data.timeframe = ? "
             "AND ohlcv_data.timestamp = u.timestamp",
             [symbol, timeframe],
         ).fetchone()
-    finally:
-        con.unregister(_UPDATE_VIEW)
     return int(result[0]) if result else len(timestamps)
 
 
@@ -431,8 +430,7 @@ def update_indicators(
     10
     """
     validate_timeframe(timeframe)
-    if not isinstance(symbol, str) or not symbol:
-        raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+    validate_symbol(symbol)
     if since is None:
         return _update_all(con, symbol, timeframe)
     since = int(since)

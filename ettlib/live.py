@@ -35,12 +35,11 @@ from dataclasses import dataclass, replace
 from ettlib.aggregate import IncrementalAggregator
 from ettlib.clock import ReplayClock
 from ettlib.errors import ConfigError, DataValidationError
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent
+from ettlib.events import CandleCompletionEvent, InferenceStepEvent, validate_pivot_levels
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import TIMEFRAMES, check_higher, sort_timeframes, validate_timeframe
 
 __all__ = ["FeedConfig", "resolve_feed_config", "LiveFeed"]
-
-_MAX_LEVEL = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +100,7 @@ def resolve_feed_config(provider, symbols: Iterable[str], *, base_timeframe: str
                 raise ConfigError(f"pivot timeframe {tf!r} is not one of the feed's timeframes {tfs}")
     if isinstance(pivot_n, bool) or not isinstance(pivot_n, int) or pivot_n < 1:
         raise ConfigError(f"pivot_n must be an integer >= 1, got {pivot_n!r}")
-    if isinstance(pivot_levels, bool) or not isinstance(pivot_levels, int) \
-            or not 1 <= pivot_levels <= _MAX_LEVEL:
-        raise ConfigError(f"pivot_levels must be in 1..{_MAX_LEVEL}, got {pivot_levels!r}")
+    validate_pivot_levels(pivot_levels)
     if step_timeframes is None:
         steps = {(s, tf) for s, tf in provider.subscribed_streams("step") if s in symbols} \
             if provider else set()
@@ -132,18 +129,18 @@ class LiveFeed:
     """One symbol's live feed into a provider (see the module docstring).
 
     Created by :meth:`DataProvider.start_live`; fed by
-    :meth:`DataProvider.push_candle`.  The provider's clock (a
-    :class:`~ettlib.clock.ReplayClock` advanced to each candle's close) is
-    created when the provider has none.
+    :meth:`DataProvider.push_candle`.  ``clock`` (a
+    :class:`~ettlib.clock.ReplayClock`, shared by the feeds of one provider)
+    is moved to each candle's close; the provider shows its view.
     """
 
     def __init__(self, provider, symbol: str, *, base_timeframe: str = "1m", timeframes=None,
                  pivot_timeframes=None, pivot_n: int = 1, pivot_levels: int = 3,
-                 step_timeframes=None, config: FeedConfig | None = None):
+                 step_timeframes=None, config: FeedConfig | None = None,
+                 clock: ReplayClock | None = None):
         from ettlib.pivots import StreamingPivotDetector
 
-        if not isinstance(symbol, str) or not symbol.strip():
-            raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+        validate_symbol(symbol)
         if config is None:
             config = resolve_feed_config(
                 provider, [symbol], base_timeframe=base_timeframe, timeframes=timeframes,
@@ -163,8 +160,7 @@ class LiveFeed:
         }
         self._steps = tuple(tf for s, tf in config.step_streams if s == symbol)
         self._last: int | None = None
-        if provider.clock is None:
-            provider.clock = ReplayClock()
+        self._clock = ReplayClock() if clock is None else clock
 
     def push(self, timeframe: str, timestamp: int, open: float, high: float, low: float,
              close: float, volume: float) -> list:
@@ -188,14 +184,14 @@ class LiveFeed:
                 det = self._detectors.get(tf)
                 if det is not None:
                     for p in det.update(bar_ts, bh, bl):
-                        pivots.append(p if p.confirmed_at == ct else replace(p, confirmed_at=ct))
+                        pivots.append(p if p.confirmed_at == ct else p._replace(confirmed_at=ct))
             if on_time and tf in self._steps:
                 steps.append(InferenceStepEvent(symbol, tf, now))
         pivots.sort(key=_pivot_key)
         events = candles + pivots + steps
-        clock = self.provider.clock
-        if clock.now() is None or now > clock.now():
-            clock.reset(now)
+        clock = self._clock
+        if clock.time is None or now > clock.time:
+            clock.time = now
         publish = self.provider.publish
         for event in events:
             publish(event)

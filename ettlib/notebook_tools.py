@@ -173,13 +173,13 @@ def replay_range(storage, symbol: str, *, start=None, days: float | None = None,
     ``days=None`` runs to the last stored candle; the end never passes it.
     """
     from ettlib.timeframes import timeframe_ms
-    from ettlib.training.config import parse_time
+    from ettlib.times import to_ms_or_none
 
     bounds = storage.time_range(symbol, base_timeframe)
     if bounds is None:
         raise ConfigError(f"no {base_timeframe} candles of {symbol!r} in {getattr(storage, 'path', 'the store')}")
     first, last = bounds
-    begin = parse_time(start, "start")
+    begin = to_ms_or_none(start, "start")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigError(f"warmup must be an int >= 0, got {warmup!r}")
     begin = first + warmup * timeframe_ms(timeframe) if begin is None else max(begin, first)
@@ -269,11 +269,13 @@ def _rounded(value, digits: int = 6):
 def _connect_read_only(database):
     import duckdb
 
+    from ettlib.db import connect
+
     if isinstance(database, duckdb.DuckDBPyConnection):
         return database, False
     if not Path(database).is_file():
         raise ConfigError(f"{database}: no such database")
-    return duckdb.connect(str(database), read_only=True), True
+    return connect(str(database), read_only=True), True
 
 
 def pair_metrics(database, run_id: str, subscriber: str = "prequential"):

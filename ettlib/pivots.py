@@ -64,39 +64,32 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import math
 import secrets
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-import duckdb
 import numpy as np
 
+from ettlib.db import registered, transaction
 from ettlib.errors import ConfigError, DataValidationError, LookAheadError
-from ettlib.events import PivotEvent, pivot_type_name
+from ettlib.events import MAX_PIVOT_LEVEL, PivotEvent, pivot_type_name, validate_pivot_levels
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
 __all__ = [
-    "MAX_LEVEL",
     "PivotTable",
     "detect_pivots",
     "StreamingPivotDetector",
     "store_pivots",
 ]
 
-#: Highest pivot level ettlib detects.
-MAX_LEVEL = 5
-
 
 def _check_params(n: int, levels: int) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"n (bars on each side) must be an integer >= 1, got {n!r}")
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
-        raise ConfigError(f"levels must be an integer in 1..{MAX_LEVEL}, got {levels!r}")
-    if not 1 <= levels <= MAX_LEVEL:
-        raise ConfigError(f"levels must be in 1..{MAX_LEVEL}, got {levels!r}")
+    validate_pivot_levels(int(levels) if isinstance(levels, np.integer) else levels, "levels")
 
 
 # --------------------------------------------------------------------------
@@ -183,14 +176,14 @@ class PivotTable:
     def pivot_type(self) -> np.ndarray:
         """Type names (``'L1H'``, ``'L2L'``, ...) as a string array."""
         names = np.array(
-            [[pivot_type_name(k, False), pivot_type_name(k, True)] for k in range(MAX_LEVEL + 1)]
+            [[pivot_type_name(k, False), pivot_type_name(k, True)] for k in range(MAX_PIVOT_LEVEL + 1)]
         )
         return names[self.level, self.is_low.astype(np.int64)]
 
     def events(self, symbol: str, timeframe: str) -> list[PivotEvent]:
         """The rows as :class:`~ettlib.events.PivotEvent` objects, in order."""
         validate_timeframe(timeframe)
-        names = [[pivot_type_name(k, False), pivot_type_name(k, True)] for k in range(MAX_LEVEL + 1)]
+        names = [[pivot_type_name(k, False), pivot_type_name(k, True)] for k in range(MAX_PIVOT_LEVEL + 1)]
         return [
             PivotEvent(symbol, timeframe, names[lv][lo], lv, ts, p, s, c)
             for lv, lo, ts, p, s, c in zip(
@@ -400,7 +393,7 @@ def detect_pivots(
     is_low = np.concatenate([np.full(len(p[0]), p[3], bool) for p in parts])
     # At most one pivot per (confirming bar, level, kind): this key is unique
     # and orders by confirmed_at, level, lows first.
-    key = (conf_index * (MAX_LEVEL + 1) + level) * 2 + (~is_low)
+    key = (conf_index * (MAX_PIVOT_LEVEL + 1) + level) * 2 + (~is_low)
     order = np.argsort(key, kind="stable")
     bar_index = bar_index[order]
     conf_index = conf_index[order]
@@ -676,8 +669,7 @@ def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
     """
     import pyarrow as pa
 
-    if not isinstance(symbol, str) or not symbol:
-        raise ConfigError(f"symbol must be a non-empty string, got {symbol!r}")
+    validate_symbol(symbol)
     validate_timeframe(timeframe)
     if not isinstance(table, PivotTable):
         raise ConfigError(f"table must be a PivotTable, got {type(table).__name__}")
@@ -692,9 +684,7 @@ def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
         }
     )
     view = "_ett_pivot_rows_" + secrets.token_hex(6)  # generated, never user text
-    own_transaction = _begin(con)
-    con.register(view, rows)
-    try:
+    with transaction(con), registered(con, view, rows):  # joins the caller's transaction
         added = con.execute(
             "INSERT INTO pivot_points"
             " (symbol, timeframe, timestamp, price, pivot_type, level, strength, confirmed_at)"
@@ -702,27 +692,5 @@ def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
             f" FROM {view} ON CONFLICT DO NOTHING",
             [symbol, timeframe],
         ).fetchall()[0][0]
-    except BaseException:
-        if own_transaction:
-            con.execute("ROLLBACK")
-        with contextlib.suppress(duckdb.Error):  # an aborted caller transaction
-            con.unregister(view)
-        raise
-    con.unregister(view)
-    if own_transaction:
-        con.execute("COMMIT")
     return int(added)
 
-
-def _begin(con) -> bool:
-    """Start a transaction; False when the caller already has one open.
-
-    DuckDB aborts an open transaction on a nested ``BEGIN``, so probe first:
-    outside a transaction every statement gets a new transaction id.
-    """
-    first = con.execute("SELECT txid_current()").fetchall()[0][0]
-    second = con.execute("SELECT txid_current()").fetchall()[0][0]
-    if first == second:
-        return False
-    con.execute("BEGIN TRANSACTION")
-    return True

@@ -102,33 +102,14 @@ from ettlib.event_plan import CANDLE, PIVOT, STEP, Plan, build_plan
 from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, pivot_type_name
 from ettlib.live import FeedConfig, resolve_feed_config
 from ettlib.schema import OHLCV_COLUMNS
+from ettlib.symbols import validate_symbols
 from ettlib.timeframes import TIMEFRAMES
+from ettlib.times import to_ms
 
-__all__ = ["ReplayEngine", "ReplayCursor", "to_epoch_ms", "count_events"]
+__all__ = ["ReplayEngine", "ReplayCursor", "count_events"]
 
 _ITER_CHUNK = 4096  # events built at a time by the generator (it yields to user code)
 _PROGRESS_CHUNK = 1024  # events dispatched between two progress-bar updates
-
-
-def to_epoch_ms(value) -> int:
-    """An ``int`` epoch ms as is; a datetime, pandas Timestamp or ISO string (UTC) converted.
-
-    >>> to_epoch_ms("1970-01-01 00:01")
-    60000
-    """
-    if isinstance(value, bool):
-        raise ConfigError(f"expected a time, got {value!r}")
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    import pandas as pd
-
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot read {value!r} as a time: {exc}") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return int(stamp.value // 1_000_000)
 
 
 # --------------------------------------------------------------------------
@@ -245,7 +226,7 @@ class ReplayEngine:
         One symbol or several; replayed interleaved, in name order at equal times.
     start, end
         Open-time range of the base candles to replay (inclusive); int epoch ms,
-        or anything :func:`to_epoch_ms` reads.
+        or anything :func:`ettlib.times.to_ms` reads.
     base_timeframe
         Timeframe read from the store; higher ones are aggregated from it.
     timeframes
@@ -283,15 +264,8 @@ class ReplayEngine:
                  sleep=time.sleep, timer=time.monotonic, progress: bool = False,
                  chunk_size: int = 65_536, cache_warmup: int = 1_000,
                  cache_columns=OHLCV_COLUMNS, _config: FeedConfig | None = None):
-        if isinstance(symbols, str):
-            symbols = [symbols]
-        symbols = tuple(sorted(set(symbols)))
-        if not symbols:
-            raise ConfigError("symbols is empty")
-        for s in symbols:
-            if not isinstance(s, str) or not s.strip():
-                raise ConfigError(f"symbol must be a non-empty string, got {s!r}")
-        self.start, self.end = to_epoch_ms(start), to_epoch_ms(end)
+        symbols = validate_symbols(symbols)
+        self.start, self.end = to_ms(start, "start"), to_ms(end, "end")
         if self.start > self.end:
             raise ConfigError(f"start {self.start} is after end {self.end}")
         if speed is not None and not (isinstance(speed, (int, float)) and speed > 0):
@@ -305,7 +279,7 @@ class ReplayEngine:
         elif not isinstance(clock, ReplayClock):
             raise ConfigError(f"clock must be a ReplayClock, got {type(clock).__name__}")
         else:
-            clock.reset(self.start)
+            clock.time = self.start
         if _config is None:
             _config = resolve_feed_config(
                 data_provider, symbols, base_timeframe=base_timeframe, timeframes=timeframes,
@@ -316,14 +290,15 @@ class ReplayEngine:
         self.provider = data_provider
         self.symbols = symbols
         self.config = _config
-        self.clock = clock
+        self._clock = clock  # the engine drives it; everyone else gets the view
+        self.clock = clock.view()
         self.speed = speed
         self._sleep, self._timer = sleep, timer
         self.progress = progress
         self.chunk_size = chunk_size
         self.cache_warmup = cache_warmup
-        self.cache = CandleCache(storage, clock=clock, columns=ohlcv_columns_first(cache_columns))
-        data_provider.clock = clock
+        self.cache = CandleCache(storage, clock=self.clock, columns=ohlcv_columns_first(cache_columns))
+        data_provider.clock = self.clock
         self._plan: Plan | None = None
         self._pos = 0
         self._pace: tuple[int, float] | None = None
@@ -392,7 +367,7 @@ class ReplayEngine:
         plan = self.plan
         total = len(plan.time)
         publish = self.provider.publish
-        clock = self.clock
+        clock = self._clock
         while self._pos < total:
             a = self._pos
             b = min(total, a + chunk)
@@ -409,7 +384,7 @@ class ReplayEngine:
                     break
                 if self.speed is not None:
                     self._wait_until(t)
-                clock._now = t
+                clock.time = t
                 self._pos = a + k + 1
                 publish(event)
                 yield event
@@ -453,7 +428,7 @@ class ReplayEngine:
         if until is None:
             stop = total
         else:
-            until = to_epoch_ms(until)
+            until = to_ms(until, "until")
             stop = max(self._pos, int(np.searchsorted(plan.time, until, "right")))
         first = self._pos
         if self.speed is not None:
@@ -483,7 +458,7 @@ class ReplayEngine:
             clock_now = self.clock.now()
             target = last if until is None else max(last, until)
             if clock_now is None or target >= clock_now:
-                self.clock._now = target
+                self._clock.time = target
         return self._pos - first
 
     def _dispatch(self, a: int, b: int) -> None:
@@ -514,20 +489,19 @@ class ReplayEngine:
         kinds = plan.kind[positions]
         rows = plan.row[positions]
         ranks = plan.rank[positions]
-        nexts = []
+        field_rows = []
         for kind in (CANDLE, PIVOT, STEP):
             mine = kinds == kind
-            cols = event_plan.columns(plan, kind, rows[mine], ranks[mine], max_level)
-            nexts.append(zip(*cols).__next__)
+            field_rows.append(zip(*event_plan.columns(plan, kind, rows[mine], ranks[mine], max_level)))
         kind_list = kinds.tolist()
         kind_iter = iter(kind_list)
         by_channel = np.empty(len(targets), dtype=object)
         for i, target in enumerate(targets):  # one by one: a callable may look like a sequence
             by_channel[i] = target
         main = zip(kind_iter, by_channel[plan.channel[positions]].tolist())
-        version = provider._version
+        version = provider.version
         while True:
-            stopped = event_plan.deliver(main, nexts, self.clock, provider, version)
+            stopped = event_plan.deliver(main, field_rows, self._clock, provider, version)
             if stopped is None:
                 self._pos = b
                 return
@@ -541,7 +515,7 @@ class ReplayEngine:
             if not isinstance(exc, Exception) or isinstance(cb, _FanOut):
                 raise exc  # interrupts; or a fan-out that already applied the policy
             provider._handle_error(cb, event, exc)  # raises under on_error="raise"
-            if provider._version != version:
+            if provider.version != version:
                 return
 
     # -- seeking and cursors -------------------------------------------------------
@@ -551,10 +525,10 @@ class ReplayEngine:
 
         Backwards (``t`` before the clock) restarts the replay at that point.
         """
-        t = to_epoch_ms(t)
+        t = to_ms(t, "t")
         self._pos = int(np.searchsorted(self.plan.time, t, "right"))
         self._pace = None
-        self.clock.reset(t)
+        self._clock.time = t
 
     def cursor(self) -> ReplayCursor:
         """A JSON-serializable snapshot of the position and the replay's parameters."""
@@ -584,7 +558,7 @@ class ReplayEngine:
                 f"(cursor: {cursor.total} events, now {len(plan.time)})")
         self._pos = cursor.position
         self._pace = None
-        self.clock.reset(self.start if cursor.last_time is None else cursor.last_time)
+        self._clock.time = self.start if cursor.last_time is None else cursor.last_time
 
     @classmethod
     def resume(cls, cursor: ReplayCursor, storage, data_provider, **options) -> ReplayEngine:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import duckdb
 
+from ettlib.db import connect, transaction
 from ettlib.errors import ConfigError, SchemaError, StoreLockedError
 from ettlib.schema import ensure_schema, schema_version
 
@@ -88,7 +89,7 @@ def _connect_for_write(database: str | Path | duckdb.DuckDBPyConnection) -> tupl
     path = Path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(str(path)), True
+        return connect(str(path)), True
     except duckdb.IOException as err:
         if "lock" in str(err).lower():
             raise StoreLockedError(f"{path}: held by another process; close it before merging: {err}") from err
@@ -133,8 +134,7 @@ def merge_run_results(
         added: list[str] = []
         skipped: list[str] = []
         existing = {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()}
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             for path in files:
                 try:
                     con.execute("ATTACH ? AS run_src (READ_ONLY)", [str(path)])
@@ -176,10 +176,6 @@ def merge_run_results(
                         added.extend(new)
                 finally:
                     con.execute("DETACH run_src")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         return MergeReport(tuple(files), tuple(added), rows_by_table, tuple(skipped), tuple(missing))
     finally:
         if owned:
@@ -196,7 +192,7 @@ def read_runs(database: str | Path | duckdb.DuckDBPyConnection, run_ids: Sequenc
     else:
         if not Path(database).is_file():
             raise ConfigError(f"{database}: no such database")
-        con, owned = duckdb.connect(str(database), read_only=True), True
+        con, owned = connect(str(database), read_only=True), True
     try:
         if run_ids is None:
             return con.execute("SELECT * FROM runs ORDER BY started_at NULLS LAST, run_id").df()

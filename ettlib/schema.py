@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import duckdb
 
+from ettlib.db import transaction
 from ettlib.errors import SchemaError
 
 __all__ = [
@@ -254,8 +255,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
         )
     if current == SCHEMA_VERSION:
         return current
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
@@ -267,8 +267,4 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
             for statement in _MIGRATIONS[version]:
                 con.execute(statement)
             con.execute("INSERT INTO schema_version (version) VALUES (?)", [version + 1])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return SCHEMA_VERSION

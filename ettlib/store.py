@@ -46,11 +46,9 @@ Examples
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -58,6 +56,7 @@ import numpy as np
 import pyarrow as pa
 
 from ettlib.candles import CandleArrays
+from ettlib.db import connect, registered, transaction
 from ettlib.errors import (
     ConfigError,
     DataValidationError,
@@ -74,20 +73,18 @@ from ettlib.schema import (
     ensure_schema,
     schema_version,
 )
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import TIMEFRAMES, check_higher, timeframe_ms, validate_timeframe
+from ettlib.times import format_ms, to_ms
 
 __all__ = [
     "DEFAULT_PATH",
     "DuckDBStorage",
     "IngestReport",
-    "validate_symbol",
 ]
 
 #: Where the store lives unless a path is given (relative to the working directory).
 DEFAULT_PATH = "data/ett.duckdb"
-
-#: Longest accepted symbol.
-MAX_SYMBOL_LENGTH = 64
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<holder>.*?) \(PID (?P<pid>\d+)\)")
 
@@ -141,36 +138,6 @@ class IngestReport:
     last: int | None
 
 
-def validate_symbol(symbol: object) -> str:
-    """Return ``symbol`` if it is an acceptable symbol name, else raise.
-
-    A symbol is any printable text of 1 to 64 characters without leading or
-    trailing blanks (``"ETH/USDT"``, ``"BTCUSDT"``, ``"ES 2025-03"``).  It is
-    stored literally and only ever reaches SQL as a parameter.
-
-    >>> validate_symbol("ETH/USDT")
-    'ETH/USDT'
-    >>> validate_symbol(" ETH")
-    Traceback (most recent call last):
-    ...
-    ettlib.errors.ConfigError: invalid symbol ' ETH': leading or trailing blanks
-    """
-    if not isinstance(symbol, str):
-        raise ConfigError(f"symbol must be a string, not {type(symbol).__name__}")
-    problem = None
-    if not symbol:
-        problem = "empty"
-    elif len(symbol) > MAX_SYMBOL_LENGTH:
-        problem = f"longer than {MAX_SYMBOL_LENGTH} characters"
-    elif symbol != symbol.strip():
-        problem = "leading or trailing blanks"
-    elif not symbol.isprintable():
-        problem = "control or non-printable characters"
-    if problem:
-        raise ConfigError(f"invalid symbol {symbol!r}: {problem}")
-    return symbol
-
-
 def _as_columns(columns: Sequence[str]) -> tuple[str, ...]:
     if isinstance(columns, str):
         columns = (columns,)
@@ -181,15 +148,6 @@ def _as_columns(columns: Sequence[str]) -> tuple[str, ...]:
     if len(set(out)) != len(out):
         raise ConfigError(f"columns repeat a name: {out}")
     return out
-
-
-def _as_time(value: object, name: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ConfigError(
-            f"{name} must be an integer epoch-millisecond open time, not {value!r}"
-        ) from None
 
 
 def _arrays(result: dict, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +237,7 @@ class DuckDBStorage:
         process has the file open (the migration needs the write lock).
         """
         try:
-            con = duckdb.connect(self.path)
+            con = connect(self.path)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             raise SchemaError(
                 f"{self.path} has schema version {version}, this ettlib uses {SCHEMA_VERSION}, "
@@ -293,7 +251,7 @@ class DuckDBStorage:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
-            return duckdb.connect(self.path, read_only=self.read_only)
+            return connect(self.path, read_only=self.read_only)
         except duckdb.IOException as exc:
             message = str(exc)
             if "lock" not in message.lower():
@@ -415,14 +373,8 @@ class DuckDBStorage:
         self._require_writable()
         from ettlib.indicators import update_indicators
 
-        self.con.begin()
-        try:
-            count = update_indicators(self.con, validate_symbol(symbol), validate_timeframe(timeframe))
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
-        return count
+        with transaction(self.con):
+            return update_indicators(self.con, validate_symbol(symbol), validate_timeframe(timeframe))
 
     def _write(self, candles: ValidCandles, symbol: str, timeframe: str, *, replace: bool) -> IngestReport:
         from ettlib.indicators import update_indicators
@@ -433,10 +385,7 @@ class DuckDBStorage:
         differs_sql = " OR ".join(f"o.{c} IS DISTINCT FROM i.{c}" for c in OHLCV_COLUMNS)
         key = "o.symbol = $symbol AND o.timeframe = $timeframe AND o.timestamp = i.timestamp"
         params = {"symbol": symbol, "timeframe": timeframe}
-        name = "_ett_incoming"
-        con.begin()
-        try:
-            con.register(name, incoming)
+        with transaction(con), registered(con, "_ett_incoming", incoming) as name:
             existing = con.execute(
                 f"SELECT i.timestamp, ({differs_sql}) AS differs"
                 f" FROM {name} i JOIN ohlcv_data o ON {key}",
@@ -466,12 +415,6 @@ class DuckDBStorage:
             touched = np.concatenate([new_ts, changed_ts])
             if touched.size:
                 update_indicators(con, symbol, timeframe, since=int(touched.min()))
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-        finally:
-            con.unregister(name)
         return IngestReport(
             symbol=symbol,
             timeframe=timeframe,
@@ -498,7 +441,7 @@ class DuckDBStorage:
             new = float(candles.ohlcv[column][i])
             if old != new:
                 raise DataValidationError(
-                    f"the candle at {t} ({_iso(t)}) is already stored for {symbol} {timeframe} with "
+                    f"the candle at {t} ({format_ms(t)}) is already stored for {symbol} {timeframe} with "
                     f"{column} = {old!r}; pass replace=True to overwrite stored candles",
                     source=candles.source, row=int(candles.rows[i]), column=column, value=new,
                 )
@@ -521,10 +464,10 @@ class DuckDBStorage:
         params: list = [symbol, timeframe]
         if start is not None:
             sql.append("AND timestamp >= ?")
-            params.append(_as_time(start, "start"))
+            params.append(to_ms(start, "start"))
         if end is not None:
             sql.append("AND timestamp <= ?")
-            params.append(_as_time(end, "end"))
+            params.append(to_ms(end, "end"))
         if start is not None and end is not None and params[2] > params[3]:
             raise ConfigError(f"start {params[2]} is after end {params[3]}")
         timestamps, values = _arrays(self.con.execute(" ".join(sql), params).fetchnumpy(), columns)
@@ -568,8 +511,8 @@ class DuckDBStorage:
         """
         columns = _as_columns(columns)
         tf = timeframe_ms(timeframe)
-        starts = np.asarray([_as_time(s, "start") for s in starts], dtype=np.int64)
-        ends = np.asarray([_as_time(e, "end") for e in ends], dtype=np.int64)
+        starts = np.asarray([to_ms(s, "start") for s in starts], dtype=np.int64)
+        ends = np.asarray([to_ms(e, "end") for e in ends], dtype=np.int64)
         if starts.shape != ends.shape:
             raise ConfigError(f"{len(starts)} starts but {len(ends)} ends")
         bad = np.flatnonzero(starts > ends)
@@ -600,9 +543,7 @@ class DuckDBStorage:
                 expected = np.concatenate(
                     [np.arange(a, b + 1, tf, dtype=np.int64) for a, b in zip(lo, hi)]
                 )
-                name = "_ett_window_times"
-                self.con.register(name, pa.table({"t": expected}))
-                try:
+                with registered(self.con, "_ett_window_times", pa.table({"t": expected})) as name:
                     join = (f"SEMI JOIN {name} w ON timestamp = w.t"
                             " WHERE symbol = ? AND timeframe = ?")
                     if union_rows <= _ROWID_FRACTION * span_rows:
@@ -614,8 +555,6 @@ class DuckDBStorage:
                     else:
                         sql = f"{select} {join}"
                     result = self.con.execute(sql, [symbol, timeframe]).fetchnumpy()
-                finally:
-                    self.con.unregister(name)
             timestamps, values = _arrays(result, columns)
         left = np.searchsorted(timestamps, starts, side="left")
         right = np.searchsorted(timestamps, ends, side="right")
@@ -657,15 +596,6 @@ class DuckDBStorage:
             sql += " AND timeframe = ?"
             params.append(timeframe)
         return int(self.con.execute(sql, params).fetchone()[0])
-
-
-def _iso(ms: int) -> str:
-    """``ms`` as ISO-8601 UTC text, for messages.
-
-    >>> _iso(1_704_067_260_000)
-    '2024-01-01T00:01:00Z'
-    """
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
 
 
 def _merge(first: np.ndarray, last: np.ndarray, tf: int) -> tuple[np.ndarray, np.ndarray]:

@@ -432,7 +432,7 @@ class EventStepper:
         if timeframes is None:  # the replay's timeframes when it says, else 1m
             timeframes = getattr(getattr(source, "config", None), "timeframes", None) or ("1m",)
         tfs = sort_timeframes(list(timeframes) + ([timeframe] if timeframe else []))
-        from ettlib.data_provider import pivot_types_up_to
+        from ettlib.events import pivot_types_up_to
 
         self.kind_filter = w.SelectMultiple(
             options=EVENT_KINDS, value=EVENT_KINDS, description="kinds", rows=3

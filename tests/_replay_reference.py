@@ -131,7 +131,7 @@ def reference_events(data: dict[str, pd.DataFrame], start: int, end: int, *, bas
 
 def strip_strength(events) -> list:
     """Events with pivot strength zeroed (for comparing with the reference)."""
-    return [dataclasses.replace(e, strength=0.0) if isinstance(e, PivotEvent) else e
+    return [e._replace(strength=0.0) if isinstance(e, PivotEvent) else e
             for e in events]
 
 
@@ -139,7 +139,7 @@ class Recorder:
     """Subscribes one callback to every stream; records (clock time, event)."""
 
     def __init__(self, provider, symbols, timeframes, levels=3, clock=None):
-        from ettlib.data_provider import pivot_types_up_to
+        from ettlib.events import pivot_types_up_to
 
         self.provider = provider
         self.seen: list = []

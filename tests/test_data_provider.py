@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ettlib.clock import ReplayClock
-from ettlib.data_provider import DataProvider, pivot_types_up_to
-from ettlib.errors import ConfigError, SubscriberError, UnknownNameError
+from ettlib.clock import ClockView
+from ettlib.data_provider import DataProvider
+from ettlib.events import pivot_types_up_to
+from ettlib.errors import ClockError, ConfigError, SubscriberError, UnknownNameError
 from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
 
 M = 60_000
@@ -87,11 +88,11 @@ def test_subscribed_streams_by_kind():
 
 def test_every_subscription_change_bumps_the_version():
     provider = DataProvider()
-    v0 = provider._version
+    v0 = provider.version
     handle = provider.subscribe_candle_completion(print, "A", "1m")
-    v1 = provider._version
+    v1 = provider.version
     handle.unsubscribe()
-    assert v0 < v1 < provider._version
+    assert v0 < v1 < provider.version
 
 
 def test_raise_policy_names_the_callback_and_carries_the_event():
@@ -150,7 +151,9 @@ def test_push_candle_starts_a_live_feed_and_a_clock():
     assert provider.clock is None
     for m in range(3):
         events = provider.push_candle("A", "1m", m * M, 1.0, 2.0, 0.5, 1.5, 2.0)
-    assert isinstance(provider.clock, ReplayClock) and provider.clock.now() == 3 * M
+    assert isinstance(provider.clock, ClockView) and provider.clock.now() == 3 * M
+    with pytest.raises(ClockError):  # subscribers read the feed's clock; they cannot move it
+        provider.clock.advance(10 * M)
     assert [e.timeframe for e in events if isinstance(e, CandleCompletionEvent)] == ["1m", "3m"]
     assert [(e.timestamp, e.close_time, e.volume) for e in seen] == [(0, 3 * M, 6.0)]
     with pytest.raises(ConfigError):  # the feed's timeframes cannot be finer than its base

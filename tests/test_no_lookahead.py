@@ -80,7 +80,7 @@ def test_pivots_are_emitted_when_the_data_known_then_confirms_them(market):
     pivots = [e for e in events if isinstance(e, PivotEvent)]
     assert len(pivots) > 500
     rng = np.random.default_rng(0)
-    for p in rng.choice(np.array(pivots, dtype=object), 60, replace=False):
+    for p in (pivots[i] for i in rng.choice(len(pivots), 60, replace=False)):
         series = bars[(p.symbol, p.timeframe)]
         known = [b for b in series if b[3] <= p.confirmed_at]
         before = [b for b in series if b[3] < p.confirmed_at]

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ettlib.db import transaction
 from ettlib.errors import ConfigError, DataValidationError, LookAheadError, UnknownNameError
 from ettlib.events import PivotEvent, event_sort_key, pivot_type_name
 from ettlib.pivots import PivotTable, StreamingPivotDetector, detect_pivots, store_pivots
@@ -495,7 +496,7 @@ def test_store_pivots_joins_the_callers_transaction():
     table = detect_pivots(ts, high, low, "1m")
     con = duckdb.connect()
     ensure_schema(con)
-    con.execute("BEGIN TRANSACTION")
-    assert store_pivots(con, "A", "1m", table) == len(table)
-    con.execute("ROLLBACK")
+    with pytest.raises(RuntimeError), transaction(con):
+        assert store_pivots(con, "A", "1m", table) == len(table)
+        raise RuntimeError("the caller's transaction fails after store_pivots")
     assert con.execute("SELECT count(*) FROM pivot_points").fetchone()[0] == 0

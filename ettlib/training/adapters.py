@@ -88,7 +88,7 @@ import torch
 from torch import nn
 
 from ettlib.errors import ConfigError, LookAheadError
-from ettlib.events import CandleCompletionEvent
+from ettlib.events import CandleCompletionEvent, event_key
 from ettlib.schema import OHLCV_COLUMNS
 from ettlib.training.features import window_features
 from ettlib.training.models import ACTIONS, ModelConfig, build_model, default_device, seeded_rng
@@ -105,7 +105,6 @@ __all__ = [
     "PersistenceAdapter",
     "frozen_transformer",
     "STATE_FORMAT",
-    "event_key",
     "normalized_target",
     "normalized_targets",
 ]
@@ -129,17 +128,6 @@ class PairResult:
     knowable_time: int  #: when the label became known
     loss: float
     metrics: dict = field(default_factory=dict)
-
-
-def event_key(event) -> str:
-    """The coordinator's key of an event (``training_events.event_key``).
-
-    >>> event_key(CandleCompletionEvent("X", "1m", 0, 60_000, 1, 1, 1, 1, 1))
-    'candle:X:1m:0'
-    """
-    if isinstance(event, CandleCompletionEvent):
-        return f"candle:{event.symbol}:{event.timeframe}:{event.timestamp}"
-    return f"pivot:{event.symbol}:{event.timeframe}:{event.pivot_type}:{event.timestamp}"
 
 
 def normalized_target(event: CandleCompletionEvent, norm_params,

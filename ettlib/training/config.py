@@ -28,39 +28,16 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from typing import Any
 
 from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
+from ettlib.events import pivot_types_up_to, validate_pivot_levels
+from ettlib.symbols import validate_symbol
 from ettlib.timeframes import check_higher, sort_timeframes, validate_timeframe
+from ettlib.times import to_ms_or_none
 
-__all__ = ["ExperimentConfig", "parse_time"]
-
-
-def parse_time(value: Any, name: str) -> int | None:
-    """Epoch ms from an int, ``None``, or an ISO-8601 string (UTC if no zone).
-
-    >>> parse_time("1970-01-01T00:01:00Z", "start")
-    60000
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be epoch ms or an ISO date, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"{name}: cannot read {value!r} as an ISO date or time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return int(round(parsed.timestamp() * 1000))
-    raise ConfigError(f"{name} must be epoch ms or an ISO date, got {type(value).__name__} {value!r}")
+__all__ = ["ExperimentConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +121,13 @@ class ExperimentConfig:
             s(self, name, tuple(value))
         if not self.symbols:
             raise ConfigError("symbols is empty: name at least one symbol")
+        for symbol in self.symbols:
+            validate_symbol(symbol)
         validate_timeframe(self.base_timeframe)
         validate_timeframe(self.timeframe)
         check_higher(self.base_timeframe, self.timeframe)
-        s(self, "start", parse_time(self.start, "start"))
-        s(self, "end", parse_time(self.end, "end"))
+        s(self, "start", to_ms_or_none(self.start, "start"))
+        s(self, "end", to_ms_or_none(self.end, "end"))
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ConfigError(f"start ({self.start}) is after end ({self.end})")
         for name in ("context_length", "pivot_lookback", "pivot_levels", "batch_size", "stride"):
@@ -157,8 +136,7 @@ class ExperimentConfig:
             _positive_int("train_every", self.train_every)
         if self.torch_threads is not None:
             _positive_int("torch_threads", self.torch_threads)
-        if not 1 <= self.pivot_levels <= 5:
-            raise ConfigError(f"pivot_levels must be in 1..5, got {self.pivot_levels}")
+        validate_pivot_levels(self.pivot_levels)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an int, got {self.seed!r}")
         for column in self.columns:
@@ -167,8 +145,6 @@ class ExperimentConfig:
         for column in ("close", "volume"):
             if column not in self.columns:
                 raise ConfigError(f"columns must include {column!r} (normalization needs it)")
-        from ettlib.data_provider import pivot_types_up_to
-
         known_pivots = pivot_types_up_to(self.pivot_levels)
         for pivot_type in self.pivot_types:
             if pivot_type not in known_pivots:

@@ -83,9 +83,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ettlib.db import registered
 from ettlib.errors import ConfigError, EttError
+from ettlib.times import to_ms_or_none
 from ettlib.training import registry
-from ettlib.training.config import ExperimentConfig, parse_time
+from ettlib.training.config import ExperimentConfig
 from ettlib.training.metrics import PrequentialScorer
 
 __all__ = [
@@ -95,7 +97,6 @@ __all__ = [
     "run_experiment",
     "build_adapter",
     "data_fingerprint",
-    "parse_time",
     "parse_overrides",
     "config_from_sources",
     "add_run_arguments",
@@ -268,8 +269,7 @@ def _write_pair_losses(con, run_id: str, subscriber: str, results) -> int:
         "loss": [float(r.loss) for r in results],
         "metrics": [json.dumps(r.metrics, sort_keys=True) for r in results],
     })
-    con.register("_ett_pair_losses", table)
-    try:
+    with registered(con, "_ett_pair_losses", table):
         con.execute(
             "UPDATE training_events SET loss = p.loss, metrics = p.metrics FROM _ett_pair_losses p"
             " WHERE training_events.run_id = ? AND training_events.subscriber = ?"
@@ -277,8 +277,6 @@ def _write_pair_losses(con, run_id: str, subscriber: str, results) -> int:
             " AND training_events.event_key = p.event_key",
             [run_id, subscriber],
         )
-    finally:
-        con.unregister("_ett_pair_losses")
     return len(results)
 
 
@@ -768,8 +766,8 @@ def run_command(args, out=print) -> int:
     """
     import sys
 
-    start = parse_time(args.start, "start") if args.start is not None else None
-    end = parse_time(args.end, "end") if args.end is not None else None
+    start = to_ms_or_none(args.start, "start")
+    end = to_ms_or_none(args.end, "end")
     values = dict(db_path=args.db_path, adapter=args.adapter, symbols=args.symbols, start=start,
                   end=end, seed=args.seed, results_db=args.results_db)
     overrides = parse_overrides(args.param)
