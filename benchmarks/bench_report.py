@@ -14,7 +14,7 @@ notebook exists it times the fixture ``tests/notebooks/report_fixture.ipynb``.  
 * the HTML export alone, of the executed report -- ``export_s``.
 
 Extra ``-p NAME VALUE`` pairs are passed to the notebook.  Prints a table,
-then one JSON line.  Budget (DESIGN.md): the default report <= 180 s on 2 cores.
+then one JSON line.  Budget (docs/design.md): the default report <= 180 s on 2 cores.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ same run:
 
 Prints a table, then one JSON line (keys: ``single_window_ms``,
 ``batched_ms_per_window`` (scattered, 256 windows), ``numpy_copy_us``,
-``ingest_rows_per_s`` and more).  Budget (DESIGN.md): batched <= 0.5 ms per
+``ingest_rows_per_s`` and more).  Budget (docs/design.md): batched <= 0.5 ms per
 window.
 """
 

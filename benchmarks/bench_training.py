@@ -25,11 +25,11 @@ DuckDB file:
    differs only in where its tensors come from.  The ratio against
    back-to-back pre-built steps (an offline loop with no inference) is
    reported too (``event_driven_vs_offline_ratio``), and so is the same
-   comparison for the seed-sized model (context 600, d_model 64, ff 256;
+   comparison for a 600-candle model (context 600, d_model 64, ff 256;
    full runs only), where a step is long enough that cache state no longer
    shows.
 2. **Retrieval's share of a training step**, from the replay's cache (the
-   path experiments use) and from DuckDB (a coordinator without the cache).
+   path experiments use) and from DuckDB (a session with ``use_cache=False``).
 3. **River**: the River adapter's pairs/s (retrieval + features +
    ``learn_one``, event-driven) beside ``river.evaluate.progressive_val_score``
    on the same features and targets, pre-computed.
@@ -55,15 +55,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ettlib.coordinator import InferenceTrainingCoordinator
-from ettlib.data_provider import DataProvider
 from ettlib.demo import DEFAULT_START, write_demo_data
-from ettlib.replay import ReplayEngine
 from ettlib.schema import OHLCV_COLUMNS
 from ettlib.store import DuckDBStorage
 from ettlib.training.adapters import RiverAdapter, TransformerAdapter, normalized_target
 from ettlib.training.experiment import ExperimentConfig, run_experiment
 from ettlib.training.inference_loop import InferenceLoop
+from ettlib.workbench import Workbench
 
 SYMBOL, TF = "ETH/USDT", "1m"
 PIVOTS = ["L2L", "L2H", "L3L", "L3H"]
@@ -126,26 +124,22 @@ def instrument(adapter):
 
 
 def replay(storage, adapter, start, end, context, *, use_cache=True):
-    """Drive ``adapter`` through a replay; return (timed source, wall seconds)."""
-    provider = DataProvider(storage)
-    coordinator = InferenceTrainingCoordinator(provider, storage, columns=OHLCV_COLUMNS,
-                                               pivot_lookback=5, run_id=f"bench-{time.perf_counter_ns()}")
+    """Drive ``adapter`` through a session's replay; return (timed source, wall seconds, coordinator).
+
+    ``use_cache=False``: the coordinator re-reads training windows from DuckDB.
+    """
+    session = Workbench(storage).session(SYMBOL, start, end, columns=OHLCV_COLUMNS, pivot_lookback=5,
+                                         warmup=context + 1, use_cache=use_cache)
+    coordinator = session.coordinator
     adapter.attach(coordinator, SYMBOL, TF, PIVOTS)
     timed = Timed(coordinator)
     adapter.source = timed
-    loop = InferenceLoop(adapter, coordinator, symbol=SYMBOL, timeframe=TF, context_length=context,
-                         storage=storage)
-    loop.attach(provider)
-    engine = ReplayEngine(storage, provider, SYMBOL, start, end, cache_columns=OHLCV_COLUMNS,
-                          pivot_timeframes=(TF,), cache_warmup=context + 1)
-    if use_cache:
-        coordinator.cache = engine.cache
-        loop.windows = engine.cache
+    InferenceLoop(adapter, session, symbol=SYMBOL, timeframe=TF, context_length=context).attach()
     t = time.perf_counter()
-    engine.run()
+    session.run()
     adapter.flush()
     wall = time.perf_counter() - t
-    coordinator.close()
+    session.close()
     return timed, wall, coordinator
 
 
@@ -311,7 +305,7 @@ def main(argv=None) -> int:
             uncached = bench_transformer(storage, start, end, params, use_cache=False)
             river = bench_river(storage, start, end, params["context_length"])
             seed_sized = None
-            if not args.quick:  # the seed's model: about 2.5 s a step on one thread
+            if not args.quick:  # a 600-candle model: about 2.5 s a step on one thread
                 seed_params = dict(params, context_length=600, d_model=64, d_ff=256)
                 seed_end = start + (600 + 240) * 60_000
                 seed_sized = bench_transformer(storage, start, seed_end, seed_params, repeats=1)
@@ -337,11 +331,11 @@ def main(argv=None) -> int:
          f"{cached['interleaved_step_ms']:.1f} / {cached['prebuilt_step_ms']:.1f}"),
         ("same weights after all three", str(cached["same_weights_after"])),
         *([] if seed_sized is None else [
-            (f"seed-sized model (context 600, d64): {seed_sized['samples']} samples, batch ms "
+            (f"600-candle model (context 600, d64): {seed_sized['samples']} samples, batch ms "
              "event / pre-built / offline",
              f"{seed_sized['event_batch_ms']:.0f} / {seed_sized['interleaved_step_ms']:.0f} / "
              f"{seed_sized['prebuilt_step_ms']:.0f}"),
-            ("seed-sized: event-driven / pre-built; / offline", f"{seed_ratio:.3f}; {seed_offline:.3f}"),
+            ("600-candle model: event-driven / pre-built; / offline", f"{seed_ratio:.3f}; {seed_offline:.3f}"),
         ]),
         ("retrieval share of a step (cache)", f"{cached['retrieval_share']:.4f}  (target <= 0.1)"),
         ("retrieval share of a step (DuckDB)", f"{uncached['retrieval_share']:.4f}"),

@@ -1,6 +1,6 @@
 """Higher-timeframe candles from base candles: batch (numpy) and incremental.
 
-The rule (``DESIGN.md``, Time), made precise
+The rule (``docs/design.md``, Time), made precise
 --------------------------------------------
 Base candles fall into epoch-aligned buckets of the higher timeframe.  A
 bucket's candle has the first base open, the highest high, the lowest low, the

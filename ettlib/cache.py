@@ -1,11 +1,21 @@
 """A columnar in-memory cache of the replayed range; windows are array slices.
 
-DuckDB stays the source of truth: the cache holds a copy of the rows of
-``ohlcv_data`` for the ranges it loaded (in chunks), and answers
-``window(symbol, timeframe, start, end)`` with exactly the rows DuckDB would
-return for that inclusive open-time range -- as views of its arrays (one copy
-when a subset of columns is asked for), or ``None`` when the range is not
-covered (the caller then asks DuckDB).  Cached arrays are read-only.
+The cache holds, per ``(symbol, timeframe)``, either
+
+* a copy of the rows of ``ohlcv_data`` for the range it loaded (in chunks):
+  DuckDB stays the source of truth, and ``window(symbol, timeframe, start,
+  end)`` answers exactly the rows DuckDB would return for that inclusive
+  open-time range; or
+* the replay's own candles of a higher timeframe (:meth:`CandleCache.put_aggregated`,
+  aggregated from the base candles by :mod:`ettlib.aggregate`), whose
+  indicator columns are computed from them on first use
+  (:func:`ettlib.indicators.compute_indicators`, causal: a row's value
+  depends on that row and earlier ones only).
+
+Windows are views of its arrays (one copy when a subset of columns is asked
+for), or ``None`` when the range is not covered (the caller then asks
+DuckDB).  Cached arrays are read-only.  Nothing public hands out rows without
+the look-ahead check below.
 
 Finding a window's rows
 -----------------------
@@ -21,7 +31,9 @@ The cache may hold rows from the future (the whole replay range is preloaded),
 so when a clock is attached, :meth:`CandleCache.window` refuses with
 :class:`~ettlib.errors.LookAheadError` any range whose last candle would close
 after ``clock.now()`` -- judged on the requested ``end`` (``end +
-timeframe_ms > now``), not on the rows that happen to exist.
+timeframe_ms > now``), not on the rows that happen to exist, and, for the
+aggregated candles of a gapped bucket that completed late, on the knowable
+time of the last row.
 
 Examples
 --------
@@ -133,17 +145,27 @@ class _Entry:
     first: int  # open time of row 0 (lo when there are no rows)
     step: int  # the timeframe when row k opens at first + k * step (no gaps), else 0
     tf_ms: int  # the timeframe
+    #: knowable time of each row where some completed late (an aggregated
+    #: gapped bucket), else None (every row is known at its open + tf_ms)
+    late_close: np.ndarray | None = None
+    #: aggregated candles (OHLCV only): indicator columns are computed, not read
+    derived: bool = False
 
 
 def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
-           columns: tuple[str, ...]) -> _Entry:
+           columns: tuple[str, ...], close_time: np.ndarray | None = None,
+           derived: bool = False) -> _Entry:
     """Hold read-only ``ts`` and ``values``, with their gap-free flag."""
     ts.flags.writeable = False
     values.flags.writeable = False
     n = len(ts)
     gap_free = n < 2 or bool(np.all(np.diff(ts) == tf_ms))
     first = int(ts[0]) if n else lo
-    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms)
+    late = None
+    if close_time is not None and np.any(close_time != ts + tf_ms):
+        late = np.asarray(close_time, dtype=np.int64)
+        late.flags.writeable = False
+    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms, late, derived)
 
 
 class CandleCache:
@@ -180,7 +202,8 @@ class CandleCache:
         """Load the rows with open time in ``[start, end]`` (replacing that key's rows).
 
         Reads DuckDB in chunks of ``chunk_rows`` candles straight into one
-        array per stream; returns the cached arrays (read-only).
+        array per stream; returns what it loaded (read-only arrays: the
+        caller asked the store for exactly these rows).
         """
         validate_timeframe(timeframe)
         start, end = int(start), int(end)
@@ -188,24 +211,26 @@ class CandleCache:
             raise ConfigError(f"start {start} is after end {end}")
         rows = read_candle_rows(self.storage, symbol, timeframe, start, end, self.columns,
                                 chunk_rows=self.chunk_rows)
-        return self._hold(symbol, timeframe, start, end, rows.timestamps, rows.values, self.columns)
-
-    def _hold(self, symbol, timeframe, start, end, ts, values, columns) -> CandleArrays:
-        entry = _entry(start, end, timeframe_ms(timeframe), ts, values, tuple(columns))
-        self._entries[(symbol, timeframe)] = entry
+        entry = self._entries[(symbol, timeframe)] = _entry(
+            start, end, timeframe_ms(timeframe), rows.timestamps, rows.values, self.columns)
         return CandleArrays(entry.timestamps, entry.values, entry.columns)
 
     def _add_columns(self, symbol: str, timeframe: str, wanted: Sequence[str]) -> _Entry:
-        """Load columns not held yet for a stream's whole covered range (once)."""
+        """Columns not held yet, for a stream's whole covered range (once): read, or computed."""
         entry = self._entries[(symbol, timeframe)]
         missing = tuple(c for c in wanted if c not in entry.columns)
-        extra = read_candle_rows(self.storage, symbol, timeframe, entry.lo, entry.hi, missing,
-                                 chunk_rows=self.chunk_rows)
-        if not np.array_equal(extra.timestamps, entry.timestamps):
-            raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed since they were cached")
-        values = np.hstack([entry.values, extra.values])
-        self._hold(symbol, timeframe, entry.lo, entry.hi, entry.timestamps, values,
-                   entry.columns + missing)
+        if entry.derived:
+            extra = _computed_columns(entry, missing)
+        else:
+            rows = read_candle_rows(self.storage, symbol, timeframe, entry.lo, entry.hi, missing,
+                                    chunk_rows=self.chunk_rows)
+            if not np.array_equal(rows.timestamps, entry.timestamps):
+                raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed since they were cached")
+            extra = rows.values
+        values = np.hstack([entry.values, extra])
+        self._entries[(symbol, timeframe)] = _entry(
+            entry.lo, entry.hi, entry.tf_ms, entry.timestamps, values, entry.columns + missing,
+            entry.late_close, entry.derived)
         return self._entries[(symbol, timeframe)]
 
     def put(self, symbol: str, timeframe: str, start: int, end: int, arrays: CandleArrays) -> None:
@@ -215,19 +240,24 @@ class CandleCache:
         self._entries[(symbol, validate_timeframe(timeframe))] = _entry(
             int(start), int(end), timeframe_ms(timeframe), ts, values, tuple(arrays.columns))
 
+    def put_aggregated(self, symbol: str, timeframe: str, start: int, end: int, candles) -> None:
+        """Hold the replay's own ``timeframe`` candles (an :class:`~ettlib.aggregate.AggregatedCandles`).
+
+        ``[start, end]`` is the open-time range they were aggregated over.
+        Indicator columns are computed from these candles when first asked for.
+        """
+        values = np.column_stack([candles.open, candles.high, candles.low, candles.close,
+                                  candles.volume]).astype(np.float64)
+        self._entries[(symbol, validate_timeframe(timeframe))] = _entry(
+            int(start), int(end), timeframe_ms(timeframe), np.array(candles.timestamp, dtype=np.int64),
+            values, OHLCV_COLUMNS, np.asarray(candles.close_time), derived=True)
+
     # -- reading -------------------------------------------------------------
 
     def covers(self, symbol: str, timeframe: str, start: int, end: int) -> bool:
         """True when ``[start, end]`` lies inside a loaded range."""
         entry = self._entries.get((symbol, timeframe))
         return entry is not None and entry.lo <= start and end <= entry.hi
-
-    def arrays(self, symbol: str, timeframe: str) -> CandleArrays | None:
-        """Everything held for a stream (no look-ahead check: for the engine)."""
-        entry = self._entries.get((symbol, timeframe))
-        if entry is None:
-            return None
-        return CandleArrays(entry.timestamps, entry.values, entry.columns)
 
     def window(self, symbol: str, timeframe: str, start: int, end: int,
                columns: Sequence[str] | None = None) -> CandleArrays | None:
@@ -278,6 +308,11 @@ class CandleCache:
         else:
             i = int(np.searchsorted(entry.timestamps, start, "left"))
             j = int(np.searchsorted(entry.timestamps, end, "right"))
+        late = entry.late_close
+        if late is not None and j > i and self.clock is not None and late[j - 1] > self.clock.now():
+            raise LookAheadError(
+                f"window {symbol} {timeframe} [{start}, {end}] ends with a candle of a gapped bucket "
+                f"that became known at {int(late[j - 1])}, after now ({self.clock.now()})")
         if columns is None or columns is entry.columns:
             return entry.timestamps[i:j], entry.values[i:j]
         columns = _check_columns(columns)
@@ -293,6 +328,15 @@ class CandleCache:
 
     def __repr__(self) -> str:
         return f"CandleCache({len(self._entries)} streams, columns={len(self.columns)})"
+
+
+def _computed_columns(entry: _Entry, columns: tuple[str, ...]) -> np.ndarray:
+    """Indicator ``columns`` of an aggregated stream, computed from its OHLCV rows."""
+    from ettlib.indicators import compute_indicators
+
+    ohlcv = [entry.values[:, entry.columns.index(c)] for c in OHLCV_COLUMNS]
+    computed = compute_indicators(*ohlcv)
+    return np.column_stack([computed[c] for c in columns]) if columns else np.empty((len(entry.timestamps), 0))
 
 
 def ohlcv_columns_first(columns: Sequence[str]) -> tuple[str, ...]:

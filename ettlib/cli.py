@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ettlib.errors import EttError
 
-__all__ = ["main", "DEFAULT_DB"]
+__all__ = ["main", "DEFAULT_DB", "parse_overrides"]
 
 #: The embedded database every command uses unless told otherwise.
 DEFAULT_DB = Path("data") / "ett.duckdb"
@@ -65,9 +65,12 @@ def _cmd_data_indicators(args) -> int:
 
 def _cmd_data_pivots(args) -> int:
     from ettlib.pivots import detect_pivots, store_pivots
+    from ettlib.replay import resolve_base_timeframe
     from ettlib.store import DuckDBStorage
 
     with DuckDBStorage(args.db) as storage:
+        # default: the finest stored timeframe; a timeframe with no candles names what is stored
+        args.timeframe = resolve_base_timeframe(storage, [args.symbol], args.timeframe)
         candles = storage.read_candles(args.symbol, args.timeframe, columns=("high", "low"))
         table = detect_pivots(
             candles.timestamps, candles.column("high"), candles.column("low"),
@@ -89,30 +92,34 @@ def _parse_time(text: str) -> int:
 
 
 def _cmd_replay(args) -> int:
-    from ettlib.replay import count_events
+    from ettlib.replay import count_events, default_timeframes, resolve_base_timeframe
     from ettlib.store import DuckDBStorage
 
+    _require_file(args.db)
     with DuckDBStorage(args.db, read_only=True) as storage:
-        first_last = [storage.time_range(s, args.base) for s in args.symbols]
-        if any(r is None for r in first_last):
-            missing = [s for s, r in zip(args.symbols, first_last) if r is None]
-            raise EttError(f"{args.db}: no {args.base} candles for {', '.join(missing)}")
+        base = resolve_base_timeframe(storage, args.symbols, args.base, args.timeframes or ())
+        timeframes = default_timeframes(base) if args.timeframes is None else [base, *args.timeframes]
+        first_last = [storage.time_range(s, base) for s in args.symbols]
         start = args.start if args.start is not None else min(r[0] for r in first_last)
         end = args.end if args.end is not None else max(r[1] for r in first_last)
         counts = count_events(
-            storage, args.symbols, start, end, base_timeframe=args.base,
-            timeframes=[args.base, *args.timeframes], pivot_levels=args.levels, progress=True,
+            storage, args.symbols, start, end, base_timeframe=base,
+            timeframes=timeframes, pivot_levels=args.levels, progress=True,
         )
     for name, count in counts.items():
         print(f"{name:<14} {count:>10}")
     return 0
 
 
+def _require_file(db: Path) -> None:
+    if not Path(db).exists():
+        raise EttError(f"{db}: no such database; create one with `ett data demo` or `ett data ingest`")
+
+
 def _cmd_data_info(args) -> int:
     from ettlib.store import DuckDBStorage
 
-    if not Path(args.db).exists():
-        raise EttError(f"{args.db}: no such database; create one with `ett data demo` or `ett data ingest`")
+    _require_file(args.db)
     with DuckDBStorage(args.db, read_only=True) as storage:
         rows = storage.con.execute(
             "SELECT symbol, timeframe, count(*), min(timestamp), max(timestamp) "
@@ -122,6 +129,95 @@ def _cmd_data_info(args) -> int:
         print(f"{args.db}: no candles")
     for symbol, timeframe, count, first, last in rows:
         print(f"{symbol:<12} {timeframe:>4} {count:>9} candles  {_iso(first)} .. {_iso(last)}")
+    return 0
+
+
+# -- ett run ---------------------------------------------------------------
+
+
+def parse_overrides(pairs) -> dict:
+    """``["key=value", ...]`` -> dict; values are read as JSON when they parse, else strings.
+
+    >>> parse_overrides(["context_length=32", "symbols=[\\"A/B\\"]", "adapter=river"])
+    {'context_length': 32, 'symbols': ['A/B'], 'adapter': 'river'}
+    """
+    import json
+
+    from ettlib.errors import ConfigError
+
+    out = {}
+    for pair in pairs or ():
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _add_run_arguments(parser) -> None:
+    parser.add_argument("config", nargs="?", help="experiment config file (.json, .yaml)")
+    parser.add_argument("--db", dest="db_path", help="candle database (overrides the config's db_path)")
+    parser.add_argument("--adapter", help="adapter name (transformer, river, persistence, frozen)")
+    parser.add_argument("--symbol", dest="symbols", action="append", help="symbol (repeatable)")
+    parser.add_argument("--start", help="start (epoch ms or ISO date, UTC)")
+    parser.add_argument("--end", help="end (epoch ms or ISO date, UTC)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--results-db", dest="results_db", help="write results to this file")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="any ExperimentConfig field; VALUE is JSON when it parses")
+    parser.add_argument("--run-id", help="key of the run's rows (default: run_name or 'run' + a random suffix)")
+    parser.add_argument("--resume", metavar="RUN_ID",
+                        help="continue a run that was killed or interrupted (Ctrl-C), from its last commit "
+                             "(its config is read from the runs table; --db/--results-db say where)")
+    parser.add_argument("--persist-every", type=int, default=10_000, metavar="N",
+                        help="commit frames, pairs and the run's state every N events (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _cmd_run(args) -> int:
+    """``ett run``: 0, or 130 on Ctrl-C (after printing how to continue).
+
+    With ``--resume`` and no config file, the config is the run's stored
+    one, with the flags given on top (run_experiment refuses changes other
+    than locations).
+    """
+    import json
+
+    from ettlib.coordinator import new_run_id
+    from ettlib.errors import ConfigError
+    from ettlib.times import to_ms_or_none
+    from ettlib.training.config import ExperimentConfig
+    from ettlib.training.experiment import run_experiment
+    from ettlib.training.runs import load_run_config
+
+    values = dict(db_path=args.db_path, adapter=args.adapter, symbols=args.symbols,
+                  start=to_ms_or_none(args.start, "start"), end=to_ms_or_none(args.end, "end"),
+                  seed=args.seed, results_db=args.results_db)
+    values = {k: v for k, v in values.items() if v is not None}
+    overrides = parse_overrides(args.param)
+    if args.resume and args.run_id and args.run_id != args.resume:
+        raise ConfigError(f"--run-id {args.run_id!r} and --resume {args.resume!r} name different runs")
+    if args.resume and not args.config:
+        where = args.results_db or args.db_path or ExperimentConfig().db_path
+        merged = load_run_config(where, args.resume).to_dict()
+    else:
+        merged = ExperimentConfig.from_file(args.config).to_dict() if args.config else {}
+    config = ExperimentConfig.from_dict({**merged, **values, **overrides})
+    run_id = args.resume or args.run_id or new_run_id(config.run_name or "run")
+    print(f"ett run: {'resuming' if args.resume else 'run id'} {run_id}", file=sys.stderr, flush=True)
+    try:
+        result = run_experiment(config, progress=not args.no_progress, run_id=run_id,
+                                resume=bool(args.resume), persist_every=args.persist_every, quiet=True)
+    except KeyboardInterrupt:
+        where = f" --db {config.db_path}" if not config.results_db else f" --results-db {config.results_db}"
+        print(f"ett run: interrupted; continue with: ett run --resume {run_id}{where}",
+              file=sys.stderr, flush=True)
+        return 130  # the shell's code for SIGINT
+    print(json.dumps(result.metrics, sort_keys=True) if args.json else result.summary())
     return 0
 
 
@@ -181,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     pivots = data.add_parser("pivots", help="detect Williams pivots and store them in pivot_points")
     _add_db(pivots)
     pivots.add_argument("--symbol", required=True)
-    pivots.add_argument("--timeframe", default="1m")
+    pivots.add_argument("--timeframe", default=None, help="default: the finest stored timeframe")
     pivots.add_argument("--n", type=int, default=1, help="bars each side at level 1")
     pivots.add_argument("--levels", type=int, default=3)
     pivots.set_defaults(func=_cmd_data_pivots)
@@ -195,16 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("symbols", nargs="+")
     replay.add_argument("--start", type=_parse_time, default=None, help="ms or ISO (default: first candle)")
     replay.add_argument("--end", type=_parse_time, default=None, help="ms or ISO (default: last candle)")
-    replay.add_argument("--base", default="1m", help="base timeframe (default: %(default)s)")
-    replay.add_argument("--timeframes", nargs="*", default=["5m", "15m", "1h"])
+    replay.add_argument("--base", default=None, help="base timeframe (default: the finest stored)")
+    replay.add_argument("--timeframes", nargs="*", default=None,
+                        help="higher timeframes (default: up to three usual multiples of the base)")
     replay.add_argument("--levels", type=int, default=3, help="pivot levels (default: %(default)s)")
     replay.set_defaults(func=_cmd_replay)
 
-    from ettlib.training.experiment import add_run_arguments, run_command
-
     run = commands.add_parser("run", help="run an experiment from a config file or flags")
-    add_run_arguments(run)
-    run.set_defaults(func=run_command)
+    _add_run_arguments(run)
+    run.set_defaults(func=_cmd_run)
 
     from ettlib.reports import configure_report_parser
     from ettlib.sweep import configure_sweep_parser

@@ -6,7 +6,7 @@ prediction.  The coordinator subscribes itself to the
 truth becomes known it hands each (frame, event) pair to its
 :class:`TrainingEventSubscriber` s:
 
-Matching (``DESIGN.md``)
+Matching (``docs/design.md``)
 ------------------------
 - A candle completion of ``(symbol, timeframe, timestamp)`` matches every
   retained frame with that symbol, timeframe and ``target_timestamp``;
@@ -153,8 +153,10 @@ from ettlib.frames import InferenceFrameReference
 from ettlib.normalization import ColumnNormalizer
 from ettlib.schema import CANDLE_COLUMNS
 from ettlib.timeframes import TIMEFRAMES, validate_timeframe
+from ettlib.times import format_ms
 
 __all__ = [
+    "new_run_id",
     "InferenceTrainingCoordinator",
     "TrainingEventSubscriber",
     "InferenceData",
@@ -221,6 +223,17 @@ class TrainingEventSubscriber:
         raise ConfigError(
             f"{type(self).__name__} has a stored state but does not implement restore_state(state)"
         )
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """A new unique run id: ``prefix``, a dash and 12 hex digits.
+
+    >>> len(new_run_id()), new_run_id("explore").startswith("explore-")
+    (16, True)
+    """
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def subscriber_name(subscriber: object) -> str:
@@ -353,7 +366,8 @@ class InferenceTrainingCoordinator:
         Columns returned by :meth:`get_inference_data` (default every candle
         column).
     run_id
-        Key of this run's rows in the store.
+        Key of this run's rows in the store (default: a new unique id,
+        ``run-`` and 12 hex digits; see :attr:`run_id`).
     strict
         Re-raise subscriber errors instead of dead-lettering them.
     persist_every
@@ -361,10 +375,17 @@ class InferenceTrainingCoordinator:
         :meth:`close`.
     clock
         Optional clock (``now() -> ms``; default the provider's ``clock``, set
-        by a replay or live feed): frames whose window has not closed by
-        ``now()`` are refused, and :meth:`expire` without an argument uses it.
-        Matching and retention run on the knowable times of the events
-        handled; no wall clock is ever read under replay.
+        by a replay or live feed).  While one is known, the trust boundary
+        holds (see "Time" in the module doc): a frame registered at ``now()``
+        must predict at ``now()``, and no window is read before it is
+        knowable.  Matching and retention run on the knowable times of the
+        events handled; no wall clock is ever read under replay.
+    late_registration_ms
+        How far a frame's ``prediction_timestamp`` may lie behind the clock
+        when it is registered (default 0: under replay a frame is registered
+        at the instant it predicts).  A live feed whose model predicts in
+        another thread needs the time a prediction takes (the clock moves on
+        with each pushed candle meanwhile); a frame later than this is refused.
     resume
         Continue ``run_id`` from its last checkpoint in the store: pending
         frames and counters now, each subscriber's stored state when it
@@ -383,19 +404,25 @@ class InferenceTrainingCoordinator:
         pivot_lookback: int = 30,
         retention: int = 60,
         columns: Sequence[str] = CANDLE_COLUMNS,
-        run_id: str = "",
+        run_id: str | None = None,
         strict: bool = False,
         persist_every: int = 10_000,
         clock=None,
+        late_registration_ms: int = 0,
         resume: bool = False,
         replace: bool = False,
     ):
         for name, value, low in (("pivot_lookback", pivot_lookback, 0), ("retention", retention, 0),
-                                 ("persist_every", persist_every, 1)):
+                                 ("persist_every", persist_every, 1),
+                                 ("late_registration_ms", late_registration_ms, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
-        if not isinstance(run_id, str):
-            raise ConfigError(f"run_id must be a str, got {run_id!r}")
+        if run_id is None:
+            if resume:
+                raise ConfigError("resume=True needs the run_id of the run to resume")
+            run_id = new_run_id()
+        if not isinstance(run_id, str) or not run_id:
+            raise ConfigError(f"run_id must be a non-empty str, got {run_id!r}")
         if resume and replace:
             raise ConfigError("resume and replace exclude each other")
         columns = CANDLE_COLUMNS if tuple(columns) == CANDLE_COLUMNS else tuple(columns)  # the cache's object
@@ -404,7 +431,7 @@ class InferenceTrainingCoordinator:
                 raise UnknownNameError("column", c, CANDLE_COLUMNS)
         self.data_provider = data_provider
         self.duckdb_storage = duckdb_storage
-        self.cache = cache
+        self._cache = cache
         self.pivot_lookback = pivot_lookback
         self.retention = retention
         self.columns = columns
@@ -413,6 +440,7 @@ class InferenceTrainingCoordinator:
         self.strict = bool(strict)
         self.persist_every = persist_every
         self.clock = clock
+        self.late_registration_ms = late_registration_ms
         self._con = duckdb_storage.con
         self._lock = threading.RLock()
         self._subscribers: dict[str, object] = {}
@@ -434,6 +462,8 @@ class InferenceTrainingCoordinator:
         self._registered = self._matched = self._expired_n = 0
         self._delivered = self._failed = self._events = 0
         self._closed = False
+        #: (symbol, timeframe) -> (the last candle or pivot event of the stream, the frames it matched)
+        self._last_matches: dict[tuple[str, str], tuple[object, tuple]] = {}
 
         if replace:
             delete_run_state(self._con, run_id)
@@ -444,6 +474,11 @@ class InferenceTrainingCoordinator:
                 f"run {run_id!r} already has frames or delivered pairs in {getattr(duckdb_storage, 'path', 'the store')}; "
                 "pass resume=True to continue it, replace=True to start it over, or a new run_id"
             )
+
+    @property
+    def cache(self):
+        """The window cache tried before DuckDB (given at construction; a session passes its replay's)."""
+        return self._cache
 
     # -- resume ----------------------------------------------------------------
 
@@ -563,27 +598,31 @@ class InferenceTrainingCoordinator:
             else:
                 targets[key] = [held, ref]
 
-    def register_inference_frame(self, ref: InferenceFrameReference) -> None:
-        """Retain ``ref`` until it can no longer match; persist it at the next flush.
-
-        Raises :class:`~ettlib.errors.LookAheadError` when a clock is known
-        (``clock=``, or the provider's, set by a replay or live feed) and the
-        frame's last input candle has not closed by ``clock.now()``.
-        """
-        if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
-            raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
+    def _now_of_clock(self) -> int | None:
         clock = self.clock
         if clock is None:
             clock = getattr(self.data_provider, "clock", None)
-        if clock is not None:
-            now = clock.now()
-            if now is not None:
-                closes = ref.data_range_end + TIMEFRAMES[ref.timeframe]
-                if closes > now:
-                    raise LookAheadError(
-                        f"frame {ref.inference_id!r}: its last input candle closes at {closes}, "
-                        f"after now ({now})"
-                    )
+        return None if clock is None else clock.now()
+
+    def register_inference_frame(self, ref: InferenceFrameReference) -> None:
+        """Retain ``ref`` until it can no longer match; persist it at the next flush.
+
+        While a clock is known (``clock=``, or the provider's, set by a replay
+        or live feed), ``ref.prediction_timestamp`` must be the clock's time
+        ``now`` (or, live, at most ``late_registration_ms`` behind it): a
+        frame from later than ``now`` would predict from the future, an
+        earlier (backdated) one could have seen what happened after its
+        prediction time.  Either is a :class:`~ettlib.errors.LookAheadError`
+        naming both times.  (The frame itself guarantees that its window
+        closed by its prediction time.)
+        """
+        if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
+            raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
+        now = self._now_of_clock()
+        if now is not None:
+            t = ref.prediction_timestamp
+            if t > now or t < now - self.late_registration_ms:
+                self._refuse_registration(ref, now)
         with self._lock:
             # as _index (inlined: the replay hot path)
             stream = self._streams.get((ref.symbol, ref.timeframe))
@@ -608,6 +647,20 @@ class InferenceTrainingCoordinator:
             self._pending += 1
             self._new_frames.append(ref)
             self._registered += 1
+
+    def _refuse_registration(self, ref: InferenceFrameReference, now: int) -> None:
+        t = ref.prediction_timestamp
+        if t > now:
+            why = "after now: a frame cannot be registered before the instant it predicts at"
+        else:
+            allowed = (f"more than the late-registration tolerance of {self.late_registration_ms} ms "
+                       if self.late_registration_ms else "")
+            why = (f"{allowed}before now: a frame registered at {format_ms(now)} must predict at "
+                   f"{format_ms(now)} (a backdated frame could have seen what happened after its "
+                   "prediction time)")
+        raise LookAheadError(
+            f"frame {ref.inference_id!r}: prediction_timestamp {format_ms(t)} ({t}) is {why}; "
+            f"the clock reads {format_ms(now)} ({now})")
 
     def _drop(self, stream: _Stream, now: int) -> None:
         refs = stream.refs
@@ -644,22 +697,6 @@ class InferenceTrainingCoordinator:
             stream.head = head
             if head > 1024 and head * 2 > n:
                 stream.compact()
-
-    def expire(self, now: int | None = None) -> int:
-        """Drop every frame past its retention at ``now`` (default: the clock, or the last event time).
-
-        Returns the number of frames expired.  Matching never depends on this
-        being called: expired frames are excluded exactly at match time.
-        """
-        with self._lock:
-            if now is None:
-                now = self.clock.now() if self.clock is not None else self._now
-            if now is None:
-                return 0
-            before = self._expired_n
-            for stream in self._streams.values():
-                self._drop(stream, now)
-            return self._expired_n - before
 
     # -- events ------------------------------------------------------------------------
 
@@ -747,6 +784,7 @@ class InferenceTrainingCoordinator:
                 refs = [r for r in held if stream.expires_at(r) >= t] or (None,)
                 if refs[0] is not None:
                     self._matched += len(refs)
+            self._last_matches[stream_key] = (event, refs if refs[0] is not None else ())
             subs = self._candle_subs.get(stream_key)
             if subs:
                 key = candle_key(symbol, timeframe, event.timestamp)
@@ -773,6 +811,7 @@ class InferenceTrainingCoordinator:
                 j = bisect_right(stream.times, event.timestamp, i)
                 refs = [r for r in stream.refs[i:j] if stream.expires_at(r) >= t]
             self._matched += len(refs)
+            self._last_matches[(event.symbol, event.timeframe)] = (event, tuple(refs))
             subs = self._pivot_subs.get((event.symbol, event.timeframe, event.pivot_type), ())
             key = event_key(event)
             for label, method in tuple(subs):
@@ -804,7 +843,7 @@ class InferenceTrainingCoordinator:
         window (O(1) for a gap-free stream); any other cache's rows are
         clipped to the window.
         """
-        cache = self.cache
+        cache = self._cache
         if cache is None:
             return None
         start, end = ref.data_range_start, ref.data_range_end
@@ -813,20 +852,26 @@ class InferenceTrainingCoordinator:
         arrays = cache.window(ref.symbol, ref.timeframe, start, end, self.columns)
         return None if arrays is None else self._inside(ref, arrays)
 
+    def _check_knowable(self, ref: InferenceFrameReference) -> None:
+        """Refuse a window whose last candle has not closed at the clock (whatever its source)."""
+        now = self._now_of_clock()
+        if now is not None and ref.data_range_end + TIMEFRAMES[ref.timeframe] > now:
+            raise LookAheadError(
+                f"frame {ref.inference_id!r}: its window ends with the candle opened at "
+                f"{format_ms(ref.data_range_end)}, which closes after now ({format_ms(now)})")
+
     def get_inference_data(self, ref: InferenceFrameReference) -> InferenceData | None:
         """The rows of ``[ref.data_range_start, ref.data_range_end]``, normalized; None if none.
 
         From the cache when it covers the range, else from DuckDB: the same
-        values either way (bit for bit).  Never a row after ``data_range_end``.
-        Each call builds a new ``InferenceData`` whose ``values`` are a new
-        float32 array (nothing is kept between calls).
+        values either way (bit for bit).  Never a row after ``data_range_end``,
+        and, while a clock is known, a :class:`~ettlib.errors.LookAheadError`
+        for a window not closed by ``now()``.  Each call builds a new
+        ``InferenceData`` whose ``values`` are a new float32 array (nothing
+        is kept between calls).
         """
-        cache = self.cache
-        if type(cache) is CandleCache:  # what _cached does, inline: the hot path (bench_frames)
-            rows = cache.window_values(ref.symbol, ref.timeframe, ref.data_range_start, ref.data_range_end,
-                                       self.columns)
-        else:
-            rows = self._cached(ref)
+        self._check_knowable(ref)
+        rows = self._cached(ref)
         if rows is None:
             with self._lock:
                 arrays = self.duckdb_storage.read_window(
@@ -835,15 +880,14 @@ class InferenceTrainingCoordinator:
             if arrays is None:
                 return None
             rows = self._inside(ref, arrays)
-        ts, values = rows
-        if len(ts) == 0:
-            return None
-        return InferenceData(ts, self._normalize(values, ref.norm_params), self.columns, ref)
+        return self._data(ref, *rows)
 
     def get_inference_data_batch(self, refs: Sequence[InferenceFrameReference]) -> list[InferenceData | None]:
         """:meth:`get_inference_data` for many frames; uncached windows in one query per stream."""
         out: list[InferenceData | None] = [None] * len(refs)
         missing: dict[tuple[str, str], list[int]] = {}
+        for ref in refs:
+            self._check_knowable(ref)
         for k, ref in enumerate(refs):
             rows = self._cached(ref)
             if rows is None:
@@ -956,6 +1000,16 @@ class InferenceTrainingCoordinator:
                 failed=self._failed,
                 events=self._events,
             )
+
+    def last_matches(self, symbol: str, timeframe: str) -> tuple[object, list[InferenceFrameReference]]:
+        """``(event, frames)``: the stream's last candle or pivot event handled and the frames it matched.
+
+        ``(None, [])`` before the stream's first event.  What a stepper shows
+        as "the pairs the last event matched".
+        """
+        with self._lock:
+            event, refs = self._last_matches.get((symbol, timeframe), (None, ()))
+            return event, list(refs)
 
     def retained_frames(self) -> list[InferenceFrameReference]:
         """Every retained frame, by stream then prediction time (a copy)."""

@@ -2,7 +2,7 @@
 
 Replay and live feeds both publish through a DataProvider; subscribers never
 know which one drives them (backtest and live differ only by what is plugged
-in).  The seed's two methods are here with the seed's signatures, each
+in).  The two subscription methods of the original design keep their signatures, each
 returning a :class:`Subscription` handle that unsubscribes.
 
 Callback errors
@@ -97,7 +97,7 @@ class DataProvider:
     Parameters
     ----------
     duckdb_storage
-        The store events come from (the seed's ``data_provider.duckdb_storage``);
+        The store events come from (``data_provider.duckdb_storage``, as adapters expect);
         optional for a provider fed by hand.
     pivot_levels
         Highest pivot level subscribers may ask for (1..5, default 3).
@@ -122,15 +122,39 @@ class DataProvider:
         #: Bumped on every (un)subscription (read-only): fast loops take a new snapshot when it moves.
         self.version = 0
         self._live: dict[str, object] = {}
+        self._served: tuple | None = None  # (symbols, timeframes, pivot timeframes, who) or None
         self._live_clock = None  # the clock the live feeds drive (created by start_live)
 
     # -- subscribing -------------------------------------------------------
+
+    def serve_only(self, symbols, timeframes, pivot_timeframes, *, owner: str) -> None:
+        """Refuse, from now on, subscriptions to streams outside these (``owner`` cannot serve them).
+
+        A session's replay produces a fixed set of streams: a subscription to
+        anything else would silently receive nothing, so it is a
+        :class:`~ettlib.errors.ConfigError` naming what is replayed.
+        """
+        self._served = (frozenset(symbols), tuple(timeframes), tuple(pivot_timeframes), owner)
+
+    def _check_served(self, symbol: str, timeframe: str, *, pivots: bool = False) -> None:
+        if self._served is None:
+            return
+        symbols, timeframes, pivot_timeframes, owner = self._served
+        if symbol not in symbols:
+            raise ConfigError(f"{owner} does not replay {symbol!r} (it replays {', '.join(sorted(symbols))})")
+        allowed = pivot_timeframes if pivots else timeframes
+        if timeframe not in allowed:
+            what = "pivots on" if pivots else "timeframe"
+            raise ConfigError(
+                f"{owner} does not replay {what} {timeframe!r} (it replays {' '.join(allowed)}); "
+                "name it in the session's timeframes= (or pivot_timeframes=)")
 
     def subscribe_candle_completion(
         self, callback: Callable[[CandleCompletionEvent], object], symbol: str, timeframe: str
     ) -> Subscription:
         """Call ``callback(event)`` when a ``timeframe`` candle of ``symbol`` closes."""
         key = (validate_symbol(symbol), validate_timeframe(timeframe))
+        self._check_served(*key)
         return self._add(self._candle_subs, key, callback)
 
     def subscribe_pivot_events(
@@ -146,6 +170,7 @@ class DataProvider:
         """
         symbol = validate_symbol(symbol)
         timeframe = validate_timeframe(timeframe)
+        self._check_served(symbol, timeframe, pivots=True)
         if isinstance(pivot_types, str):
             pivot_types = [pivot_types]
         known = pivot_types_up_to(self.pivot_levels)
@@ -166,6 +191,7 @@ class DataProvider:
         Steps come after every candle and pivot event of the same instant.
         """
         key = (validate_symbol(symbol), validate_timeframe(timeframe))
+        self._check_served(*key)
         return self._add(self._step_subs, key, callback)
 
     def _add(self, table: dict, key: tuple, callback: Callable) -> Subscription:
@@ -271,7 +297,7 @@ class DataProvider:
 
         Candle completions (base, then aggregated higher timeframes), pivot
         confirmations and inference steps come exactly as a replay of the same
-        candles would deliver them (``DESIGN.md`` order).  The first push for a
+        candles would deliver them (``docs/design.md`` order).  The first push for a
         symbol starts its feed with :meth:`start_live` defaults (base =
         ``timeframe``) unless :meth:`start_live` was called.
         """

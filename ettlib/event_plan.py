@@ -14,15 +14,13 @@ its callback) for the fast path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ettlib.aggregate import aggregate_checked, check_base_timestamps
-from ettlib.cache import CandleCache
+from ettlib.aggregate import AggregatedCandles, aggregate_checked
 from ettlib.events import EVENT_CLASSES, pivot_type_name
 from ettlib.live import FeedConfig
-from ettlib.schema import OHLCV_COLUMNS
 from ettlib.timeframes import TIMEFRAMES
 
 __all__ = ["Plan", "build_plan", "events", "columns", "deliver", "CANDLE", "PIVOT", "STEP"]
@@ -68,19 +66,20 @@ def deliver(main, rows, clock, provider, version):
     callback, exc)`` when a callback raised (the iterators then resume after
     that event), ``None`` at the end.
     """
-    candle_rows, pivot_rows, step_rows = rows
-    make_candle, make_pivot, make_step = (cls._make for cls in EVENT_CLASSES)
+    next_candle, next_pivot, next_step = (r.__next__ for r in rows)
+    candle, pivot, step = EVENT_CLASSES
+    new = tuple.__new__  # what a named tuple's _make does, without its per-call length check
     event = callback = None
     try:
         for kind, callback in main:
             if kind == CANDLE:
-                event = make_candle(next(candle_rows))
+                event = new(candle, next_candle())
                 clock.time = event.close_time
             elif kind == PIVOT:
-                event = make_pivot(next(pivot_rows))
+                event = new(pivot, next_pivot())
                 clock.time = event.confirmed_at
             else:
-                event = make_step(next(step_rows))
+                event = new(step, next_step())
                 clock.time = event.timestamp
             callback(event)
             if provider.version != version:
@@ -116,8 +115,19 @@ class Plan:
     channels: list  # (kind, symbol, timeframe, pivot_type | None)
 
 
-def build_plan(cache: CandleCache, symbols: tuple[str, ...], start: int, end: int,
-                config: FeedConfig) -> Plan:
+def build_plan(bases: dict, higher: dict, symbols: tuple[str, ...], start: int, end: int,
+               config: FeedConfig) -> Plan:
+    """All events of replaying ``[start, end]`` (see :class:`Plan`).
+
+    ``bases`` holds each symbol's base candles as checked arrays ``(ts, open,
+    high, low, close, volume)`` (they may begin before ``start``);
+    ``higher[(symbol, timeframe)]`` the :class:`~ettlib.aggregate.AggregatedCandles`
+    aggregated from all of them.  A replay's candles come from the base
+    candles in ``[start, end]``: where ``start`` opens a bucket of a higher
+    timeframe they are the aggregated candles from ``start`` on, else they
+    are aggregated again from the base candles in range (a bucket cut by
+    ``start`` holds the candles it has).
+    """
     from ettlib.pivots import detect_pivots
 
     base_ms = TIMEFRAMES[config.base_timeframe]
@@ -125,13 +135,15 @@ def build_plan(cache: CandleCache, symbols: tuple[str, ...], start: int, end: in
     c_parts, p_parts, s_parts = [], [], []
     steps = set(config.step_streams)
     for si, symbol in enumerate(symbols):
-        base = cache.arrays(symbol, config.base_timeframe)
-        i = int(np.searchsorted(base.timestamps, start, "left"))
-        j = int(np.searchsorted(base.timestamps, end, "right"))
-        ts = check_base_timestamps(base.timestamps[i:j], config.base_timeframe)
-        o, h, l, c, v = (np.ascontiguousarray(base.column(k)[i:j]) for k in OHLCV_COLUMNS)
+        loaded = bases[symbol]
+        i = int(np.searchsorted(loaded[0], start, "left"))
+        j = int(np.searchsorted(loaded[0], end, "right"))
+        ts, o, h, l, c, v = (a[i:j] for a in loaded)
         for ti, tf in enumerate(config.timeframes):
-            agg = aggregate_checked(ts, o, h, l, c, v, base_ms, int(tf_ms[ti]))
+            if ti and start % tf_ms[ti] == 0:
+                agg = _since(higher[(symbol, tf)], start)
+            else:
+                agg = aggregate_checked(ts, o, h, l, c, v, base_ms, int(tf_ms[ti]))
             c_parts.append((si, ti, agg.timestamp, agg.close_time, agg.open, agg.high, agg.low,
                             agg.close, agg.volume))
             if (symbol, tf) in steps:
@@ -168,7 +180,7 @@ def build_plan(cache: CandleCache, symbols: tuple[str, ...], start: int, end: in
 
     # One int64 key per event: (knowable time, rank).  Ties (same key) keep
     # the concatenation order, which is bar-time order within each stream, so
-    # a stable sort gives DESIGN.md's order (times are multiples of the base
+    # a stable sort gives docs/design.md's order (times are multiples of the base
     # timeframe, so they pack densely).
     time_all = np.concatenate([candles["close_time"], pivots["confirmed_at"], steps_t["timestamp"]])
     rank = np.concatenate(
@@ -208,6 +220,12 @@ def build_plan(cache: CandleCache, symbols: tuple[str, ...], start: int, end: in
         time=time_all[order], rank=rank, kind=kind, row=order - offsets[kind],
         channel=dense[rank], channels=channels,
     )
+
+
+def _since(candles: AggregatedCandles, start: int) -> AggregatedCandles:
+    """The candles opening at or after ``start``."""
+    k = int(np.searchsorted(candles.timestamp, start, "left"))
+    return AggregatedCandles(*(getattr(candles, f.name)[k:] for f in fields(AggregatedCandles)))
 
 
 def _type_names(levels: np.ndarray, is_low: np.ndarray, max_level: int) -> list:

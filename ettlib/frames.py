@@ -29,7 +29,7 @@ for any of the four and converted to ms.
 Identity
 --------
 ``inference_id`` is an ``int`` (compact: the coordinator hands out
-``new_inference_id()``) or a ``str`` such as the seed's ``str(uuid4())``.  A
+``new_inference_id()``) or a ``str`` such as ``str(uuid4())``.  A
 string made only of decimal digits is refused: it would be read back from
 the store as an int.
 
@@ -120,7 +120,7 @@ FRAME_COLUMNS: tuple[str, ...] = (
 class NormParams(Mapping):
     """A frozen mapping of the four normalization parameters.
 
-    Behaves like the seed's "small dict" (``p["price_scale"]``, ``dict(p)``,
+    Behaves like a small dict (``p["price_scale"]``, ``dict(p)``,
     ``==`` with a dict) in 4 slots.
 
     >>> p = NormParams(1.0, 2.0, 3.0, 4.0)

@@ -4,7 +4,7 @@ A :class:`LiveFeed` per symbol aggregates higher timeframes incrementally
 (:class:`~ettlib.aggregate.IncrementalAggregator`), detects pivots with
 :class:`~ettlib.pivots.StreamingPivotDetector`, schedules inference steps and
 delivers everything through the :class:`~ettlib.data_provider.DataProvider`,
-in ``DESIGN.md``'s order.  :class:`FeedConfig` (shared with
+in ``docs/design.md``'s order.  :class:`FeedConfig` (shared with
 :class:`~ettlib.replay.ReplayEngine`) fixes what is produced, so a live feed
 and a replay of the same candles deliver the same events (tested).
 
@@ -78,8 +78,10 @@ def resolve_feed_config(provider, symbols: Iterable[str], *, base_timeframe: str
       (among ``symbols``), plus the base.
     * ``pivot_timeframes=None``: every timeframe of the feed.
     * ``step_timeframes=None``: the streams with inference-step subscriptions
-      when the feed is configured; else timeframes (for every symbol) and/or
-      ``(symbol, timeframe)`` pairs.
+      when the feed is configured; ``"all"``: every stream of the feed (a
+      replay then delivers a stream's steps whenever it has step
+      subscribers, however late they subscribe); else timeframes (for every
+      symbol) and/or ``(symbol, timeframe)`` pairs.
     """
     symbols = tuple(symbols)
     base = validate_timeframe(base_timeframe)
@@ -104,6 +106,8 @@ def resolve_feed_config(provider, symbols: Iterable[str], *, base_timeframe: str
     if step_timeframes is None:
         steps = {(s, tf) for s, tf in provider.subscribed_streams("step") if s in symbols} \
             if provider else set()
+    elif step_timeframes == "all":
+        steps = {(s, tf) for s in symbols for tf in tfs}
     else:
         items = [step_timeframes] if isinstance(step_timeframes, str) else list(step_timeframes)
         steps = set()

@@ -7,9 +7,6 @@ here, tested like the rest of ettlib:
   same from the repository root and from ``notebooks/``),
   :func:`ensure_demo_data` (write the demo candles into a fresh database),
   :func:`replay_range`;
-* **a scratch store**: :class:`ScratchResults` reads candles from the
-  research database opened read-only and writes frames and pairs to an
-  in-memory DuckDB, so exploring never writes to (or locks) the database;
 * **experiment tables**: :func:`config_from_parameters`,
   :func:`metrics_table`, :func:`pair_metrics`, :func:`direction_hits`,
   :func:`manifest_table`, :func:`plot_confusions`;
@@ -48,7 +45,6 @@ __all__ = [
     "resolve_db_path",
     "ensure_demo_data",
     "replay_range",
-    "ScratchResults",
     "config_from_parameters",
     "NOTEBOOK_ONLY_PARAMETERS",
     "metrics_table",
@@ -191,38 +187,6 @@ def replay_range(storage, symbol: str, *, start=None, days: float | None = None,
     if end < begin:
         raise ConfigError(f"start {begin} is after the last stored candle ({last})")
     return begin, end
-
-
-class ScratchResults:
-    """Candles from a (read-only) store, frames and pairs into memory.
-
-    What an :class:`~ettlib.coordinator.InferenceTrainingCoordinator` needs
-    from its ``duckdb_storage``: ``read_window`` / ``read_windows`` (here:
-    the candle store's) and ``con`` (here: a fresh in-memory DuckDB with the
-    ettlib schema).  Exploring a replay then never writes to, nor holds a
-    write lock on, the research database.
-
-    >>> import duckdb
-    >>> from ettlib.store import DuckDBStorage
-    >>> scratch = ScratchResults(DuckDBStorage(":memory:"))
-    >>> scratch.con.execute("SELECT count(*) FROM inference_frames").fetchone()
-    (0,)
-    """
-
-    def __init__(self, candles):
-        from ettlib.store import DuckDBStorage
-
-        self.candles = candles
-        self.results = DuckDBStorage(":memory:")
-        self.con = self.results.con
-        self.path = ":memory:"
-        self.read_window = candles.read_window
-        self.read_windows = candles.read_windows
-
-    def close(self) -> None:
-        """Close the in-memory results and the candle store."""
-        self.results.close()
-        self.candles.close()
 
 
 # ----------------------------------------------------------------- experiment

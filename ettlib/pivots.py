@@ -1,6 +1,6 @@
 """Larry Williams pivots: batch (numpy) and streaming detection, storage.
 
-Definitions (``DESIGN.md``, Pivots)
+Definitions (``docs/design.md``, Pivots)
 -----------------------------------
 Bars are the rows of one series (one symbol, one timeframe), sorted by open
 time; ``n`` bars means ``n`` rows, across gaps in time.
@@ -40,7 +40,7 @@ Prices must therefore be positive.
 Order
 -----
 A :class:`PivotTable` (and each :meth:`StreamingPivotDetector.update` result)
-is in ``DESIGN.md``'s event order: by ``confirmed_at``, then level (lower
+is in ``docs/design.md``'s event order: by ``confirmed_at``, then level (lower
 first), then lows before highs, then bar time.  Within one series at most one
 pivot per (confirming bar, level, kind) exists, so the last key never decides.
 

@@ -4,7 +4,7 @@
 DuckDB (into a :class:`~ettlib.cache.CandleCache`, in chunks), aggregates the
 higher timeframes (:mod:`ettlib.aggregate`), detects pivots
 (:func:`ettlib.pivots.detect_pivots`), schedules inference steps, merges all
-of it into ``DESIGN.md``'s order with one sort (:mod:`ettlib.event_plan`), and
+of it into ``docs/design.md``'s order with one sort (:mod:`ettlib.event_plan`), and
 delivers every event through the :class:`~ettlib.data_provider.DataProvider`.
 
 Order (the contract)
@@ -94,6 +94,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from ettlib.aggregate import aggregate_checked, check_base_timestamps
 from ettlib.cache import CandleCache, ohlcv_columns_first
 from ettlib.clock import ReplayClock
 from ettlib.errors import ConfigError
@@ -103,13 +104,87 @@ from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent,
 from ettlib.live import FeedConfig, resolve_feed_config
 from ettlib.schema import OHLCV_COLUMNS
 from ettlib.symbols import validate_symbols
-from ettlib.timeframes import TIMEFRAMES
+from ettlib.timeframes import TIMEFRAMES, sort_timeframes, validate_timeframe
 from ettlib.times import to_ms
 
-__all__ = ["ReplayEngine", "ReplayCursor", "count_events"]
+__all__ = ["ReplayEngine", "ReplayCursor", "count_events", "resolve_base_timeframe",
+           "default_timeframes"]
 
 _ITER_CHUNK = 4096  # events built at a time by the generator (it yields to user code)
 _PROGRESS_CHUNK = 1024  # events dispatched between two progress-bar updates
+
+
+# --------------------------------------------------------------------------
+# What is replayed
+# --------------------------------------------------------------------------
+
+
+def resolve_base_timeframe(storage, symbols, base_timeframe: str | None = None,
+                           timeframes=()) -> str:
+    """The base timeframe of a replay of ``symbols``, checked against what is stored.
+
+    ``base_timeframe=None`` picks the finest timeframe stored for every
+    symbol (an hourly store replays from 1h, a minute store from 1m).  A
+    base with no stored candles for some symbol, or a timeframe of
+    ``timeframes`` that is not a whole multiple of the base, is a
+    :class:`~ettlib.errors.ConfigError` naming what is stored.
+
+    >>> from ettlib.store import DuckDBStorage
+    >>> import pandas as pd
+    >>> store = DuckDBStorage(":memory:")
+    >>> hourly = pd.DataFrame({"timestamp": [0, 3_600_000], "open": 1.0, "high": 1.0, "low": 1.0,
+    ...                        "close": 1.0, "volume": 1.0})
+    >>> _ = store.ingest(hourly, "EURUSD", "1h")
+    >>> resolve_base_timeframe(store, ["EURUSD"])
+    '1h'
+    >>> resolve_base_timeframe(store, ["EURUSD"], "1m")
+    Traceback (most recent call last):
+    ...
+    ettlib.errors.ConfigError: no 1m candles of EURUSD in :memory: (stored: EURUSD: 1h); the base timeframe is read from the store and higher ones are aggregated from it
+    """
+    from ettlib.store import describe_stored, stored_timeframes
+
+    where = getattr(storage, "path", "the store")
+    if not hasattr(getattr(storage, "con", storage), "execute"):  # a custom source: no catalogue
+        if base_timeframe is None:
+            raise ConfigError("give base_timeframe= for a candle source without a DuckDB connection")
+        return validate_timeframe(base_timeframe)
+    stored = stored_timeframes(storage, symbols)
+    missing = [s for s in symbols if s not in stored]
+    if missing:
+        everything = describe_stored(stored_timeframes(storage))
+        raise ConfigError(f"no candles of {', '.join(missing)} in {where} (stored: {everything})")
+    if base_timeframe is None:
+        common = set.intersection(*(set(tfs) for tfs in stored.values()))
+        if not common:
+            raise ConfigError(
+                f"no timeframe is stored for every one of {', '.join(symbols)} in {where} "
+                f"(stored: {describe_stored(stored)}); give base_timeframe=")
+        base = sort_timeframes(common)[0]
+    else:
+        base = validate_timeframe(base_timeframe)
+        lacking = [s for s in symbols if base not in stored[s]]
+        if lacking:
+            raise ConfigError(
+                f"no {base} candles of {', '.join(lacking)} in {where} (stored: {describe_stored(stored)}); "
+                "the base timeframe is read from the store and higher ones are aggregated from it")
+    for tf in timeframes:
+        if TIMEFRAMES[validate_timeframe(tf)] % TIMEFRAMES[base] or TIMEFRAMES[tf] < TIMEFRAMES[base]:
+            raise ConfigError(
+                f"timeframe {tf!r} is not a whole multiple of the base timeframe {base!r} "
+                f"(stored: {describe_stored(stored)}); replayed timeframes are aggregated from the base")
+    return base
+
+
+def default_timeframes(base_timeframe: str, count: int = 3) -> list[str]:
+    """The base and up to ``count`` usual higher timeframes aggregated from it.
+
+    >>> default_timeframes("1m"), default_timeframes("1h"), default_timeframes("1d")
+    (['1m', '5m', '15m', '1h'], ['1h', '4h', '1d'], ['1d'])
+    """
+    base = TIMEFRAMES[validate_timeframe(base_timeframe)]
+    usual = [tf for tf in ("5m", "15m", "1h", "4h", "1d") if TIMEFRAMES[tf] > base and TIMEFRAMES[tf] % base == 0]
+    return [base_timeframe, *usual[:count]]
 
 
 # --------------------------------------------------------------------------
@@ -229,16 +304,22 @@ class ReplayEngine:
         or anything :func:`ettlib.times.to_ms` reads.
     base_timeframe
         Timeframe read from the store; higher ones are aggregated from it.
+        ``None``: the finest timeframe stored for every symbol (see
+        :func:`resolve_base_timeframe`).
     timeframes
         Candle timeframes to produce; ``None``: those with subscriptions in
-        ``data_provider`` when the engine is made, plus the base.
+        ``data_provider`` when the engine is made, plus the base.  Each must
+        be a whole multiple of the base.
     pivot_timeframes
         Timeframes whose pivots are detected; ``None``: all of ``timeframes``.
     pivot_n, pivot_levels
         Williams pivot parameters (``pivot_levels=None``: the provider's).
     step_timeframes
         Inference steps: ``None`` for the streams with step subscriptions when
-        the engine is made; else timeframes and/or ``(symbol, timeframe)`` pairs.
+        the engine is made; ``"all"`` for every replayed stream, delivered
+        whenever the stream has step subscribers (subscribe at any time
+        before the instant); else timeframes and/or ``(symbol, timeframe)``
+        pairs.
     clock
         A :class:`~ettlib.clock.ReplayClock` to drive (default: a new one).
     speed
@@ -250,15 +331,17 @@ class ReplayEngine:
         Events built and dispatched per chunk (DuckDB is read in chunks of
         :data:`ettlib.cache.DEFAULT_CHUNK_ROWS` candles).
     cache_warmup
-        Candles per timeframe loaded into the cache before ``start`` (for
-        input windows that reach back before the first event).
+        Candles of the longest timeframe held before ``start`` (base candles
+        from that far back, and the candles of every higher timeframe
+        aggregated from them): input windows that reach back before the
+        first event, and indicators of the higher timeframes warmed up.
     cache_columns
         Columns the cache loads up front (the OHLCV columns always); others
         are loaded on a window's first request for them.
     """
 
     def __init__(self, storage, data_provider, symbols, start, end, *,
-                 base_timeframe: str = "1m", timeframes=None, pivot_timeframes=None,
+                 base_timeframe: str | None = None, timeframes=None, pivot_timeframes=None,
                  pivot_n: int = 1, pivot_levels: int | None = None, step_timeframes=None,
                  clock: ReplayClock | None = None, speed: float | None = None,
                  sleep=time.sleep, timer=time.monotonic, progress: bool = False,
@@ -281,6 +364,8 @@ class ReplayEngine:
         else:
             clock.time = self.start
         if _config is None:
+            wanted = () if timeframes is None else ([timeframes] if isinstance(timeframes, str) else timeframes)
+            base_timeframe = resolve_base_timeframe(storage, symbols, base_timeframe, wanted)
             _config = resolve_feed_config(
                 data_provider, symbols, base_timeframe=base_timeframe, timeframes=timeframes,
                 pivot_timeframes=pivot_timeframes, pivot_n=pivot_n,
@@ -297,11 +382,17 @@ class ReplayEngine:
         self.progress = progress
         self.chunk_size = chunk_size
         self.cache_warmup = cache_warmup
-        self.cache = CandleCache(storage, clock=self.clock, columns=ohlcv_columns_first(cache_columns))
+        self._cache = CandleCache(storage, clock=self.clock, columns=ohlcv_columns_first(cache_columns))
         data_provider.clock = self.clock
+        self._steps_on_demand = step_timeframes == "all"
         self._plan: Plan | None = None
         self._pos = 0
         self._pace: tuple[int, float] | None = None
+
+    @property
+    def cache(self) -> CandleCache:
+        """The window cache: the base candles and the replay's own higher ones, guarded by the clock."""
+        return self._cache
 
     # -- planning --------------------------------------------------------------
 
@@ -309,11 +400,22 @@ class ReplayEngine:
     def plan(self) -> Plan:
         """Every event of the replay as merged arrays (built on first use)."""
         if self._plan is None:
+            c = self.config
+            longest = max(TIMEFRAMES[tf] for tf in c.timeframes)
+            load_start = self.start - self.cache_warmup * longest
+            load_start -= load_start % longest  # whole buckets of every timeframe
+            base_ms = TIMEFRAMES[c.base_timeframe]
+            bases, higher = {}, {}
             for symbol in self.symbols:
-                for tf in self.config.timeframes:
-                    tf_ms = TIMEFRAMES[tf]
-                    self.cache.load(symbol, tf, self.start - self.cache_warmup * tf_ms, self.end)
-            self._plan = build_plan(self.cache, self.symbols, self.start, self.end, self.config)
+                base = self._cache.load(symbol, c.base_timeframe, load_start, self.end)
+                ts = check_base_timestamps(base.timestamps, c.base_timeframe)
+                o, h, l, cl, v = (np.ascontiguousarray(base.column(k)) for k in OHLCV_COLUMNS)
+                bases[symbol] = (ts, o, h, l, cl, v)
+                for tf in c.timeframes[1:]:
+                    agg = aggregate_checked(ts, o, h, l, cl, v, base_ms, TIMEFRAMES[tf])
+                    self._cache.put_aggregated(symbol, tf, load_start, self.end, agg)
+                    higher[(symbol, tf)] = agg
+            self._plan = build_plan(bases, higher, self.symbols, self.start, self.end, c)
             self._warn_unplanned()
         return self._plan
 
@@ -366,28 +468,37 @@ class ReplayEngine:
     def _iter(self, chunk: int) -> Iterator:
         plan = self.plan
         total = len(plan.time)
-        publish = self.provider.publish
+        provider = self.provider
         clock = self._clock
         while self._pos < total:
             a = self._pos
             b = min(total, a + chunk)
+            positions = np.arange(a, b)
+            version = provider.version
+            if self._steps_on_demand:  # a stream's steps are events only while subscribed
+                subscribed = np.fromiter((bool(cbs) for cbs in self._snapshot()), bool)
+                positions = positions[(plan.kind[a:b] != STEP) | subscribed[plan.channel[a:b]]]
             gc_was_enabled = gc.isenabled()
             gc.disable()  # building many events at once (see _dispatch)
             try:
-                events = event_plan.events(plan, np.arange(a, b), self.config.pivot_levels)
+                events = event_plan.events(plan, positions, self.config.pivot_levels)
             finally:
                 if gc_was_enabled:
                     gc.enable()
-            times = plan.time[a:b].tolist()
-            for k, (event, t) in enumerate(zip(events, times)):
-                if self._pos != a + k:  # moved by seek/run meanwhile: rebuild
-                    break
+            times = plan.time[positions].tolist()
+            expected = a
+            for position, event, t in zip(positions.tolist(), events, times):
+                if self._pos != expected or provider.version != version:
+                    break  # moved by seek/run, or a subscription changed: rebuild from here
                 if self.speed is not None:
                     self._wait_until(t)
                 clock.time = t
-                self._pos = a + k + 1
-                publish(event)
+                self._pos = expected = position + 1
+                provider.publish(event)
                 yield event
+            else:
+                if self._pos == expected:
+                    self._pos = b  # steps nobody subscribed to at the end of the chunk
 
     def step(self, n: int = 1) -> list:
         """Deliver the next ``n`` events (fewer at the end); return them."""

@@ -2,8 +2,8 @@
 
 The database file is the single source of truth for candles, indicators,
 pivots, inference frames, delivered training pairs, dead letters and runs.
-:func:`ensure_schema` brings any database -- empty, seed-shaped (an
-``ohlcv_data`` table with OHLCV columns only), or written by an older
+:func:`ensure_schema` brings any database -- empty, OHLCV-only (an
+``ohlcv_data`` table with OHLCV columns only, as an earlier application made it), or written by an older
 ettlib -- up to :data:`SCHEMA_VERSION`, in one transaction.  A database
 written by a *newer* ettlib is refused with :class:`~ettlib.errors.SchemaError`.
 
@@ -173,7 +173,7 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0] or 0)
 
 
-#: Columns a seed-shaped ``ohlcv_data`` must already have, with acceptable types.
+#: Columns an OHLCV-only ``ohlcv_data`` (made before ettlib) must already have, with acceptable types.
 _SEED_COLUMN_TYPES: dict[str, tuple[str, ...]] = {
     "symbol": ("VARCHAR",),
     "timeframe": ("VARCHAR",),
@@ -183,9 +183,9 @@ _SEED_COLUMN_TYPES: dict[str, tuple[str, ...]] = {
 
 
 def _upgrade_seed_ohlcv(con: duckdb.DuckDBPyConnection) -> None:
-    """Migrate a pre-existing seed-shaped ``ohlcv_data`` in place.
+    """Migrate a pre-existing OHLCV-only ``ohlcv_data`` in place.
 
-    The seed's table holds ``symbol, timeframe, timestamp`` (BIGINT epoch ms
+    Such a table holds ``symbol, timeframe, timestamp`` (BIGINT epoch ms
     open time) and OHLCV columns.  Its rows are kept; the indicator columns
     are added with ``ALTER TABLE ... ADD COLUMN`` (NULL until
     ``DuckDBStorage.update_indicators`` or the next ingest computes them).  A
@@ -221,7 +221,7 @@ def _upgrade_seed_ohlcv(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _upgrade_seed_pivots(con: duckdb.DuckDBPyConnection) -> None:
-    """Migrate a pre-existing seed-shaped ``pivot_points`` in place.
+    """Migrate a pre-existing ``pivot_points`` (made before ettlib) in place.
 
     Adds ``confirmed_at`` and gives ``id`` a default from a sequence that
     starts after the largest stored id; rows are kept.

@@ -65,7 +65,6 @@ from ettlib.errors import (
     UnknownNameError,
 )
 from ettlib.ingest import ValidCandles, read_candles_source
-from ettlib.resample import resample_candles
 from ettlib.schema import (
     CANDLE_COLUMNS,
     OHLCV_COLUMNS,
@@ -81,6 +80,8 @@ __all__ = [
     "DEFAULT_PATH",
     "DuckDBStorage",
     "IngestReport",
+    "stored_timeframes",
+    "describe_stored",
 ]
 
 #: Where the store lives unless a path is given (relative to the working directory).
@@ -337,18 +338,26 @@ class DuckDBStorage:
     def resample(self, symbol: str, base_timeframe: str, timeframe: str) -> IngestReport:
         """Aggregate ``base_timeframe`` candles into ``timeframe`` and store them.
 
-        Buckets are epoch-aligned, labelled by open time and only complete
-        ones are written (see :mod:`ettlib.resample`).  Buckets that changed
-        since an earlier call (more base candles arrived) are replaced; the
-        indicators of ``timeframe`` are updated.  Returns the report of the
-        write.
+        The rule is the replay's (:func:`ettlib.aggregate.aggregate_candles`):
+        buckets are epoch-aligned and labelled by open time, a bucket with a
+        hole is aggregated from the candles it has once a later candle shows
+        it is over, and the last bucket is written only when complete -- so
+        stored rows equal the candles a replay aggregates itself, bit for bit.
+        Buckets that changed since an earlier call (more base candles
+        arrived) are replaced; the indicators of ``timeframe`` are updated.
+        Returns the report of the write.
         """
         self._require_writable()
         symbol = validate_symbol(symbol)
         check_higher(base_timeframe, timeframe)
         if timeframe == base_timeframe:
             raise ConfigError(f"cannot resample {base_timeframe!r} into itself")
-        data = resample_candles(self.con, symbol, base_timeframe, timeframe)
+        from ettlib.aggregate import aggregate_candles
+
+        base = self.read_candles(symbol, base_timeframe, columns=OHLCV_COLUMNS)
+        agg = aggregate_candles(base.timestamps, *(base.column(c) for c in OHLCV_COLUMNS),
+                                base_timeframe, timeframe)
+        data = {"timestamp": agg.timestamp, **{c: getattr(agg, c) for c in OHLCV_COLUMNS}}
         timestamps = data["timestamp"]
         source = f"resample {symbol} {base_timeframe}->{timeframe}"
         if len(timestamps) == 0:
@@ -367,7 +376,7 @@ class DuckDBStorage:
     def update_indicators(self, symbol: str, timeframe: str) -> int:
         """Recompute every indicator of ``symbol`` / ``timeframe`` in one transaction.
 
-        Needed once after migrating a seed-shaped database, whose rows arrive
+        Needed once after migrating an OHLCV-only database, whose rows arrive
         without indicators.  Returns what ``update_indicators`` returns.
         """
         self._require_writable()
@@ -596,6 +605,36 @@ class DuckDBStorage:
             sql += " AND timeframe = ?"
             params.append(timeframe)
         return int(self.con.execute(sql, params).fetchone()[0])
+
+
+def stored_timeframes(storage, symbols=None) -> dict[str, list[str]]:
+    """``{symbol: [timeframe, ...]}`` (shortest first) of the candles in ``ohlcv_data``.
+
+    ``storage`` is a :class:`DuckDBStorage` or a DuckDB connection;
+    ``symbols`` restricts it (``None``: every stored symbol).  A symbol with
+    no candles is absent.
+
+    >>> store = DuckDBStorage(":memory:")
+    >>> _ = store.ingest(__import__("pandas").DataFrame({"timestamp": [0], "open": [1.0], "high": [1.0],
+    ...                  "low": [1.0], "close": [1.0], "volume": [1.0]}), "EURUSD", "1h")
+    >>> stored_timeframes(store)
+    {'EURUSD': ['1h']}
+    """
+    con = getattr(storage, "con", storage)
+    sql = "SELECT DISTINCT symbol, timeframe FROM ohlcv_data"
+    params: list = []
+    if symbols is not None:
+        sql += " WHERE list_contains(?::VARCHAR[], symbol)"
+        params.append(list(symbols))
+    out: dict[str, list[str]] = {}
+    for symbol, timeframe in con.execute(sql + " ORDER BY symbol", params).fetchall():
+        out.setdefault(symbol, []).append(timeframe)
+    return {s: sorted(tfs, key=lambda tf: (TIMEFRAMES.get(tf, float("inf")), tf)) for s, tfs in out.items()}
+
+
+def describe_stored(stored: dict[str, list[str]]) -> str:
+    """``stored_timeframes`` as text for messages: ``'A: 1m 5m; B: 1h'`` (``'nothing'`` if empty)."""
+    return "; ".join(f"{s}: {' '.join(tfs)}" for s, tfs in stored.items()) or "nothing"
 
 
 def _merge(first: np.ndarray, last: np.ndarray, tf: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""A naive, pure-Python reference of the replay's event stream, from DESIGN.md.
+"""A naive, pure-Python reference of the replay's event stream, from docs/design.md.
 
 Written independently of ettlib.aggregate / ettlib.replay / ettlib.pivots:
 loops and lists, straight from the contract's sentences, slow on purpose.

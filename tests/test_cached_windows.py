@@ -98,7 +98,7 @@ def test_off_grid_and_irregular_streams_put_by_hand():
     assert cache._entries[("A", "1m")].step == M and cache._entries[("B", "1m")].step == 0
     rng = np.random.default_rng(4)
     for symbol, hi in (("A", START_MS + 60 * M), ("B", START_MS + 200 * M)):
-        held = cache.arrays(symbol, "1m")
+        held = cache.window(symbol, "1m", START_MS - M, hi)  # everything held
         for _ in range(300):
             start = int(rng.integers(START_MS - M, hi + 1))
             end = int(rng.integers(start, hi + 1))

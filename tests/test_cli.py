@@ -74,4 +74,4 @@ def test_bad_time_argument_is_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert "ISO date" in capsys.readouterr().err
+    assert "ISO-8601" in capsys.readouterr().err

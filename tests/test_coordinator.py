@@ -252,7 +252,7 @@ def test_inference_data_cached_equals_uncached_and_stops_at_window_end(candles_s
             single = plain.get_inference_data(ref)
             assert got.values.tobytes() == single.values.tobytes()
             np.testing.assert_array_equal(got.timestamps, single.timestamps)
-    # a window with no stored rows gives None (the seed's `if not model_inputs`)
+    # a window with no stored rows gives None (an adapter's `if not model_inputs`)
     early = ref_at(50, START_MS - 50 * M, context=20)
     assert plain.get_inference_data(early) is None and cached.get_inference_data(early) is None
     assert plain.get_inference_data_batch([early, refs[0]])[0] is None

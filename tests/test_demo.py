@@ -21,7 +21,7 @@ def month() -> pd.DataFrame:
 
 
 def naive_pivots(high, low, levels: int = 3) -> list[tuple[list[int], list[int]]]:
-    """Williams pivots per DESIGN.md (n = 1), by plain loops: [(high bars, low bars)] per level."""
+    """Williams pivots per docs/design.md (n = 1), by plain loops: [(high bars, low bars)] per level."""
     highs = [i for i in range(1, len(high) - 1) if high[i] >= high[i - 1] and high[i] > high[i + 1]]
     lows = [i for i in range(1, len(low) - 1) if low[i] <= low[i - 1] and low[i] < low[i + 1]]
     out = [(highs, lows)]
@@ -244,7 +244,7 @@ def test_documented_structure_is_learnable_by_simple_rules(seed):
     last, nxt, prev = close[1:-1], close[2:], close[:-2]
     shrunk = last - 0.15 * (last - prev)
     assert np.abs(nxt - shrunk).mean() < 0.995 * np.abs(nxt - last).mean()
-    # Turning points: frames up to 5 candles before a level-2 pivot (DESIGN.md matching),
+    # Turning points: frames up to 5 candles before a level-2 pivot (docs/design.md matching),
     # labelled BUY for a low; "BUY when the last 2 closes fell" beats the majority label.
     table = pivots.detect_pivots(df["timestamp"].to_numpy(), df["high"].to_numpy(),
                                  df["low"].to_numpy(), "1m", n=1, levels=2)

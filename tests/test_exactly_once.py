@@ -1,7 +1,7 @@
 """Exactly once across SIGKILL: a real replay in a subprocess, killed, resumed.
 
-The child process replays candles from a DuckDB file with the
-:class:`~ettlib.replay.ReplayEngine`; a model registers a frame at every
+The child process replays candles from a DuckDB file in a
+:class:`~ettlib.session.Session` (results in the same file); a model registers a frame at every
 inference step and a recording subscriber persists every pair it receives
 (with a checksum of the frame's window) through the coordinator's
 ``checkpoint(con)`` hook.  One copy of the database is replayed without
@@ -37,21 +37,18 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     import numpy as np, pyarrow as pa
-    from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber
-    from ettlib.data_provider import DataProvider
+    from ettlib.coordinator import TrainingEventSubscriber
     from ettlib.frames import InferenceFrameReference
     from ettlib.normalization import compute_norm_params
-    from ettlib.replay import ReplayEngine
-    from ettlib.store import DuckDBStorage
+    from ettlib.workbench import Workbench
 
     db, run_id, resume, hang_after, start, end = sys.argv[1:]
     hang_after, start, end = int(hang_after), int(start), int(end)
     SYMBOL, M = "ETH/USDT", 60_000
-    storage = DuckDBStorage(db)
-    provider = DataProvider(storage)
-    coordinator = InferenceTrainingCoordinator(
-        provider, storage, run_id=run_id, resume=resume == "1", persist_every=150,
-        pivot_lookback=8, retention=20)
+    wb = Workbench(db)
+    session = wb.session(SYMBOL, start, end, pivot_levels=2, warmup=40, run_id=run_id, results=wb.store,
+                         resume=resume == "1", persist_every=150, pivot_lookback=8, retention=20)
+    coordinator = session.coordinator
 
     class Recording(TrainingEventSubscriber):
         subscriber_name = "recording"
@@ -96,7 +93,7 @@ CHILD = textwrap.dedent(
 
     def on_step(step):
         t = step.timestamp
-        window = engine.cache.window(SYMBOL, "1m", t - 30 * M, t - M, ("close", "volume"))
+        window = session.window(SYMBOL, "1m", t - 30 * M, t - M, ("close", "volume"))
         if window is None or len(window) < 2:
             return
         ref = InferenceFrameReference.for_prediction(
@@ -106,13 +103,9 @@ CHILD = textwrap.dedent(
             confidence=0.5)
         coordinator.register_inference_frame(ref)
 
-    provider.subscribe_inference_step(on_step, SYMBOL, "1m")
-    engine = ReplayEngine(storage, provider, SYMBOL, start, end, pivot_levels=2, cache_warmup=40)
-    coordinator.cache = engine.cache
-    if coordinator.resume_time is not None:
-        engine.seek(coordinator.resume_time - 1)
-    engine.run()
-    coordinator.close()
+    session.on_inference_step(SYMBOL, "1m", on_step)
+    session.run()
+    session.close()
     print("DONE", coordinator.counters(), flush=True)
     """
 )

@@ -186,7 +186,9 @@ def test_a_run_records_its_manifest_metrics_and_pair_losses(db):
     assert result.status == "completed"
     row = _run_row(db, result.run_id)
     assert row["status"] == "completed" and row["error"] is None
-    assert ExperimentConfig.from_json(row["config"]) == config
+    # the manifest records what the store decided: the base (and model) timeframe
+    assert ExperimentConfig.from_json(row["config"]) == config.replace(base_timeframe="1m", timeframe="1m")
+    assert result.config.base_timeframe == "1m"
     assert row["seed"] == 11 and row["wall_s"] > 0 and row["package_version"]
     assert len(row["data_fingerprint"]) == 32
     assert json.loads(row["metrics"]) == json.loads(json.dumps(result.metrics))
@@ -304,26 +306,21 @@ def test_parameters_an_adapter_refuses_fail_before_the_run(db):
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
 
 
-def test_run_command_reads_a_config_file_and_flags(db, tmp_path):
-    import argparse
-
-    from ettlib.training.experiment import add_run_arguments, run_command
+def test_ett_run_reads_a_config_file_and_flags(db, tmp_path, capsys):
+    from ettlib.cli import main
 
     config_file = tmp_path / "exp.json"
     config_file.write_text(json.dumps({"adapter": "river", "context_length": 16, "baselines": []}))
-    parser = argparse.ArgumentParser()
-    add_run_arguments(parser)
-    printed = []
-    args = parser.parse_args([str(config_file), "--db", str(db), "--seed", "3", "--no-progress",
-                              "--json", "-p", "pivot_types=[\"L1L\", \"L1H\"]", "-p", "batch_size=4"])
-    assert run_command(args, out=printed.append) == 0
-    metrics = json.loads(printed[0])
-    assert metrics["candle_pairs"] > 0
+    assert main(["run", str(config_file), "--db", str(db), "--seed", "3", "--no-progress",
+                 "--json", "-p", "pivot_types=[\"L1L\", \"L1H\"]", "-p", "batch_size=4"]) == 0
+    out = capsys.readouterr()
+    metrics = json.loads(out.out)  # stdout holds the JSON alone; the run id went to stderr
+    assert metrics["candle_pairs"] > 0 and "ett run: run id run-" in out.err
     row = _run_row(db, _latest_run(db))
     config = ExperimentConfig.from_json(row["config"])
     assert (config.adapter, config.seed, config.batch_size, config.pivot_types) == ("river", 3, 4, ("L1L", "L1H"))
-    with pytest.raises(UnknownNameError, match="batch_size"):
-        run_command(parser.parse_args(["--db", str(db), "-p", "batch_sise=4"]), out=printed.append)
+    assert main(["run", "--db", str(db), "-p", "batch_sise=4"]) == 2
+    assert "did you mean 'batch_size'" in capsys.readouterr().err
 
 
 def _latest_run(path):

@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import START_MS
-from ettlib.coordinator import InferenceTrainingCoordinator
-from ettlib.data_provider import DataProvider
 from ettlib.errors import ConfigError
 from ettlib.normalization import compute_norm_params
-from ettlib.replay import ReplayEngine
 from ettlib.schema import OHLCV_COLUMNS
 from ettlib.training.adapters import PersistenceAdapter, TransformerAdapter
 from ettlib.training.inference_loop import InferenceLoop
+from ettlib.workbench import Workbench
 
 SYMBOL, TF, CONTEXT, N = "ETH/USDT", "1m", 16, 120
 MS = 60_000
@@ -53,24 +51,18 @@ def candles(store, make_candles):
     return frame
 
 
-def _run(store, adapter, *, use_cache=True, **loop_params):
-    provider = DataProvider(store)
-    coordinator = InferenceTrainingCoordinator(provider, store, columns=OHLCV_COLUMNS, pivot_lookback=3)
-    adapter.attach(coordinator, SYMBOL, TF, ["L1L", "L1H"])
+def _run(store, adapter, *, start=START_MS, warmup=1_000, **loop_params):
+    session = Workbench(store).session(SYMBOL, start, START_MS + (N - 1) * MS, columns=OHLCV_COLUMNS,
+                                       pivot_lookback=3, warmup=warmup)
+    adapter.attach(session.coordinator, SYMBOL, TF, ["L1L", "L1H"])
     seen = []
-    loop = InferenceLoop(adapter, coordinator, symbol=SYMBOL, timeframe=TF, context_length=CONTEXT,
-                         storage=store, on_prediction=lambda ref, w, p: seen.append((ref, w)),
-                         **loop_params)
-    loop.attach(provider)
-    engine = ReplayEngine(store, provider, SYMBOL, START_MS, START_MS + (N - 1) * MS,
-                          cache_columns=OHLCV_COLUMNS)
-    if use_cache:
-        coordinator.cache = engine.cache
-        loop.windows = engine.cache
-    engine.run()
+    loop = InferenceLoop(adapter, session, symbol=SYMBOL, timeframe=TF, context_length=CONTEXT,
+                         on_prediction=lambda ref, w, p: seen.append((ref, w)), **loop_params)
+    loop.attach()
+    session.run()
     adapter.flush()
-    coordinator.close()
-    return loop, seen, engine
+    session.close()
+    return loop, seen, session
 
 
 def test_frames_have_the_contract_times_and_windows(store, candles):
@@ -97,18 +89,19 @@ def test_frames_have_the_contract_times_and_windows(store, candles):
 
 
 def test_windows_are_views_of_the_replay_cache(store, candles):
-    loop, seen, engine = _run(store, PersistenceAdapter())
-    cached = engine.cache.arrays(SYMBOL, TF)
-    assert loop.cache_misses == 0
+    loop, seen, session = _run(store, PersistenceAdapter())
+    lo, hi = min(int(w.timestamps[0]) for _, w in seen), max(int(w.timestamps[-1]) for _, w in seen)
+    cached = session.window(SYMBOL, TF, lo, hi)  # a view of every row the windows read
+    assert session.window_misses == 0
     assert all(np.shares_memory(w.values, cached.values) for _, w in seen)
 
 
 def test_store_fallback_gives_the_same_frames(store, candles):
-    _, cached, _ = _run(store, PersistenceAdapter())
-    store.con.execute("DELETE FROM inference_frames; DELETE FROM training_events;"
-                      " DELETE FROM coordinator_checkpoints; DELETE FROM subscriber_states")
-    loop, uncached, _ = _run(store, PersistenceAdapter(), use_cache=False)
-    assert loop.cache_misses == loop.steps_seen == N and len(uncached) > 0
+    """Windows reaching back before a session without warm-up come from the store: the same frames."""
+    late = START_MS + 40 * MS
+    _, cached, warm = _run(store, PersistenceAdapter(), start=late)
+    loop, uncached, cold = _run(store, PersistenceAdapter(), start=late, warmup=0)
+    assert warm.window_misses == 0 and cold.window_misses >= CONTEXT - 1 and len(uncached) > 0
     assert [(r.prediction_timestamp, r.norm_params, r.predicted_candle) for r, _ in cached] == [
         (r.prediction_timestamp, r.norm_params, r.predicted_candle) for r, _ in uncached]
 
@@ -145,15 +138,10 @@ def test_train_every_updates_only_between_blocks(store, candles):
     assert steps[-1] > steps[0] >= 0 and first_step >= CONTEXT
 
 
-def test_bad_loop_parameters_are_refused(store):
-    provider = DataProvider(store)
-    coordinator = InferenceTrainingCoordinator(provider, store)
-    with pytest.raises(ConfigError):
-        InferenceLoop(PersistenceAdapter(), coordinator, symbol=SYMBOL, timeframe=TF,
-                      context_length=CONTEXT, stride=0, storage=store)
-    with pytest.raises(ConfigError):
-        InferenceLoop(PersistenceAdapter(), coordinator, symbol=SYMBOL, timeframe=TF,
-                      context_length=CONTEXT, train_every=0, storage=store)
-    with pytest.raises(ConfigError, match="window source"):
-        InferenceLoop(PersistenceAdapter(), coordinator, symbol=SYMBOL, timeframe=TF,
-                      context_length=CONTEXT)
+def test_bad_loop_parameters_are_refused(store, candles):
+    session = Workbench(store).session(SYMBOL)
+    for bad in ({"stride": 0}, {"train_every": 0}, {"context_length": 0}):
+        with pytest.raises(ConfigError):
+            InferenceLoop(PersistenceAdapter(), session, symbol=SYMBOL, timeframe=TF,
+                          **{"context_length": CONTEXT, **bad})
+    session.close()

@@ -1,6 +1,6 @@
 """Pivots: batch == streaming == a naive reference, no look-ahead, storage.
 
-The reference below is written straight from DESIGN.md's wording with plain
+The reference below is written straight from docs/design.md's wording with plain
 loops and no shared code with ettlib.pivots: it finds every level from the
 definition and computes ``strength`` by scanning each pivot's span.
 """

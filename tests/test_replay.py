@@ -308,7 +308,7 @@ def test_cache_windows_are_the_stored_rows_and_refuse_the_future(market):
     # indicator columns are loaded lazily; outside the loaded range: None
     w = engine.cache.window("ETH/USDT", "1m", 0, 100 * MINUTE, ("close", "rsi_14"))
     assert w.values.shape[1] == 2 and np.isnan(w.values[:, 1]).all()
-    assert engine.cache.window("ETH/USDT", "1m", -10**9, 0) is None
+    assert engine.cache.window("ETH/USDT", "1m", -10**12, 0) is None
     w.values[0, 0] = -1.0  # a subset of columns is a copy: the cache is unaffected
     assert engine.cache.window("ETH/USDT", "1m", 0, 0, ("close",)).values[0, 0] != -1.0
     view = engine.cache.window("ETH/USDT", "1m", 0, 100 * MINUTE)  # all columns: a view

@@ -1,4 +1,4 @@
-"""Resampling in DuckDB equals pandas' resample (epoch-aligned, open-time labels)."""
+"""Resampling into higher timeframes equals pandas' resample (epoch-aligned, open-time labels)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schema: fresh creation, the seed-shaped migration on a real file, versions."""
+"""Schema: fresh creation, the migration of an OHLCV-only table on a real file, versions."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ettlib.store import DuckDBStorage
 TABLES = {"ohlcv_data", "pivot_points", "inference_frames", "training_events",
           "dead_letters", "runs", "schema_version"}
 
-# The seed's tables, as a pre-ettlib application created them.
+# The tables as a pre-ettlib application created them.
 SEED_OHLCV_DDL = """CREATE TABLE ohlcv_data (
     symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, timestamp BIGINT NOT NULL,
     open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL, close DOUBLE NOT NULL,

@@ -1,4 +1,4 @@
-"""EventStepper with real ipywidgets objects, driven in-process (no kernel)."""
+"""EventStepper with real ipywidgets objects on a real session, driven in-process (no kernel)."""
 
 from __future__ import annotations
 
@@ -15,133 +15,93 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ettlib.errors import ConfigError  # noqa: E402
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, event_sort_key  # noqa: E402
-from ettlib.pivots import detect_pivots  # noqa: E402
-from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber  # noqa: E402
-from ettlib.data_provider import DataProvider  # noqa: E402
+from ettlib.coordinator import TrainingEventSubscriber  # noqa: E402
 from ettlib.demo import demo_candles  # noqa: E402
-from ettlib.frames import InferenceFrameReference  # noqa: E402
-from ettlib.replay import ReplayEngine  # noqa: E402
-from ettlib.store import DuckDBStorage  # noqa: E402
-from ettlib.widgets import EventStepper, matched_pairs  # noqa: E402
+from ettlib.errors import ConfigError  # noqa: E402
+from ettlib.events import CandleCompletionEvent, PivotEvent  # noqa: E402
+from ettlib.pivots import detect_pivots  # noqa: E402
+from ettlib.widgets import EventStepper  # noqa: E402
+from ettlib.workbench import Workbench  # noqa: E402
 
 MINUTE = 60_000
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % (5 * MINUTE)
 SYMBOL = "ETH/USDT"
 
 
-def make_events(n: int = 240, seed: int = 5) -> list:
-    """1m and 5m completions, 1m pivots (detect_pivots), 1m steps, in event order."""
-    rng = np.random.default_rng(seed)
-    close = 100 + np.cumsum(rng.normal(0, 0.4, n))
-    open_ = np.r_[100.0, close[:-1]]
-    high = np.maximum(open_, close) + rng.random(n) * 0.3
-    low = np.minimum(open_, close) - rng.random(n) * 0.3
-    ts = T0 + np.arange(n, dtype=np.int64) * MINUTE
-    events = []
-    for i in range(n):
-        t = int(ts[i])
-        events.append(CandleCompletionEvent(SYMBOL, "1m", t, t + MINUTE, open_[i], high[i], low[i], close[i], 1.0))
-        events.append(InferenceStepEvent(SYMBOL, "1m", t + MINUTE))
-        if (i + 1) % 5 == 0:
-            s = slice(i - 4, i + 1)
-            events.append(CandleCompletionEvent(
-                SYMBOL, "5m", t - 4 * MINUTE, t + MINUTE, open_[i - 4], high[s].max(), low[s].min(), close[i], 5.0
-            ))
-    events.extend(detect_pivots(ts, high, low, "1m", n=1, levels=3).events(SYMBOL, "1m"))
-    events.sort(key=event_sort_key)
-    return events
+@pytest.fixture
+def market(tmp_path):
+    """A workbench on a real file holding 360 demo 1m candles from T0."""
+    candles = demo_candles(SYMBOL, start=T0, days=0.25, seed=3)
+    wb = Workbench(tmp_path / "ett.duckdb")
+    wb.store.ingest(candles, SYMBOL, "1m")
+    yield wb, candles
+    wb.close()
 
 
-def test_step_button_changes_counter_and_chart():
-    events = make_events()
-    stepper = EventStepper(events, window_candles=60)
+def _session(wb, **options):
+    return wb.session(SYMBOL, timeframes=["5m"], pivot_levels=3, **options)
+
+
+def test_step_button_changes_counter_and_chart(market):
+    wb, candles = market
+    stepper = EventStepper(_session(wb), window_candles=60)
     text0, png0 = stepper.counter.value, stepper.image.value
     assert png0[:8] == b"\x89PNG\r\n\x1a\n"
     stepper.step_button.click()
     assert stepper.consumed == 1 and stepper.shown == 1
-    text1, png1 = stepper.counter.value, stepper.image.value
-    assert text1 != text0 and png1 != png0
+    assert stepper.counter.value != text0 and stepper.image.value != png0
     for _ in range(5):
         before = stepper.counter.value
         stepper.step_button.click()
         assert stepper.counter.value != before
-    # the chart shows the candles consumed so far, last closed candle included
-    candles = stepper.chart_candles()
-    seen = [e for e in events[: stepper.consumed] if isinstance(e, CandleCompletionEvent) and e.timeframe == "1m"]
-    assert candles.timestamps.tolist() == [e.timestamp for e in seen]
+    # the chart shows the candles closed so far, the last closed one included
+    shown = stepper.chart_data().candles
+    now = stepper.session.clock.now()
+    assert shown.timestamps.tolist() == [t for t in candles.timestamp if t + MINUTE <= now]
     assert stepper.last_error is None
 
 
-def test_step_n_consumes_exactly_n_and_chart_never_shows_unknown_candles():
-    events = make_events()
-    stepper = EventStepper(events, window_candles=30)
+def test_step_n_consumes_exactly_n_and_the_chart_never_shows_unknown_candles(market):
+    wb, candles = market
+    stepper = EventStepper(_session(wb), window_candles=30)
     stepper.n_steps.value = 37
     stepper.step_n_button.click()
-    assert stepper.consumed == 37 and stepper.last_time == events[36].knowable_time
-    candles = stepper.chart_candles()
-    assert len(candles) <= 30
-    # nothing after the clock: every candle shown had closed by last_time
-    assert int(candles.timestamps[-1]) + MINUTE <= stepper.last_time
-    expected = [e.timestamp for e in events[:37] if isinstance(e, CandleCompletionEvent) and e.timeframe == "1m"][-30:]
-    assert candles.timestamps.tolist() == expected
+    assert stepper.consumed == 37
+    now = stepper.session.clock.now()
+    assert now == stepper.last_event.knowable_time
+    shown = stepper.chart_data().candles
+    assert int(shown.timestamps[-1]) + MINUTE == now  # closed by now, no later
+    expected = candles[candles.timestamp + MINUTE <= now].tail(30)
+    assert shown.timestamps.tolist() == expected.timestamp.tolist()
+    np.testing.assert_array_equal(shown.column("close"), expected.close.to_numpy())
     (bodies,) = [c for c in stepper.axes.collections if c.get_gid() == "candle_bodies"]
     assert len(bodies.get_paths()) == len(expected)
 
 
-def test_filters_decide_what_is_shown_and_what_counts_as_a_step():
-    events = make_events()
-    stepper = EventStepper(events, window_candles=60)
+def test_filters_decide_what_is_shown_and_what_counts_as_a_step(market):
+    wb, _ = market
+    reference = [e for e in _session(wb).events()]  # the same replay, every event
+    stepper = EventStepper(_session(wb), window_candles=60)
     stepper.kind_filter.value = ("pivot",)
     stepper.pivot_filter.value = ("L2L", "L2H")
     got = stepper.step(3)
-    want = [e for e in events if isinstance(e, PivotEvent) and e.level == 2][:3]
+    want = [e for e in reference if isinstance(e, PivotEvent) and e.level == 2][:3]
     assert got == want
-    assert stepper.consumed == events.index(want[-1]) + 1  # stopped at the third L2 pivot
+    assert stepper.consumed == reference.index(want[-1]) + 1  # stopped at the third L2 pivot
     assert stepper.shown_events() == want
     assert all("pivot L2" in line for line in stepper.panel.value.split("<li>")[1:])
-    # chart pivots follow the pivot-type filter
     gids = {c.get_gid() for c in stepper.axes.collections}
-    assert not any(g.startswith("pivots_L1") for g in gids if g)
-    # timeframe filter: only 5m candles count now
+    assert not any(g.startswith("pivots_L1") for g in gids if g)  # chart pivots follow the filter
     stepper.kind_filter.value = ("candle",)
     stepper.timeframe_filter.value = ("5m",)
     got = stepper.step(2)
     assert [(e.timeframe, type(e)) for e in got] == [("5m", CandleCompletionEvent)] * 2
-    shown = stepper.shown_events()
-    assert shown and all(e.timeframe == "5m" for e in shown)
+    assert all(e.timeframe == "5m" for e in stepper.shown_events())
 
 
-def test_new_timeframes_are_offered_and_selected():
-    stepper = EventStepper(make_events(), timeframes=("1m",))
-    assert stepper.timeframe_filter.options == ("1m",)
-    stepper.kind_filter.value = ("candle",)
-    stepper.timeframe_filter.value = ("1m",)
-    stepper.step(12)
-    assert stepper.timeframe_filter.options == ("1m", "5m")
-    assert set(stepper.timeframe_filter.value) == {"1m", "5m"}
-
-
-def test_seek_moves_the_clock_forward_without_passing_the_target():
-    events = make_events()
-    first = events[0].knowable_time
-    stepper = EventStepper(events, time_range=(first, events[-1].knowable_time))
-    target = first + 90 * MINUTE
-    stepper.seek_slider.value = 90
-    assert stepper.seek_label.value.endswith(":00")
-    stepper.seek_button.click()
-    assert stepper.last_time == target
-    assert stepper.consumed == sum(e.knowable_time <= target for e in events)
-    candles = stepper.chart_candles()
-    assert int(candles.timestamps[-1]) == target - MINUTE  # the candle that just closed
-    # stepping on continues after the seek point
-    (nxt,) = stepper.step(1)
-    assert nxt.knowable_time > target
-
-
-def test_play_ticks_step_and_speed_sets_the_interval():
-    stepper = EventStepper(make_events(30))
+def test_play_ticks_step_and_speed_sets_the_interval(market):
+    wb, _ = market
+    stepper = EventStepper(_session(wb, end=T0 + 30 * MINUTE))
     stepper.speed.value = 120
     assert stepper.play.interval == 120
     stepper.play.value += 1  # what the browser's timer does
@@ -169,123 +129,94 @@ class Recorder(TrainingEventSubscriber):
         return 0.5
 
 
-def test_with_replay_engine_and_coordinator(tmp_path):
-    candles = demo_candles(SYMBOL, start=T0, days=0.25, seed=3)  # 360 one-minute candles
-    storage = DuckDBStorage(str(tmp_path / "ett.duckdb"))
-    storage.ingest(candles, SYMBOL, "1m")
-    provider = DataProvider(storage)
-    coordinator = InferenceTrainingCoordinator(provider, storage)
+def test_with_a_coordinator_frames_matches_and_pivots_are_drawn(market):
+    wb, candles = market
+    session = _session(wb)
     recorder = Recorder()
-    coordinator.subscribe_to_candle_completion(recorder, SYMBOL, "1m")
-
-    def predict(step):
-        coordinator.register_inference_frame(InferenceFrameReference.for_prediction(
-            coordinator.new_inference_id(), SYMBOL, "1m", step.timestamp, context=20,
-            norm_params=(100.0, 1.0, 10.0, 1.0), predicted_action="BUY", confidence=0.5))
-
-    provider.subscribe_inference_step(predict, SYMBOL, "1m")
-    last_open = int(candles.timestamp.iloc[-1])
-    engine = ReplayEngine(storage, provider, SYMBOL, T0, last_open, timeframes=["1m", "5m"])
-    stepper = EventStepper(engine, coordinator, window_candles=30)
-    try:
-        assert stepper.time_range == (T0, last_open)
-        assert stepper.timeframe_filter.options == ("1m", "5m")
-        stepper.kind_filter.value = ("candle",)
-        stepper.timeframe_filter.value = ("1m",)
-        text = stepper.counter.value
-        stepper.step_n_button.click()  # x10 by default
-        assert stepper.counter.value != text
-        stepper.step(30)
-        event = stepper.last_event
-        assert (event.timeframe, stepper.shown) == ("1m", 40)
-        assert stepper.last_time == engine.clock.now() == event.close_time
-        counters = coordinator.counters()
-        assert counters.matched == len(recorder.pairs) > 0
-        for name in ("pending", "matched", "expired", "delivered", "failed"):
-            cell = f"<td>{name}</td><td style='text-align:right'>{getattr(counters, name)}</td>"
-            assert cell in stepper.panel.value
-        # the chart: the last 30 closed candles, from the engine's cache
-        end = event.timestamp
-        want = candles.timestamp[(candles.timestamp <= end) & (candles.timestamp > end - 30 * MINUTE)]
-        assert stepper.chart_candles().timestamps.tolist() == want.tolist()
-        ax = stepper.axes
-        # the frame predicted at this candle's open was matched by it: highlighted
-        frame, matched_event = recorder.pairs[-1]
-        assert matched_event == event and frame.target_timestamp == event.timestamp
-        delivered_now = [(f, e) for f, e in recorder.pairs if e == event]
-        assert matched_pairs(event, coordinator.retained_frames()) == delivered_now
-        (bands,) = gid(ax, "matched_targets")
-        (band,) = bands.get_paths()
-        assert band.vertices[0, 0] == pytest.approx(mdates.date2num(np.datetime64(event.timestamp, "ms")), abs=1e-9)
-        # right after the completion no frame waits for a target
-        assert not gid(ax, "pending_targets")
-        # the next inference step registers a frame: target marked, window shaded
-        stepper.kind_filter.value = ("step",)
-        (step,) = stepper.step(1)
-        (targets,) = gid(ax, "pending_targets")
-        assert len(targets.get_segments()) == 1
-        (window,) = gid(ax, "current_window")
-        assert window.get_x() == pytest.approx(mdates.date2num(np.datetime64(step.timestamp - 20 * MINUTE, "ms")), abs=1e-9)
-        assert window.get_width() == pytest.approx(20 / 1440, rel=1e-6)
-        # seek forward with the slider: the clock moves, the chart follows from the cache
-        events_before = coordinator.counters().events
-        stepper.seek_slider.value = 200
-        stepper.seek_button.click()
-        target = T0 + 200 * MINUTE
-        assert stepper.last_error is None
-        assert engine.clock.now() == stepper.last_time == target
-        assert int(stepper.chart_candles().timestamps[-1]) == target - MINUTE
-        # with a coordinator the seek delivered every event on the way: 1m and 5m candles + pivots
-        closed = candles.timestamp[candles.timestamp + MINUTE <= target]
-        assert coordinator.counters().events == len(closed) > events_before
-        # each 1m candle but the first was predicted by the step at its open
-        assert len(recorder.pairs) == len(closed) - 1
-        # the chart's pivots after the seek are the full series' pivots known by then
-        full = detect_pivots(candles.timestamp.to_numpy(), candles.high.to_numpy(), candles.low.to_numpy(), "1m")
-        shown_lo = target - 30 * MINUTE
-        want = {(e.pivot_type, e.timestamp) for e in full.events(SYMBOL, "1m")
-                if e.confirmed_at <= target and e.timestamp >= shown_lo}
-        got = {(e.pivot_type, e.timestamp) for e in stepper._pivots[(SYMBOL, "1m")] if e.timestamp >= shown_lo}
-        assert got == want and want
-        drawn = sum(len(c.get_offsets()) for c in ax.collections if (c.get_gid() or "").startswith("pivots_"))
-        assert drawn == len(want)
-        (nxt,) = stepper.step(1)
-        assert nxt.knowable_time > target
-        # back in time with a coordinator attached: refused, nothing moves
-        stepper.seek(target + 10 * MINUTE)
-        now = engine.clock.now()
-        with pytest.raises(ConfigError, match="coordinator"):
-            stepper.seek(T0)
-        assert engine.clock.now() == now
-        stepper.seek_slider.value = 5
-        stepper.seek_button.click()
-        assert "coordinator" in stepper.last_error and "error" in stepper.counter.value
-        # chart another stream: the 5m candles, as pandas aggregates the 1m ones
-        assert (SYMBOL, "5m") in [v for _, v in stepper.chart_stream.options]
-        stepper.chart_stream.value = (SYMBOL, "5m")
-        assert stepper.last_error is None and (stepper.symbol, stepper.timeframe) == (SYMBOL, "5m")
-        shown = stepper.chart_candles()
-        frame = candles.assign(ts=pd.to_datetime(candles.timestamp, unit="ms")).set_index("ts")
-        five = frame.resample("5min").agg({"timestamp": "first", "high": "max", "low": "min"})
-        five = five[five.timestamp + 5 * MINUTE <= stepper.last_time].tail(30)
-        assert shown.timestamps.tolist() == five.timestamp.tolist()
-        np.testing.assert_allclose(shown.column("high"), five.high.to_numpy())
-        np.testing.assert_allclose(shown.column("low"), five.low.to_numpy())
-        # and its pivots: those of the whole 5m series, confirmed by now, inside the chart
-        all5 = frame.resample("5min").agg({"timestamp": "first", "high": "max", "low": "min"})
-        all5 = all5[all5.timestamp + 5 * MINUTE <= stepper.last_time]
-        table = detect_pivots(all5.timestamp.to_numpy(), all5.high.to_numpy(), all5.low.to_numpy(), "5m")
-        want5 = sum(1 for e in table.events(SYMBOL, "5m")
-                    if e.confirmed_at <= stepper.last_time and e.timestamp >= shown.timestamps[0])
-        drawn5 = sum(len(c.get_offsets()) for c in ax.collections if (c.get_gid() or "").startswith("pivots_"))
-        assert drawn5 == want5 > 0
-    finally:
-        coordinator.close()
-        storage.close()
+    session.coordinator.subscribe_to_candle_completion(recorder, SYMBOL, "1m")
+    session.on_inference_step(SYMBOL, "1m", lambda step: session.register_prediction(
+        step, 20, predicted_action="BUY", norm_params=(100.0, 1.0, 10.0, 1.0)))
+    stepper = EventStepper(session, window_candles=30)
+    coordinator = session.coordinator
+    assert (stepper.symbol, stepper.timeframe) == (SYMBOL, "1m")  # the stream with steps
+    assert stepper.timeframe_filter.options == ("1m", "5m")
+    stepper.kind_filter.value = ("candle",)
+    stepper.timeframe_filter.value = ("1m",)
+    stepper.step_n_button.click()  # x10 by default
+    stepper.step(30)
+    event = stepper.last_event
+    assert (event.timeframe, stepper.shown) == ("1m", 40)
+    assert session.clock.now() == event.close_time
+    counters = coordinator.counters()
+    assert counters.matched == len(recorder.pairs) > 0
+    for name in ("pending", "matched", "expired", "delivered", "failed"):
+        assert f"<td>{name}</td><td style='text-align:right'>{getattr(counters, name)}</td>" in stepper.panel.value
+    ax = stepper.axes
+    # the frame predicted at this candle's open was matched by it: highlighted
+    frame, matched_event = recorder.pairs[-1]
+    assert matched_event == event and frame.target_timestamp == event.timestamp
+    assert stepper.chart_data().matched == [(f, e) for f, e in recorder.pairs if e == event]
+    (bands,) = gid(ax, "matched_targets")
+    (band,) = bands.get_paths()
+    assert band.vertices[0, 0] == pytest.approx(mdates.date2num(np.datetime64(event.timestamp, "ms")), abs=1e-9)
+    assert not gid(ax, "pending_targets")  # right after the completion no frame waits for a target
+    # the next inference step registers a frame: target marked, window shaded
+    stepper.kind_filter.value = ("step",)
+    (step,) = stepper.step(1)
+    (targets,) = gid(ax, "pending_targets")
+    assert len(targets.get_segments()) == 1
+    (window,) = gid(ax, "current_window")
+    assert window.get_x() == pytest.approx(mdates.date2num(np.datetime64(step.timestamp - 20 * MINUTE, "ms")), abs=1e-9)
+    # seek forward: every event on the way is delivered, the chart follows
+    events_before = coordinator.counters().events
+    stepper.seek_slider.value = 200
+    stepper.seek_button.click()
+    target = T0 + 200 * MINUTE
+    assert stepper.last_error is None and session.clock.now() == target
+    assert int(stepper.chart_data().candles.timestamps[-1]) == target - MINUTE
+    closed = candles.timestamp[candles.timestamp + MINUTE <= target]
+    five = closed[(closed + MINUTE) % (5 * MINUTE) == 0]
+    assert coordinator.counters().events > events_before
+    assert len(recorder.pairs) == len(closed) - 20  # each 1m candle after the first full window
+    # the chart's pivots are the full series' pivots known by now, inside the chart
+    full = detect_pivots(candles.timestamp.to_numpy(), candles.high.to_numpy(), candles.low.to_numpy(), "1m",
+                         levels=3)
+    shown_lo = target - 30 * MINUTE
+    want = {(e.pivot_type, e.timestamp) for e in full.events(SYMBOL, "1m")
+            if e.confirmed_at <= target and e.timestamp >= shown_lo}
+    assert {(p.pivot_type, p.timestamp) for p in stepper.chart_data().pivots} == want and want
+    drawn = sum(len(c.get_offsets()) for c in ax.collections if (c.get_gid() or "").startswith("pivots_"))
+    assert drawn == len(want)
+    (nxt,) = stepper.step(1)
+    assert nxt.knowable_time > target
+    # back in time: refused, nothing moves, the error is shown
+    now = session.clock.now()
+    with pytest.raises(ConfigError, match="only moves forward"):
+        stepper.seek(T0)
+    stepper.seek_slider.value = 5
+    stepper.seek_button.click()
+    assert session.clock.now() == now and "forward" in stepper.last_error and "error" in stepper.counter.value
+    # chart another stream: the replay's own 5m candles, as pandas aggregates the 1m ones
+    stepper.chart_stream.value = (SYMBOL, "5m")
+    assert stepper.last_error is None and (stepper.symbol, stepper.timeframe) == (SYMBOL, "5m")
+    shown = stepper.chart_data().candles
+    frame = candles.assign(ts=pd.to_datetime(candles.timestamp, unit="ms")).set_index("ts")
+    agg = frame.resample("5min").agg({"timestamp": "first", "high": "max", "low": "min"})
+    agg = agg[agg.timestamp + 5 * MINUTE <= now]
+    assert shown.timestamps.tolist() == agg.timestamp.tail(30).tolist() and len(five)
+    np.testing.assert_allclose(shown.column("high"), agg.high.tail(30).to_numpy())
+    table = detect_pivots(agg.timestamp.to_numpy(), agg.high.to_numpy(), agg.low.to_numpy(), "5m", levels=3)
+    want5 = sum(1 for e in table.events(SYMBOL, "5m")
+                if e.confirmed_at <= now and e.timestamp >= shown.timestamps[0])
+    drawn5 = sum(len(c.get_offsets()) for c in ax.collections if (c.get_gid() or "").startswith("pivots_"))
+    assert drawn5 == want5 > 0
+    stepper.close()
+    session.close()
 
 
-def test_redraw_is_timed_and_fast_enough():
-    stepper = EventStepper(make_events(), window_candles=120)
+def test_redraw_is_timed_and_fast_enough(market):
+    wb, _ = market
+    stepper = EventStepper(_session(wb), window_candles=120)
     stepper.step(150)
     cpu = []
     for _ in range(10):
@@ -298,30 +229,22 @@ def test_redraw_is_timed_and_fast_enough():
     assert np.median(cpu) < 1000  # CPU time: other processes on a shared machine do not count
 
 
-def test_iterator_source_cannot_seek_backwards():
-    events = make_events(60)
-    stepper = EventStepper(events)
-    stepper.seek(events[0].knowable_time + 30 * MINUTE)
-    with pytest.raises(ConfigError, match="cannot seek back"):
-        stepper.seek(events[0].knowable_time)
-
-
 def test_importing_the_module_loads_no_widgets_and_no_pyplot():
     code = "import sys, ettlib.widgets, ettlib.plots; print('ipywidgets' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_bad_arguments_are_refused():
-    with pytest.raises(ConfigError, match="step"):
-        EventStepper(42)
+def test_bad_arguments_are_refused(market):
+    wb, _ = market
+    with pytest.raises(ConfigError, match="Session"):
+        EventStepper([])
+    session = _session(wb)
     with pytest.raises(ConfigError, match="window_candles"):
-        EventStepper([], window_candles=1)
-    stepper = EventStepper([])
+        EventStepper(session, window_candles=1)
+    with pytest.raises(ConfigError, match="does not replay ETH/USDT 15m"):
+        EventStepper(session, timeframe="15m")
+    stepper = EventStepper(session)
     with pytest.raises(ConfigError, match="positive"):
         stepper.step(0)
-    stepper.step(1)
-    assert stepper.finished and stepper.consumed == 0
-    assert stepper.seek_button.disabled  # no time range known
-    html = stepper.widget._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in html
+    assert "application/vnd.jupyter.widget-view+json" in stepper.widget._repr_mimebundle_()

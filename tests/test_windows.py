@@ -148,7 +148,7 @@ def test_bad_requests_raise(filled):
         store.read_window(SYMBOL, "1m", 0, 1, columns=("closee",))
     with pytest.raises(UnknownNameError):
         store.read_window(SYMBOL, "1min", 0, 1)
-    with pytest.raises(ConfigError, match="integer"):
+    with pytest.raises(ConfigError, match="whole number"):
         store.read_window(SYMBOL, "1m", 0.5, 1)
     assert store.read_windows(SYMBOL, "1m", [], []) == []
 

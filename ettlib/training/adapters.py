@@ -1,6 +1,6 @@
 """Training adapters: learners that subscribe to matched training pairs.
 
-Every adapter implements the seed's :class:`TrainingEventSubscriber`
+Every adapter implements :class:`~ettlib.coordinator.TrainingEventSubscriber`
 (``on_candle_completion(event, inference_ref)`` and
 ``on_pivot_event(event, inference_refs)``), predicts from a normalized
 window (:meth:`TrainingAdapter.predict`), and saves / loads its state.
@@ -239,7 +239,7 @@ class TrainingAdapter(TrainingEventSubscriber):
     # -- wiring ---------------------------------------------------------------
 
     def attach(self, coordinator, symbol: str, timeframe: str, pivot_types: Sequence[str] = ()):
-        """Learn from ``coordinator``'s pairs for one stream (the seed's Step 2)."""
+        """Learn from ``coordinator``'s pairs for one stream (candle and pivot pairs)."""
         self.source = coordinator
         coordinator.subscribe_to_candle_completion(self, symbol=symbol, timeframe=timeframe)
         if pivot_types:
@@ -415,7 +415,7 @@ class TrainingAdapter(TrainingEventSubscriber):
 
 
 class TransformerAdapter(TrainingAdapter):
-    """The seed's ``RealTrainingAdapter``: a :class:`~ettlib.training.models.CandleTransformer`
+    """``RealTrainingAdapter``, the original design's name: a :class:`~ettlib.training.models.CandleTransformer`
     trained by backprop (Adam, gradient clipping) on batches of matched pairs.
 
     Parameters
@@ -733,7 +733,7 @@ class TransformerAdapter(TrainingAdapter):
         self.steps = int(state["steps"])
 
 
-#: The seed's name for the Transformer adapter.
+#: The original design's name for the Transformer adapter.
 RealTrainingAdapter = TransformerAdapter
 
 

@@ -37,7 +37,10 @@ from ettlib.symbols import validate_symbol
 from ettlib.timeframes import check_higher, sort_timeframes, validate_timeframe
 from ettlib.times import to_ms_or_none
 
-__all__ = ["ExperimentConfig"]
+__all__ = ["ExperimentConfig", "OBJECT_PREFIX"]
+
+#: ``adapter`` of a run whose model was an adapter object (``"object:<module>.<class>"``).
+OBJECT_PREFIX = "object:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +52,19 @@ class ExperimentConfig:
     symbols
         Symbols to replay and predict on.
     base_timeframe
-        Timeframe of the stored candles the replay streams.
+        Timeframe of the stored candles the replay streams (``None``: the
+        finest stored for every symbol, decided when the run starts and
+        recorded in its manifest).
     timeframe
         Timeframe the model predicts on (its candles train the regression
-        head; its pivots the action head).
+        head; its pivots the action head); ``None``: the base.  A higher one
+        is aggregated by the replay from the base candles (no resample step).
     start, end
         Replay range (epoch ms, inclusive open times); ``None``: all data.
     adapter, adapter_params
         Registered adapter name and its parameters
-        (:func:`ettlib.training.registry.create`).
+        (:func:`ettlib.training.registry.create`); a run given an adapter
+        object records ``"object:<module>.<class>"``.
     baselines
         Adapters predicting beside the model on the same frames (scored,
         never registered as frames).
@@ -88,8 +95,8 @@ class ExperimentConfig:
     """
 
     symbols: tuple[str, ...] = ("ETH/USDT",)
-    base_timeframe: str = "1m"
-    timeframe: str = "1m"
+    base_timeframe: str | None = None
+    timeframe: str | None = None
     start: int | None = None
     end: int | None = None
     adapter: str = "transformer"
@@ -123,9 +130,11 @@ class ExperimentConfig:
             raise ConfigError("symbols is empty: name at least one symbol")
         for symbol in self.symbols:
             validate_symbol(symbol)
-        validate_timeframe(self.base_timeframe)
-        validate_timeframe(self.timeframe)
-        check_higher(self.base_timeframe, self.timeframe)
+        for name in ("base_timeframe", "timeframe"):
+            if getattr(self, name) is not None:
+                validate_timeframe(getattr(self, name))
+        if self.base_timeframe is not None and self.timeframe is not None:
+            check_higher(self.base_timeframe, self.timeframe)
         s(self, "start", to_ms_or_none(self.start, "start"))
         s(self, "end", to_ms_or_none(self.end, "end"))
         if self.start is not None and self.end is not None and self.start > self.end:
@@ -151,7 +160,9 @@ class ExperimentConfig:
                 raise UnknownNameError("pivot type", pivot_type, known_pivots)
         from ettlib.training import registry
 
-        for name in (self.adapter, *self.baselines):
+        if not (isinstance(self.adapter, str) and self.adapter.startswith(OBJECT_PREFIX)):
+            registry.check_name(self.adapter)
+        for name in self.baselines:
             registry.check_name(name)
         if not isinstance(self.adapter_params, Mapping):
             raise ConfigError(f"adapter_params must be a mapping, got {self.adapter_params!r}")
@@ -174,8 +185,8 @@ class ExperimentConfig:
 
     @property
     def timeframes(self) -> list[str]:
-        """Timeframes the replay produces: the base and the model's."""
-        return sort_timeframes({self.base_timeframe, self.timeframe})
+        """Timeframes the replay produces: the base and the model's (those given)."""
+        return sort_timeframes({tf for tf in (self.base_timeframe, self.timeframe) if tf is not None})
 
     # -- (de)serialization ------------------------------------------------------
 

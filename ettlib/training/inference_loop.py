@@ -1,12 +1,13 @@
-"""The inference loop (the seed's Step 3): predict, then register the frame.
+"""The inference loop: predict at each inference step, then register the frame.
 
 At each :class:`~ettlib.events.InferenceStepEvent` of its stream (every
 ``stride``-th one) the loop
 
 1. reads the last ``context_length`` candles -- ``[T - context*tf, T - tf]``
    on the timeframe grid, the candles closed at the step's time ``T`` --
-   through the replay's cache (a view, not a per-frame copy), falling back to
-   the store when the cache does not cover the range;
+   through its session (:meth:`ettlib.session.Session.window`: the replay's
+   cache, a view, not a per-frame copy, for the base and every aggregated
+   timeframe; the store when the cache does not cover the range);
 2. computes ``norm_params`` from that window and normalizes it
    (:mod:`ettlib.normalization`: the coordinator re-normalizes the re-read
    window with the same parameters at training, so the model learns from
@@ -33,10 +34,6 @@ that makes "one update per k candles" an explicit experimental choice.
 Pairs still wait at most ``k`` steps, and are never learned before their
 truth arrived.
 
-Examples
---------
->>> loop_window_bounds(600_000, "1m", 5)
-(300000, 540000)
 """
 
 from __future__ import annotations
@@ -50,12 +47,7 @@ from ettlib.normalization import compute_norm_params, normalize
 from ettlib.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
-__all__ = ["InferenceLoop", "loop_window_bounds"]
-
-
-def loop_window_bounds(t: int, timeframe: str, context_length: int) -> tuple[int, int]:
-    """``(data_range_start, data_range_end)`` of the window a step at ``t`` reads."""
-    return window_bounds(t, timeframe, context_length)
+__all__ = ["InferenceLoop"]
 
 
 class InferenceLoop:
@@ -65,8 +57,10 @@ class InferenceLoop:
     ----------
     adapter
         The model (any registered adapter) that predicts and learns.
-    coordinator
-        An ``InferenceTrainingCoordinator``: ``register_inference_frame(ref)``.
+    session
+        The :class:`~ettlib.session.Session` it predicts in: windows come
+        through ``session.window``, frames go to ``session.coordinator``,
+        steps from ``session.on_inference_step`` (:meth:`attach`).
     symbol, timeframe
         The stream to predict on.
     context_length
@@ -79,12 +73,6 @@ class InferenceLoop:
     train_every
         ``None``: the adapter trains when its batch fills.  ``k``: the adapter
         learns only at every ``k``-th step (see the module doc).
-    windows
-        Where windows come from: an object with
-        ``window(symbol, timeframe, start, end, columns) -> CandleArrays | None``
-        (the replay's cache), tried first.
-    storage
-        Fallback ``read_window`` source (a ``DuckDBStorage``).
     companions
         ``{name: adapter}`` predicting beside the model on the same windows
         (baselines); their predictions go to ``on_prediction``, not to frames.
@@ -99,7 +87,7 @@ class InferenceLoop:
     def __init__(
         self,
         adapter,
-        coordinator,
+        session,
         *,
         symbol: str,
         timeframe: str,
@@ -107,8 +95,6 @@ class InferenceLoop:
         columns: Sequence[str] = OHLCV_COLUMNS,
         stride: int = 1,
         train_every: int | None = None,
-        windows=None,
-        storage=None,
         companions: Mapping[str, object] | None = None,
         on_prediction: Callable | None = None,
         min_rows: int | None = None,
@@ -120,10 +106,9 @@ class InferenceLoop:
             not isinstance(train_every, int) or isinstance(train_every, bool) or train_every < 1
         ):
             raise ConfigError(f"train_every must be None or a positive int, got {train_every!r}")
-        if windows is None and storage is None:
-            raise ConfigError("InferenceLoop needs a window source: windows= (replay cache) or storage=")
         self.adapter = adapter
-        self.coordinator = coordinator
+        self.session = session
+        self.coordinator = session.coordinator
         self.symbol = symbol
         self.timeframe = validate_timeframe(timeframe)
         self._tf_ms = timeframe_ms(timeframe)
@@ -131,44 +116,19 @@ class InferenceLoop:
         self.columns = tuple(columns)
         self.stride = stride
         self.train_every = train_every
-        self.windows = windows
-        self.storage = storage
         self.companions = dict(companions or {})
         self.on_prediction = on_prediction
         self.min_rows = context_length if min_rows is None else int(min_rows)
         self.steps_seen = 0
         self.frames_registered = 0
-        self.cache_misses = 0
-        self._next_id = 1
         if train_every is not None:
             adapter.auto_train = False
         self.subscription = None
 
-    def attach(self, data_provider):
+    def attach(self):
         """Subscribe :meth:`on_step` to the stream's inference steps; returns the handle."""
-        self.subscription = data_provider.subscribe_inference_step(
-            self.on_step, self.symbol, self.timeframe
-        )
+        self.subscription = self.session.on_inference_step(self.symbol, self.timeframe, self.on_step)
         return self.subscription
-
-    def _new_id(self):
-        make = getattr(self.coordinator, "new_inference_id", None)
-        if make is not None:
-            return make()
-        value, self._next_id = self._next_id, self._next_id + 1
-        return value
-
-    def read_window(self, start: int, end: int):
-        """The raw candles ``[start, end]``: the cache's view, else the store's rows."""
-        window = None
-        if self.windows is not None:
-            window = self.windows.window(self.symbol, self.timeframe, start, end, self.columns)
-        if window is None:
-            if self.storage is None:
-                return None
-            self.cache_misses += 1
-            window = self.storage.read_window(self.symbol, self.timeframe, start, end, self.columns)
-        return window
 
     def on_step(self, step: InferenceStepEvent) -> InferenceFrameReference | None:
         """Predict at ``step`` and register the frame; ``None`` when skipped."""
@@ -178,15 +138,15 @@ class InferenceLoop:
         if self.train_every is not None and (self.steps_seen - 1) % (self.train_every * self.stride) == 0:
             self.adapter.flush()
         t = step.timestamp
-        start, end = loop_window_bounds(t, self.timeframe, self.context_length)
-        window = self.read_window(start, end)
+        start, end = window_bounds(t, self.timeframe, self.context_length)
+        window = self.session.window(self.symbol, self.timeframe, start, end, self.columns)
         if window is None or len(window) < self.min_rows:
             return None
         norm_params = compute_norm_params(window)
         values = normalize(window.values, window.columns, norm_params)
         action, candle, confidence = self.adapter.predict(values, window.columns)
         ref = InferenceFrameReference(
-            inference_id=self._new_id(),
+            inference_id=self.coordinator.new_inference_id(),
             symbol=self.symbol,
             timeframe=self.timeframe,
             prediction_timestamp=t,

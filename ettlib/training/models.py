@@ -9,7 +9,7 @@ and returns
 * ``action_logits``: BUY / SELL / HOLD logits (:data:`ACTIONS` order); the
   confidence of a prediction is the softmax maximum.
 
-Design decisions (measured in ``MEASURED.md``):
+Design decisions (each measured on a 2-core machine, see docs/performance.md):
 
 * attention dropout defaults to 0 -- dropout inside attention forces PyTorch
   off its fused attention path (about 2.5x slower at seq 600); the
@@ -79,7 +79,7 @@ class ModelConfig:
     n_features
         Columns per candle in the input window.
     context_length
-        Rows per window (the seed uses 600; small values train far faster).
+        Rows per window (a production model may use 600; small values train far faster).
     d_model, n_heads, n_layers, d_ff
         Encoder width, attention heads (must divide ``d_model``), layers,
         feed-forward width.

@@ -1,0 +1,206 @@
+"""The ``runs`` table: experiment manifests, what a resume checks, and what a run learned.
+
+A run's manifest row says what it takes to reproduce it: the config (JSON),
+the data's fingerprint, the package version, the git commit, the seed, the
+timings, the status (``running``, ``completed``, ``interrupted``,
+``failed``), the metrics and the error.  It is written when the run starts
+(status ``running``) and rewritten when it ends.
+
+Examples
+--------
+>>> from ettlib.store import DuckDBStorage
+>>> from ettlib.training.config import ExperimentConfig
+>>> store = DuckDBStorage(":memory:")
+>>> manifest = Manifest("r1", ExperimentConfig(adapter="persistence", baselines=()), "f" * 32,
+...                     started_at=None, version="0.1.0", commit=None)
+>>> write_manifest(store.con, manifest, status="running")
+>>> store.con.execute("SELECT status, seed FROM runs").fetchone()
+('running', 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ettlib.errors import ConfigError
+from ettlib.training.config import ExperimentConfig
+
+__all__ = [
+    "Manifest",
+    "RESUMABLE",
+    "write_manifest",
+    "load_run_config",
+    "check_resumable",
+    "learned_pairs",
+    "pair_counts",
+    "data_fingerprint",
+    "git_commit",
+    "package_version",
+    "now_utc",
+]
+
+#: Statuses of a run that a resume continues.
+RESUMABLE = ("running", "interrupted")
+
+#: Config fields a resume may change: where things are, not what is computed.
+RESUME_MAY_CHANGE = ("db_path", "results_db", "checkpoint")
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What identifies a run: its id, config, data fingerprint, start time and code version."""
+
+    run_id: str
+    config: ExperimentConfig
+    fingerprint: str
+    started_at: datetime | None
+    version: str
+    commit: str | None
+
+
+def now_utc() -> datetime:
+    """The wall clock, for manifest bookkeeping only (``started_at``/``finished_at``; never under replay)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def write_manifest(con, manifest: Manifest, *, status: str, finished_at=None, wall_s=None,
+                   metrics=None, error=None) -> None:
+    """Write (or rewrite) ``manifest``'s row of ``runs`` with ``status``."""
+    con.execute("DELETE FROM runs WHERE run_id = ?", [manifest.run_id])
+    con.execute(
+        "INSERT INTO runs (run_id, status, config, data_fingerprint, package_version, git_commit,"
+        " seed, started_at, finished_at, wall_s, metrics, error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [manifest.run_id, status, manifest.config.to_json(), manifest.fingerprint, manifest.version,
+         manifest.commit, manifest.config.seed, manifest.started_at, finished_at, wall_s,
+         None if metrics is None else json.dumps(metrics, sort_keys=True), error],
+    )
+
+
+def load_run_config(db_path, run_id: str) -> ExperimentConfig:
+    """The config stored in the ``runs`` manifest of ``run_id`` in ``db_path``.
+
+    Raises :class:`~ettlib.errors.ConfigError` when the file or the run is not there.
+    """
+    from ettlib.store import DuckDBStorage
+
+    if not Path(db_path).is_file():
+        raise ConfigError(f"{db_path}: no such database")
+    with DuckDBStorage(db_path, read_only=True) as storage:
+        row = storage.con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        raise ConfigError(f"{db_path}: no run {run_id!r} in the runs table")
+    return ExperimentConfig.from_json(row[0])
+
+
+def check_resumable(results, run_id: str, config: ExperimentConfig, fingerprint: str):
+    """Check that ``run_id`` can be resumed with ``config``; returns its ``started_at``."""
+    row = results.con.execute(
+        "SELECT status, config, data_fingerprint, started_at FROM runs WHERE run_id = ?", [run_id]
+    ).fetchone()
+    if row is None:
+        raise ConfigError(f"{results.path}: no run {run_id!r} to resume")
+    status, stored_json, stored_fingerprint, started_at = row
+    if status == "completed":
+        raise ConfigError(f"run {run_id!r} is already completed; there is nothing to resume")
+    if status not in RESUMABLE:
+        raise ConfigError(
+            f"run {run_id!r} has status {status!r}: only a run whose process was killed (status "
+            "'running') or interrupted with Ctrl-C ('interrupted') can be resumed; a run stopped "
+            "by an exception flushed its partial results in the middle of an instant -- run it "
+            "again without resume"
+        )
+    stored = ExperimentConfig.from_json(stored_json).to_dict()
+    given = config.to_dict()
+    differ = [k for k in given if k not in RESUME_MAY_CHANGE and given[k] != stored.get(k)]
+    if differ:
+        raise ConfigError(
+            f"run {run_id!r} was started with another config; a resume must use the same one "
+            "(only " + ", ".join(RESUME_MAY_CHANGE) + " may change): "
+            + "; ".join(f"{k}: stored {stored.get(k)!r}, given {given[k]!r}" for k in differ)
+        )
+    if stored_fingerprint != fingerprint:
+        raise ConfigError(
+            f"run {run_id!r}: the candles in {config.db_path} changed since the run started "
+            "(data fingerprint differs); it cannot be resumed exactly"
+        )
+    return started_at
+
+
+def learned_pairs(con, run_id: str, subscriber: str) -> list[tuple[str, float]]:
+    """``(event kind, loss)`` of every pair the adapter learned, in learning order.
+
+    Read back from ``training_events`` (the losses are written there at each
+    flush), so a resumed run has them all.  Learning order is delivery order
+    (the adapter's queue is first in, first out): by ``seq``, then, for the
+    frames of one pivot, by frame (ids from ``new_inference_id()`` grow with
+    prediction time, the order the coordinator hands them over).
+    """
+    return [(kind, float(loss)) for kind, loss in con.execute(
+        "SELECT event_kind, loss FROM training_events"
+        " WHERE run_id = ? AND subscriber = ? AND metrics IS NOT NULL"
+        " ORDER BY seq, TRY_CAST(inference_id AS BIGINT), inference_id",
+        [run_id, subscriber],
+    ).fetchall()]
+
+
+def pair_counts(learned) -> dict:
+    """Counts and mean loss of ``(event kind, loss)`` pairs.
+
+    >>> pair_counts([("candle", 1.0), ("pivot", 3.0)])
+    {'candle_pairs': 1, 'pivot_pairs': 1, 'mean_pair_loss': 2.0}
+    """
+    candle = [loss for kind, loss in learned if kind == "candle"]
+    pivot = [loss for kind, loss in learned if kind == "pivot"]
+    return {
+        "candle_pairs": len(candle),
+        "pivot_pairs": len(pivot),
+        "mean_pair_loss": (sum(candle) + sum(pivot)) / len(learned) if learned else None,
+    }
+
+
+def data_fingerprint(storage, config: ExperimentConfig) -> str:
+    """SHA-256 over each symbol's base candles in the range (count, bounds, row hashes)."""
+    con = storage.con
+    parts = []
+    lo = config.start if config.start is not None else -(2**62)
+    hi = config.end if config.end is not None else 2**62
+    for symbol in config.symbols:
+        row = con.execute(
+            "SELECT count(*), min(timestamp), max(timestamp),"
+            " bit_xor(hash(timestamp, open, high, low, close, volume))"
+            " FROM ohlcv_data WHERE symbol = ? AND timeframe = ? AND timestamp BETWEEN ? AND ?",
+            [symbol, config.base_timeframe, lo, hi],
+        ).fetchone()
+        parts.append([symbol, config.base_timeframe, *[None if v is None else int(v) for v in row]])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def git_commit() -> str | None:
+    """The commit of the ettlib source tree, or ``None`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def package_version() -> str:
+    """The installed ettlib's version (the source tree's when not installed)."""
+    try:
+        from importlib.metadata import version
+
+        return version("ettlib")
+    except Exception:  # not installed: the source tree's version
+        import ettlib
+
+        return getattr(ettlib, "__version__", "unknown")

@@ -1,0 +1,111 @@
+"""The Workbench: the one entry point -- a store, and wired replay sessions over it.
+
+::
+
+    from ettlib import Workbench
+
+    wb = Workbench()                                   # data/ett.duckdb, the embedded default
+    s = wb.session(["ETH/USDT"], start="2024-01-01", end="2024-01-02",
+                   timeframes=["5m", "15m", "1h"], pivot_levels=3)
+    s.coordinator.subscribe_to_candle_completion(adapter, "ETH/USDT", "1m")
+    s.on_inference_step("ETH/USDT", "1m", predict)   # before or during the run
+    s.run()                                            # or s.step(n), s.seek(t), s.events()
+
+A :class:`Workbench` opens one store (:class:`~ettlib.store.DuckDBStorage`)
+and hands out :class:`~ettlib.session.Session` s, each of which owns its
+provider, engine, clock, windows and coordinator (see :mod:`ettlib.session`).
+:meth:`Workbench.run` runs a whole experiment
+(:func:`~ettlib.training.experiment.run_experiment`) on the same store.
+
+Examples
+--------
+>>> from ettlib.demo import write_demo_data
+>>> with Workbench(":memory:") as wb:
+...     _ = write_demo_data(wb.store, symbol="ETH/USDT", days=1)
+...     wb.symbols(), wb.timeframes("ETH/USDT")
+(['ETH/USDT'], ['1m'])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ettlib.store import DEFAULT_PATH, DuckDBStorage
+
+__all__ = ["Workbench"]
+
+
+class Workbench:
+    """A store and the replay sessions over it.
+
+    Parameters
+    ----------
+    path
+        The DuckDB file (default ``data/ett.duckdb``, relative to the working
+        directory), ``":memory:"``, or an open
+        :class:`~ettlib.store.DuckDBStorage` (used as it is, not closed here).
+    read_only
+        Open the file without taking the write lock (several processes may
+        read it at once; sessions then keep their results in memory or in
+        a results file of their own).
+    """
+
+    def __init__(self, path: str | Path | DuckDBStorage | None = None, *, read_only: bool = False):
+        if isinstance(path, DuckDBStorage):
+            self.store, self._owned = path, False
+        else:
+            self.store = DuckDBStorage(DEFAULT_PATH if path is None else path, read_only=read_only)
+            self._owned = True
+        self.path = self.store.path
+
+    # -- what the store holds ----------------------------------------------------------
+
+    def symbols(self) -> list[str]:
+        """Symbols with stored candles, sorted."""
+        return self.store.symbols()
+
+    def timeframes(self, symbol: str) -> list[str]:
+        """Timeframes stored for ``symbol``, shortest first."""
+        return self.store.timeframes(symbol)
+
+    # -- sessions and runs ---------------------------------------------------------------
+
+    def session(self, symbols, start=None, end=None, **options):
+        """A wired replay session of ``symbols`` over ``[start, end]`` (see :class:`~ettlib.session.Session`).
+
+        ``options`` are the session's: ``timeframes``, ``base_timeframe``,
+        ``pivot_levels``, ``pivot_lookback``, ``run_id``, ``results``, ...
+        """
+        from ettlib.session import Session
+
+        return Session(self.store, symbols, start, end, **options)
+
+    def run(self, config, **options):
+        """Run an experiment on this store (:func:`~ettlib.training.experiment.run_experiment`).
+
+        ``config``'s ``db_path`` is this workbench's file; ``options`` go to
+        ``run_experiment`` (``adapter=``, ``run_id=``, ``resume=``, ...).
+        """
+        from ettlib.training.experiment import ExperimentConfig, run_experiment
+
+        if not isinstance(config, ExperimentConfig):
+            config = ExperimentConfig.from_dict({**dict(config), "db_path": self.path})
+        else:
+            config = config.replace(db_path=self.path)
+        return run_experiment(config, storage=self.store, **options)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store (when this workbench opened it)."""
+        if self._owned:
+            self.store.close()
+
+    def __enter__(self) -> Workbench:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workbench({self.path!r})"
