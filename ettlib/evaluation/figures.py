@@ -152,7 +152,7 @@ def plot_predictions(
     for action, (marker, colour) in _ACTION_STYLE.items():
         taken = actions == action
         if taken.any():
-            ax.scatter(execution[taken], opens[taken], marker=marker, s=30, c=colour, edgecolors="k",
+            ax.scatter(execution[taken], opens[taken], marker=marker, s=18, c=colour, edgecolors="k",
                        linewidths=0.4, zorder=5, label=f"{action} (executed at the open)", gid=f"action_{action}")
     if table_pivots and len(pivots):
         _draw_table_pivots(ax, validate_pivots(pivots), candles, step)

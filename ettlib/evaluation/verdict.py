@@ -126,20 +126,25 @@ def format_p_value(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
+def _percent(x: float) -> str:
+    """A share as a percentage: one decimal, or two significant digits below 0.1%."""
+    return f"{x:.1%}" if abs(x) >= 0.001 or x == 0 else f"{x * 100:.2g}%"
+
+
 def _value(mc: MetricComparison, value: float) -> str:
-    return f"{value:.1%}" if mc.spec.higher_is_better else f"{value:.4g}"
+    return f"{value:.1%}" if mc.spec.higher_is_better else f"{value:#.4g}"
 
 
 def _gap(mc: MetricComparison, model: float, baseline: float, skill: float) -> str:
     """How far apart: relative for a loss (the skill), in percentage points for an accuracy."""
     if mc.spec.higher_is_better:
         return f"{abs(model - baseline) * 100:.1f} points"
-    return f"{abs(skill):.1%}"
+    return _percent(abs(skill))
 
 
 def _evidence(mc: MetricComparison, skill: Interval, p: float) -> str:
-    interval = f"{skill.level:.0%} CI {skill.low:.1%} to {skill.high:.1%}"
-    head = f"skill {interval}" if not mc.spec.higher_is_better else f"skill {skill.estimate:.1%}, {interval}"
+    interval = f"{skill.level:.0%} CI {_percent(skill.low)} to {_percent(skill.high)}"
+    head = f"skill {interval}" if not mc.spec.higher_is_better else f"skill {_percent(skill.estimate)}, {interval}"
     return f"{head}, DM {format_p_value(p)}"
 
 
@@ -195,7 +200,7 @@ def _clause(h: Headline) -> str:
     if h.baseline is None:
         return f"{h.label}: nothing scored"
     p = "" if not math.isfinite(h.p_value) else f", {format_p_value(h.p_value)}"
-    fmt = "{:.1%}" if h.higher_is_better else "{:.4g}"
+    fmt = "{:.1%}" if h.higher_is_better else "{:#.4g}"
     numbers = f"{fmt.format(h.model_value.estimate)} vs {fmt.format(h.baseline_value.estimate)}"
     if h.outcome in (Outcome.TOO_FEW, Outcome.NO_DIFFERENCE):
         return f"{h.label}: {h.outcome} ({numbers} for {h.baseline})"
