@@ -13,7 +13,6 @@ from ettlib.errors import ConfigError, DataValidationError
 from ettlib.evaluation import (
     action_scores,
     actual_direction,
-    direction_scores,
     identical_predictions,
     last_candle_direction,
     majority_direction_so_far,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from _evaluation_data import ar_model_table, candle_table, noise_model_table, pivot_table, with_model
 

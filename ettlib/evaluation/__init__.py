@@ -144,6 +144,7 @@ __all__ = [
     "pivot_majority_so_far",
     "pivot_scores",
     "predicted_direction",
+    "prediction_losses",
     "skill_score",
     "trading_intervals",
     "validate_pivots",

@@ -62,7 +62,13 @@ from ettlib.evaluation.scores import (
     model_direction_scores,
     pivot_scores,
 )
-from ettlib.evaluation.stats import DieboldMariano, Interval, block_length, bootstrap_intervals, diebold_mariano
+from ettlib.evaluation.stats import (
+    DieboldMariano,
+    Interval,
+    block_length,
+    bootstrap_intervals,
+    diebold_mariano,
+)
 from ettlib.evaluation.table import (
     ACTION,
     PRED_CLOSE,

@@ -153,7 +153,8 @@ def plot_predictions(
         taken = actions == action
         if taken.any():
             ax.scatter(execution[taken], opens[taken], marker=marker, s=18, c=colour, edgecolors="k",
-                       linewidths=0.4, zorder=5, label=f"{action} (executed at the open)", gid=f"action_{action}")
+                       linewidths=0.4, zorder=5, label=f"{action} (executed at the open)",
+                       gid=f"action_{action}")
     if table_pivots and len(pivots):
         _draw_table_pivots(ax, validate_pivots(pivots), candles, step)
     ax.legend(loc="best", fontsize="small")
@@ -166,7 +167,8 @@ def _draw_table_pivots(ax, pivots: pd.DataFrame, candles, step: int) -> None:
     times = np.asarray(candles.timestamps, dtype=np.int64)
     at = np.searchsorted(times, distinct["pivot_time"].to_numpy(dtype=np.int64))
     inside = (at < len(times)) & (times[np.minimum(at, len(times) - 1)] == distinct["pivot_time"].to_numpy())
-    for action, column, marker, gid in (("BUY", "low", "^", "pivots_low"), ("SELL", "high", "v", "pivots_high")):
+    styles = (("BUY", "low", "^", "pivots_low"), ("SELL", "high", "v", "pivots_high"))
+    for action, column, marker, gid in styles:
         sel = inside & (distinct["implied_action"].to_numpy() == action)
         if sel.any():
             bars = at[sel]

@@ -221,9 +221,10 @@ def bootstrap_intervals(
         draws = bootstrap.apply(vector, reps)
         tail = 100 * (1 - level) / 2
         low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+    nan = float("nan")
     return tuple(
-        Interval(float(e), float(lo), float(hi), float(level), size, int(reps))
-        if np.isfinite(e) else Interval(float("nan"), float("nan"), float("nan"), float(level), size, int(reps))
+        Interval(float(e), float(lo), float(hi), float(level), size, int(reps)) if np.isfinite(e)
+        else Interval(nan, nan, nan, float(level), size, int(reps))
         for e, lo, hi in zip(estimate, low, high)
     )
 
@@ -235,7 +236,7 @@ def bootstrap_interval(x, statistic: Callable[[np.ndarray], float] = np.mean, **
 
 
 def newey_west_lag(n: int, horizon: int = 1) -> int:
-    """The HAC lag for ``n`` observations of an ``horizon``-step forecast: ``max(h - 1, floor(4 (n/100)^(2/9)))``."""
+    """The HAC lag for ``n`` observations of an ``h``-step forecast: ``max(h - 1, floor(4 (n/100)^(2/9)))``."""
     if n < 1:
         raise ConfigError(f"n must be positive, got {n!r}")
     if horizon < 1:

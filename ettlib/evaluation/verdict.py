@@ -1,4 +1,4 @@
-"""A verdict in plain English, and its headline numbers, from a :class:`~ettlib.evaluation.comparison.Comparison`.
+"""A verdict in plain English, and its headline numbers, from a comparison of the model with its baselines.
 
 Each metric is judged against its best baseline (the one with the lowest
 mean loss) at the significance level ``alpha = 1 - level`` of the intervals
@@ -144,8 +144,11 @@ def _gap(mc: MetricComparison, model: float, baseline: float, skill: float) -> s
 
 def _evidence(mc: MetricComparison, skill: Interval, p: float) -> str:
     interval = f"{skill.level:.0%} CI {_percent(skill.low)} to {_percent(skill.high)}"
-    head = f"skill {interval}" if not mc.spec.higher_is_better else f"skill {_percent(skill.estimate)}, {interval}"
-    return f"{head}, DM {format_p_value(p)}"
+    if mc.spec.higher_is_better:
+        interval = f"skill {_percent(skill.estimate)}, {interval}"
+    else:
+        interval = f"skill {interval}"
+    return f"{interval}, DM {format_p_value(p)}"
 
 
 def judge(mc: MetricComparison, *, min_predictions: int = MIN_PREDICTIONS) -> Headline:
@@ -155,7 +158,8 @@ def judge(mc: MetricComparison, *, min_predictions: int = MIN_PREDICTIONS) -> He
     label, model_value, baseline = mc.spec.label, mc.values[mc.model], mc.best_baseline
     if baseline is None:
         return Headline(mc.metric, label, mc.spec.higher_is_better, mc.n, model_value, None, None, None,
-                        math.nan, Outcome.TOO_FEW, False, f"No {label} to judge: no {mc.spec.unit} was scored.")
+                        math.nan, Outcome.TOO_FEW, False,
+                        f"No {label} to judge: no {mc.spec.unit} was scored.")
     base_value, skill = mc.values[baseline], mc.skill[baseline]
     m, b = model_value.estimate, base_value.estimate
     loses = (m < b) if mc.spec.higher_is_better else (m > b)
