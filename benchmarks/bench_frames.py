@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ettlib.cache import CandleCache
+from ettlib.replay.cache import CandleCache
 from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber
-from ettlib.data_provider import DataProvider
-from ettlib.demo import demo_candles
-from ettlib.events import CandleCompletionEvent, PivotEvent
-from ettlib.frames import InferenceFrameReference
-from ettlib.schema import CANDLE_COLUMNS
+from ettlib.replay.provider import DataProvider
+from ettlib.store.demo import demo_candles
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
+from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.store.schema import CANDLE_COLUMNS
 from ettlib.store import DuckDBStorage
 
 M = 60_000
@@ -69,7 +69,7 @@ def frame(i: int, t: int, context: int = CONTEXT) -> InferenceFrameReference:
 
 
 def candles(n: int, seed: int = 7) -> pd.DataFrame:
-    """``n`` seeded demo 1m candles from ``T0`` (:func:`ettlib.demo.demo_candles`)."""
+    """``n`` seeded demo 1m candles from ``T0`` (:func:`ettlib.store.demo.demo_candles`)."""
     return demo_candles(SYMBOL, start=T0, days=n / 1440, seed=seed)
 
 
@@ -239,7 +239,7 @@ def measure_replay(n_candles: int, *, coordinated: bool = True) -> float:
 
     ``coordinated=False``: the same replay with no-op candle and step
     callbacks (the baseline the coordinator adds to)."""
-    from ettlib.frames import NormParams
+    from ettlib.coordinator.frames import NormParams
     from ettlib.replay import ReplayEngine
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,7 +297,7 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
     """
     import pyarrow as pa
 
-    from ettlib.frames import NormParams
+    from ettlib.coordinator.frames import NormParams
 
     params = NormParams(100.0, 1.0, 10.0, 1.0)
     n_built = min(n_candles, 200_000)

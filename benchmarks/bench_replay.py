@@ -31,8 +31,8 @@ START = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
 
 def make_candles(count: int, seed: int = 7) -> pd.DataFrame:
-    """``count`` seeded demo 1-minute candles (:func:`ettlib.demo.demo_candles`)."""
-    from ettlib.demo import demo_candles
+    """``count`` seeded demo 1-minute candles (:func:`ettlib.store.demo.demo_candles`)."""
+    from ettlib.store.demo import demo_candles
 
     frame = demo_candles("ETH/USDT", start=START, days=-(-count // 1440), seed=seed)
     return frame.iloc[:count].reset_index(drop=True)
@@ -42,7 +42,7 @@ def write_store(path: Path, frame: pd.DataFrame):
     """Write the candles into a DuckDB file; return an open storage."""
     import duckdb
 
-    from ettlib.schema import ensure_schema
+    from ettlib.store.schema import ensure_schema
 
     con = duckdb.connect(str(path))
     ensure_schema(con)
@@ -58,8 +58,8 @@ def write_store(path: Path, frame: pd.DataFrame):
 
 
 def bench_ettlib(storage, count: int) -> dict:
-    from ettlib.data_provider import DataProvider
-    from ettlib.events import pivot_types_up_to
+    from ettlib.replay.provider import DataProvider
+    from ettlib.replay.events import pivot_types_up_to
     from ettlib.replay import ReplayEngine
 
     provider = DataProvider()

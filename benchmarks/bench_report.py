@@ -45,7 +45,7 @@ def _trivial_notebook(path: Path) -> Path:
 
 
 def _demo_database(path: Path, days: int) -> float:
-    from ettlib.demo import write_demo_data
+    from ettlib.store.demo import write_demo_data
     from ettlib.store import DuckDBStorage
 
     t0 = time.perf_counter()

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ettlib.demo import demo_candles
-from ettlib.schema import CANDLE_COLUMNS
+from ettlib.store.demo import demo_candles
+from ettlib.store.schema import CANDLE_COLUMNS
 from ettlib.store import DuckDBStorage
 
 SYMBOL = "ETH/USDT"
@@ -43,7 +43,7 @@ BUDGET_MS = 0.5
 
 
 def synthetic_minutes(n: int, seed: int = 7) -> pd.DataFrame:
-    """``n`` seeded demo 1m candles from ``START`` (:func:`ettlib.demo.demo_candles`)."""
+    """``n`` seeded demo 1m candles from ``START`` (:func:`ettlib.store.demo.demo_candles`)."""
     return demo_candles(SYMBOL, start=START, days=n / 1440, seed=seed)
 
 
@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         # -- ingest ---------------------------------------------------------
-        import ettlib.indicators  # noqa: F401  (its import cost is not ingest's)
+        import ettlib.store.indicators  # noqa: F401  (its import cost is not ingest's)
 
         store = DuckDBStorage(Path(tmp) / "bench.duckdb")
         t = time.perf_counter()

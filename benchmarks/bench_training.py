@@ -2,7 +2,7 @@
 
 Run ``python benchmarks/bench_training.py`` (full) or ``--quick`` (< 60 s).
 
-Measures, in one run, on seeded demo candles (:mod:`ettlib.demo`) in a
+Measures, in one run, on seeded demo candles (:mod:`ettlib.store.demo`) in a
 DuckDB file:
 
 1. **Event-driven vs pre-built.**  A replay drives the Transformer adapter
@@ -55,11 +55,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ettlib.demo import DEFAULT_START, write_demo_data
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.store.demo import DEFAULT_START, write_demo_data
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.store import DuckDBStorage
 from ettlib.training.adapters import RiverAdapter, TransformerAdapter, normalized_target
-from ettlib.training.experiment import ExperimentConfig, run_experiment
+from ettlib.experiment.runner import ExperimentConfig, run_experiment
 from ettlib.training.inference_loop import InferenceLoop
 from ettlib.workbench import Workbench
 

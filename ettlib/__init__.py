@@ -9,7 +9,7 @@ importable from its module.  Importing ettlib does no I/O.
 """
 
 from ettlib.coordinator import InferenceData, InferenceTrainingCoordinator, TrainingEventSubscriber
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import (
     ClockError,
     ConfigError,
@@ -21,8 +21,8 @@ from ettlib.errors import (
     SubscriberError,
     UnknownNameError,
 )
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
-from ettlib.frames import InferenceFrameReference
+from ettlib.replay.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
+from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.replay import ReplayEngine
 from ettlib.session import Session
 from ettlib.store import DuckDBStorage
@@ -32,18 +32,18 @@ __version__ = "0.1.0"
 
 # These load torch, papermill or ipywidgets: resolved on first use, not at import.
 _LAZY_NAMES = {
-    "ExperimentConfig": "ettlib.training.config",
-    "ExperimentResult": "ettlib.training.experiment",
-    "ExperimentError": "ettlib.training.experiment",
-    "run_experiment": "ettlib.training.experiment",
+    "ExperimentConfig": "ettlib.experiment.config",
+    "ExperimentResult": "ettlib.experiment.runner",
+    "ExperimentError": "ettlib.experiment.runner",
+    "run_experiment": "ettlib.experiment.runner",
     "RealTrainingAdapter": "ettlib.training.adapters",
     "TransformerAdapter": "ettlib.training.adapters",
     "RiverAdapter": "ettlib.training.adapters",
     "PersistenceAdapter": "ettlib.training.adapters",
-    "EventStepper": "ettlib.widgets",
+    "EventStepper": "ettlib.notebooks.widgets",
     "run_report": "ettlib.reports",
     "ReportError": "ettlib.reports",
-    "run_sweep": "ettlib.sweep",
+    "run_sweep": "ettlib.experiment.sweep",
 }
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ettlib.errors import EttError
+from ettlib.timeframes import TIMEFRAMES
 
 __all__ = ["main", "DEFAULT_DB", "parse_overrides"]
 
@@ -24,7 +25,7 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_data_demo(args) -> int:
-    from ettlib.demo import write_demo_data
+    from ettlib.store.demo import write_demo_data
     from ettlib.store import DuckDBStorage
 
     with DuckDBStorage(args.db) as storage:
@@ -64,7 +65,8 @@ def _cmd_data_indicators(args) -> int:
 
 
 def _cmd_data_pivots(args) -> int:
-    from ettlib.pivots import detect_pivots, store_pivots
+    from ettlib.replay.pivots import detect_pivots
+    from ettlib.store.pivot_points import store_pivots
     from ettlib.replay import resolve_base_timeframe
     from ettlib.store import DuckDBStorage
 
@@ -92,22 +94,30 @@ def _parse_time(text: str) -> int:
 
 
 def _cmd_replay(args) -> int:
-    from ettlib.replay import count_events, default_timeframes, resolve_base_timeframe
-    from ettlib.store import DuckDBStorage
+    """``ett replay``: replay through a session (the fast path) and count the events by kind and timeframe."""
+    from collections import Counter
+
+    from ettlib.replay.engine import default_timeframes, resolve_base_timeframe
+    from ettlib.replay.events import pivot_types_up_to
+    from ettlib.workbench import Workbench
 
     _require_file(args.db)
-    with DuckDBStorage(args.db, read_only=True) as storage:
-        base = resolve_base_timeframe(storage, args.symbols, args.base, args.timeframes or ())
-        timeframes = default_timeframes(base) if args.timeframes is None else [base, *args.timeframes]
-        first_last = [storage.time_range(s, base) for s in args.symbols]
-        start = args.start if args.start is not None else min(r[0] for r in first_last)
-        end = args.end if args.end is not None else max(r[1] for r in first_last)
-        counts = count_events(
-            storage, args.symbols, start, end, base_timeframe=base,
-            timeframes=timeframes, pivot_levels=args.levels, progress=True,
-        )
-    for name, count in counts.items():
-        print(f"{name:<14} {count:>10}")
+    with Workbench(args.db, read_only=True) as wb:
+        base = resolve_base_timeframe(wb.store, args.symbols, args.base, args.timeframes or ())
+        timeframes = default_timeframes(base)[1:] if args.timeframes is None else args.timeframes
+        session = wb.session(args.symbols, args.start, args.end, base_timeframe=base,
+                             timeframes=timeframes, pivot_levels=args.levels, progress=True)
+        counts: Counter = Counter()
+        for symbol in session.symbols:
+            for tf in session.timeframes:
+                session.subscribe_candle_completion(lambda e: counts.update([("candle", e.timeframe)]), symbol, tf)
+            for tf in session.pivot_timeframes:
+                session.subscribe_pivot_events(lambda e: counts.update([("pivot", e.timeframe)]), symbol, tf,
+                                               pivot_types_up_to(args.levels))
+        session.run()
+        session.close()
+    for (kind, tf), count in sorted(counts.items(), key=lambda kv: (kv[0][0] != "candle", TIMEFRAMES[kv[0][1]])):
+        print(f"{kind + ' ' + tf:<14} {count:>10}")
     return 0
 
 
@@ -190,9 +200,9 @@ def _cmd_run(args) -> int:
     from ettlib.coordinator import new_run_id
     from ettlib.errors import ConfigError
     from ettlib.times import to_ms_or_none
-    from ettlib.training.config import ExperimentConfig
-    from ettlib.training.experiment import run_experiment
-    from ettlib.training.runs import load_run_config
+    from ettlib.experiment.config import ExperimentConfig
+    from ettlib.experiment.runner import run_experiment
+    from ettlib.experiment.runs import load_run_config
 
     values = dict(db_path=args.db_path, adapter=args.adapter, symbols=args.symbols,
                   start=to_ms_or_none(args.start, "start"), end=to_ms_or_none(args.end, "end"),
@@ -302,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     from ettlib.reports import configure_report_parser
-    from ettlib.sweep import configure_sweep_parser
+    from ettlib.experiment.sweep import configure_sweep_parser
 
     configure_report_parser(
         commands.add_parser("report", help="run a notebook with papermill and export it to HTML"),

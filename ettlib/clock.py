@@ -4,7 +4,7 @@ Everything in ettlib is driven by the *knowable* time of events.  A
 :class:`ReplayClock` shows the knowable time a replay (or a live feed) has
 reached.  Only its driver moves it -- the :class:`~ettlib.replay.ReplayEngine`
 sets it to the knowable time of each event it delivers, a
-:class:`~ettlib.live.LiveFeed` to each pushed candle's close -- by assigning
+:class:`~ettlib.replay.live.LiveFeed` to each pushed candle's close -- by assigning
 :attr:`ReplayClock.time` (or through :meth:`ReplayClock.advance`).  Everyone else
 (subscribers, the coordinator, the window cache, notebooks) gets
 :meth:`ReplayClock.view`: a :class:`ClockView` that reads the same time and

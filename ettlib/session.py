@@ -4,7 +4,7 @@ A :class:`Session` (made by :meth:`ettlib.workbench.Workbench.session`) owns
 every part of one replay and hands each the same clock and the same window
 source, so that nothing is wired by hand:
 
-- a :class:`~ettlib.data_provider.DataProvider` that serves only the streams
+- a :class:`~ettlib.replay.provider.DataProvider` that serves only the streams
   the replay produces (a subscription to anything else is an error, not
   silence);
 - a :class:`~ettlib.replay.ReplayEngine` over the store, whose window cache
@@ -31,7 +31,7 @@ what came after).
 Examples
 --------
 >>> from ettlib.workbench import Workbench
->>> from ettlib.demo import write_demo_data
+>>> from ettlib.store.demo import write_demo_data
 >>> wb = Workbench(":memory:")
 >>> _ = write_demo_data(wb.store, symbol="ETH/USDT", days=1)
 >>> s = wb.session("ETH/USDT", timeframes=["5m"])
@@ -55,13 +55,13 @@ from pathlib import Path
 
 from ettlib.clock import ReplayClock
 from ettlib.coordinator import InferenceTrainingCoordinator, new_run_id
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import ConfigError, LookAheadError
-from ettlib.events import InferenceStepEvent
-from ettlib.frames import InferenceFrameReference
-from ettlib.normalization import compute_norm_params
+from ettlib.replay.events import InferenceStepEvent
+from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.coordinator.normalization import compute_norm_params
 from ettlib.replay import ReplayCursor, ReplayEngine, resolve_base_timeframe
-from ettlib.schema import CANDLE_COLUMNS
+from ettlib.store.schema import CANDLE_COLUMNS
 from ettlib.symbols import validate_symbols
 from ettlib.timeframes import TIMEFRAMES, sort_timeframes, timeframe_ms
 from ettlib.times import format_ms, to_ms_or_none
@@ -337,7 +337,7 @@ class Session:
                             norm_params=None) -> InferenceFrameReference | None:
         """Make and register the frame of a prediction at ``step`` from its last ``context`` candles.
 
-        ``norm_params`` default to :func:`~ettlib.normalization.compute_norm_params`
+        ``norm_params`` default to :func:`~ettlib.coordinator.normalization.compute_norm_params`
         of that window.  Returns the frame, or ``None`` when fewer than
         ``context`` candles exist yet.
         """

@@ -15,11 +15,11 @@ A :class:`Workbench` opens one store (:class:`~ettlib.store.DuckDBStorage`)
 and hands out :class:`~ettlib.session.Session` s, each of which owns its
 provider, engine, clock, windows and coordinator (see :mod:`ettlib.session`).
 :meth:`Workbench.run` runs a whole experiment
-(:func:`~ettlib.training.experiment.run_experiment`) on the same store.
+(:func:`~ettlib.experiment.runner.run_experiment`) on the same store.
 
 Examples
 --------
->>> from ettlib.demo import write_demo_data
+>>> from ettlib.store.demo import write_demo_data
 >>> with Workbench(":memory:") as wb:
 ...     _ = write_demo_data(wb.store, symbol="ETH/USDT", days=1)
 ...     wb.symbols(), wb.timeframes("ETH/USDT")
@@ -81,12 +81,12 @@ class Workbench:
         return Session(self.store, symbols, start, end, **options)
 
     def run(self, config, **options):
-        """Run an experiment on this store (:func:`~ettlib.training.experiment.run_experiment`).
+        """Run an experiment on this store (:func:`~ettlib.experiment.runner.run_experiment`).
 
         ``config``'s ``db_path`` is this workbench's file; ``options`` go to
         ``run_experiment`` (``adapter=``, ``run_id=``, ``resume=``, ...).
         """
-        from ettlib.training.experiment import ExperimentConfig, run_experiment
+        from ettlib.experiment.runner import ExperimentConfig, run_experiment
 
         if not isinstance(config, ExperimentConfig):
             config = ExperimentConfig.from_dict({**dict(config), "db_path": self.path})

@@ -1,8 +1,8 @@
 """A naive, pure-Python reference of the replay's event stream, from docs/design.md.
 
-Written independently of ettlib.aggregate / ettlib.replay / ettlib.pivots:
+Written independently of ettlib.replay.aggregate / ettlib.replay / ettlib.replay.pivots:
 loops and lists, straight from the contract's sentences, slow on purpose.
-Strength is not modelled (it is ettlib.pivots' definition); compare events
+Strength is not modelled (it is ettlib.replay.pivots' definition); compare events
 with ``strip_strength``.  Also: helpers to write candles into DuckDB and make
 random candle series with gaps.
 """
@@ -14,14 +14,14 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ettlib.events import (
+from ettlib.replay.events import (
     CandleCompletionEvent,
     InferenceStepEvent,
     PivotEvent,
     event_sort_key,
     pivot_type_name,
 )
-from ettlib.schema import ensure_schema
+from ettlib.store.schema import ensure_schema
 from ettlib.timeframes import TIMEFRAMES
 
 MINUTE = 60_000
@@ -139,7 +139,7 @@ class Recorder:
     """Subscribes one callback to every stream; records (clock time, event)."""
 
     def __init__(self, provider, symbols, timeframes, levels=3, clock=None):
-        from ettlib.events import pivot_types_up_to
+        from ettlib.replay.events import pivot_types_up_to
 
         self.provider = provider
         self.seen: list = []

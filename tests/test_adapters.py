@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from ettlib.errors import ConfigError, LookAheadError, UnknownNameError
-from ettlib.events import CandleCompletionEvent
-from ettlib.normalization import normalize
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.replay.events import CandleCompletionEvent
+from ettlib.coordinator.normalization import normalize
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.training import checks, registry
 from ettlib.training.adapters import (
     PersistenceAdapter,
@@ -350,7 +350,7 @@ def test_reference_source_serves_what_the_real_coordinator_serves():
     import pandas as pd
 
     from ettlib.coordinator import InferenceTrainingCoordinator
-    from ettlib.data_provider import DataProvider
+    from ettlib.replay.provider import DataProvider
     from ettlib.store import DuckDBStorage
 
     scenario = checks._scenario(8)

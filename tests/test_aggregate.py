@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ettlib.aggregate import IncrementalAggregator, aggregate_candles
+from ettlib.replay.aggregate import IncrementalAggregator, aggregate_candles
 from ettlib.errors import ConfigError, DataValidationError
 
 M = 60_000

@@ -180,7 +180,7 @@ def test_cell_error_fails_with_the_traceback(lab, page, tmp_path):
 
 def make_demo_database(path: Path, days: float = 1.0) -> Path:
     """A small DuckDB file with demo 1m candles (ETH/USDT) for the explore notebook."""
-    from ettlib.demo import write_demo_data
+    from ettlib.store.demo import write_demo_data
     from ettlib.store import DuckDBStorage
 
     with DuckDBStorage(path) as storage:
@@ -191,7 +191,7 @@ def make_demo_database(path: Path, days: float = 1.0) -> Path:
 def test_explore_events_stepper(lab, page):
     """``notebooks/01_explore_events.ipynb`` runs in JupyterLab and its stepper steps.
 
-    What the notebook must expose (all through ``ettlib.widgets.EventStepper``):
+    What the notebook must expose (all through ``ettlib.notebooks.widgets.EventStepper``):
 
     * a cell tagged ``parameters`` defining ``db_path`` (a DuckDB file with
       1m candles); the test injects ``db_path`` there as papermill would, and

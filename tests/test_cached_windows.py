@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 
 from conftest import START_MS, make_candles
-from ettlib.cache import CandleCache
-from ettlib.candles import CandleArrays
+from ettlib.replay.cache import CandleCache
+from ettlib.store.candles import CandleArrays
 from ettlib.clock import ReplayClock
 from ettlib.coordinator import InferenceTrainingCoordinator
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import ConfigError, LookAheadError
-from ettlib.frames import InferenceFrameReference, NormParams
-from ettlib.normalization import normalize
-from ettlib.schema import CANDLE_COLUMNS
+from ettlib.coordinator.frames import InferenceFrameReference, NormParams
+from ettlib.coordinator.normalization import normalize
+from ettlib.store.schema import CANDLE_COLUMNS
 
 M = 60_000
 N = 900
@@ -137,7 +137,7 @@ def test_the_look_ahead_guard_still_refuses_the_future(streams):
 
 def _broadcast_reference(values: np.ndarray, columns, p: NormParams) -> np.ndarray:
     """The normalization rule as one plain broadcast over the window, then NaN -> 0."""
-    from ettlib.normalization import column_kind
+    from ettlib.coordinator.normalization import column_kind
 
     table = {"price": (p.price_offset, p.price_scale), "price_diff": (0.0, p.price_scale),
              "volume": (p.volume_offset, p.volume_scale), "rsi": (50.0, 50.0)}
@@ -261,7 +261,7 @@ def test_normalize_compiles_without_a_writable_numba_cache(tmp_path):
     # locator is allowed, and no NUMBA_CACHE_DIR is set): it compiles, same bits
     code = (
         "import numpy as np\n"
-        "from ettlib.normalization import normalize\n"
+        "from ettlib.coordinator.normalization import normalize\n"
         "v = np.array([[100.0, np.nan], [102.0, 13.0]])\n"
         "out = normalize(v, ('close', 'volume'), "
         "dict(price_offset=100.0, price_scale=2.0, volume_offset=10.0, volume_scale=3.0))\n"

@@ -12,13 +12,13 @@ import random
 import numpy as np
 import pytest
 
-from ettlib.cache import CandleCache
+from ettlib.replay.cache import CandleCache
 from ettlib.coordinator import InferenceData, InferenceTrainingCoordinator, TrainingEventSubscriber
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import ConfigError, EttError, SubscriberError
-from ettlib.events import CandleCompletionEvent, PivotEvent
-from ettlib.frames import InferenceFrameReference
-from ettlib.schema import CANDLE_COLUMNS
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
+from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.store.schema import CANDLE_COLUMNS
 
 from conftest import START_MS, make_candles
 

@@ -16,9 +16,9 @@ import threading
 import pytest
 
 from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber
-from ettlib.data_provider import DataProvider
-from ettlib.events import CandleCompletionEvent, PivotEvent
-from ettlib.frames import InferenceFrameReference
+from ettlib.replay.provider import DataProvider
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
+from ettlib.coordinator.frames import InferenceFrameReference
 
 from conftest import START_MS
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ettlib.clock import ClockView
-from ettlib.data_provider import DataProvider
-from ettlib.events import pivot_types_up_to
+from ettlib.replay.provider import DataProvider
+from ettlib.replay.events import pivot_types_up_to
 from ettlib.errors import ClockError, ConfigError, SubscriberError, UnknownNameError
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
+from ettlib.replay.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
 
 M = 60_000
 

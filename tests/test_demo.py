@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ettlib.demo import DEFAULT_START, demo_candles, write_demo_data
+from ettlib.store.demo import DEFAULT_START, demo_candles, write_demo_data
 from ettlib.errors import ConfigError, UnknownNameError
 
 MINUTE = 60_000
@@ -200,7 +200,7 @@ def test_level_3_pivots_every_few_hours(month):
 
 
 def test_pivot_counts_agree_with_ettlib_pivots(month):
-    pivots = pytest.importorskip("ettlib.pivots")
+    pivots = pytest.importorskip("ettlib.replay.pivots")
     day = month.iloc[: 3 * 1440]
     high, low = day["high"].to_numpy(), day["low"].to_numpy()
     table = pivots.detect_pivots(day["timestamp"].to_numpy(), high, low, "1m", n=1, levels=3)
@@ -237,7 +237,7 @@ def test_write_demo_data_ingests_with_indicators(tmp_path):
 @pytest.mark.parametrize("seed", [7, 3])
 def test_documented_structure_is_learnable_by_simple_rules(seed):
     """What the docstring promises a model can learn, shown by hand-written rules on 2 days."""
-    pivots = pytest.importorskip("ettlib.pivots")
+    pivots = pytest.importorskip("ettlib.replay.pivots")
     df = demo_candles(days=2, seed=seed)
     close = df["close"].to_numpy()
     # Next close: shrinking the last move by -0.15 beats persistence on MAE.

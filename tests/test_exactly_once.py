@@ -38,8 +38,8 @@ CHILD = textwrap.dedent(
     import sys, time
     import numpy as np, pyarrow as pa
     from ettlib.coordinator import TrainingEventSubscriber
-    from ettlib.frames import InferenceFrameReference
-    from ettlib.normalization import compute_norm_params
+    from ettlib.coordinator.frames import InferenceFrameReference
+    from ettlib.coordinator.normalization import compute_norm_params
     from ettlib.workbench import Workbench
 
     db, run_id, resume, hang_after, start, end = sys.argv[1:]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.events import CandleCompletionEvent, PivotEvent
-from ettlib.frames import InferenceFrameReference
-from ettlib.training.experiment import ExperimentConfig
-from ettlib.training.metrics import PrequentialScorer
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
+from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.experiment.runner import ExperimentConfig
+from ettlib.experiment.metrics import PrequentialScorer
 
 OHLCV = ("open", "high", "low", "close", "volume")
 
@@ -138,7 +138,7 @@ def test_scorer_pivot_confusion():
 from ettlib.errors import SubscriberError  # noqa: E402
 from ettlib.training import registry  # noqa: E402
 from ettlib.training.adapters import PersistenceAdapter  # noqa: E402
-from ettlib.training.experiment import ExperimentError, run_experiment  # noqa: E402
+from ettlib.experiment.runner import ExperimentError, run_experiment  # noqa: E402
 
 N_CANDLES = 240
 TINY = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "device": "cpu"}
@@ -283,7 +283,7 @@ def test_results_can_go_to_a_separate_file_with_candles_read_only(db, tmp_path):
 
 
 def test_checkpoint_is_saved_and_reloads(db, tmp_path):
-    from ettlib.training.experiment import build_adapter
+    from ettlib.experiment.runner import build_adapter
 
     path = tmp_path / "model.pt"
     config = _config(db, checkpoint=str(path), baselines=())
@@ -335,7 +335,7 @@ def test_validating_a_config_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from ettlib.training.experiment import ExperimentConfig;"
+    code = ("import sys; from ettlib.experiment.runner import ExperimentConfig;"
             "ExperimentConfig.from_dict({'adapter': 'river', 'baselines': ['frozen']});"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

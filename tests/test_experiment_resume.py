@@ -33,9 +33,9 @@ import pytest
 import torch
 
 import ettlib
-from ettlib.demo import write_demo_data
+from ettlib.store.demo import write_demo_data
 from ettlib.store import DuckDBStorage
-from ettlib.training.experiment import ExperimentConfig, run_experiment
+from ettlib.experiment.runner import ExperimentConfig, run_experiment
 
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL"),
               pytest.mark.usefixtures("one_torch_thread")]
@@ -45,7 +45,7 @@ PERSIST_EVERY = 150  # events: about 8 commits over the run
 CHILD = textwrap.dedent(
     """
     import sys, time
-    import ettlib.coordinator as coordinator
+    import ettlib.coordinator.coordinator as coordinator
     from ettlib.cli import main
     from ettlib.training import adapters
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from ettlib.clock import ReplayClock
-from ettlib.db import connect, transaction
+from ettlib.store.db import connect, transaction
 from ettlib.errors import ClockError, ConfigError, LookAheadError
 from ettlib.symbols import validate_symbol, validate_symbols
 from ettlib.times import format_ms, to_ms
@@ -66,11 +66,11 @@ def test_one_symbol_rule(bad):
 
 def test_every_part_refuses_a_symbol_with_a_trailing_blank(tmp_path, make_candles):
     """The same rule at ingest, subscription, replay, frames and configs: nothing silently matches nothing."""
-    from ettlib.data_provider import DataProvider
+    from ettlib.replay.provider import DataProvider
     from ettlib.errors import DataValidationError
-    from ettlib.frames import InferenceFrameReference
+    from ettlib.coordinator.frames import InferenceFrameReference
     from ettlib.store import DuckDBStorage
-    from ettlib.training.config import ExperimentConfig
+    from ettlib.experiment.config import ExperimentConfig
 
     bad = "ETH/USDT "
     with DuckDBStorage(tmp_path / "s.duckdb") as store:

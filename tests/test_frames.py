@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ettlib.candles import CandleArrays
+from ettlib.store.candles import CandleArrays
 from ettlib.errors import DataValidationError, UnknownNameError
-from ettlib.frame_store import Checkpoint, commit_flush, load_pending_frames
-from ettlib.frames import InferenceFrameReference, NormParams, window_bounds
-from ettlib.normalization import compute_norm_params, normalize
-from ettlib.schema import CANDLE_COLUMNS, ensure_schema
+from ettlib.coordinator.persistence import Checkpoint, commit_flush, load_pending_frames
+from ettlib.coordinator.frames import InferenceFrameReference, NormParams, window_bounds
+from ettlib.coordinator.normalization import compute_norm_params, normalize
+from ettlib.store.schema import CANDLE_COLUMNS, ensure_schema
 
 M = 60_000
 T0 = 1_704_067_200_000  # 2024-01-01, on every grid

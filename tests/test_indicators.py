@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.indicators import RSI_MARGIN, WARMUP, compute_indicators, update_indicators
-from ettlib.schema import INDICATOR_COLUMNS, ensure_schema
+from ettlib.store.indicators import RSI_MARGIN, WARMUP, compute_indicators, update_indicators
+from ettlib.store.schema import INDICATOR_COLUMNS, ensure_schema
 
 MINUTE = 60_000
 MACD_FAMILY = ("macd", "macd_signal", "macd_hist")

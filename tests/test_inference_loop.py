@@ -8,8 +8,8 @@ import pytest
 
 from conftest import START_MS
 from ettlib.errors import ConfigError
-from ettlib.normalization import compute_norm_params
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.coordinator.normalization import compute_norm_params
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.training.adapters import PersistenceAdapter, TransformerAdapter
 from ettlib.training.inference_loop import InferenceLoop
 from ettlib.workbench import Workbench

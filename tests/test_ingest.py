@@ -11,7 +11,7 @@ import pytest
 
 from conftest import START_MS, make_candles
 from ettlib.errors import ConfigError, DataValidationError, UnknownNameError
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.store import DuckDBStorage, IngestReport
 
 SYMBOL = "ETH/USDT"
@@ -364,7 +364,7 @@ def test_bad_input_raises_clearly_and_changes_nothing(store, tmp_path, case):
 
 def test_an_error_inside_the_transaction_rolls_everything_back(store, monkeypatch):
     """A failure after the insert (here: in the indicator update) undoes the insert."""
-    import ettlib.indicators
+    import ettlib.store.indicators
 
     store.ingest(make_candles(20), SYMBOL, "1m")
     before = snapshot(store)
@@ -374,7 +374,7 @@ def test_an_error_inside_the_transaction_rolls_everything_back(store, monkeypatc
         assert con.execute("SELECT count(*) FROM ohlcv_data").fetchone()[0] == 40
         raise RuntimeError("indicator failure")
 
-    monkeypatch.setattr(ettlib.indicators, "update_indicators", broken)
+    monkeypatch.setattr(ettlib.store.indicators, "update_indicators", broken)
     with pytest.raises(RuntimeError, match="indicator failure"):
         store.ingest(make_candles(40), SYMBOL, "1m")
     assert snapshot(store) == before  # ... and gone after the rollback

@@ -16,10 +16,10 @@ from _replay_reference import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import ConfigError, SubscriberError
 from ettlib.replay import ReplayEngine
-from ettlib.schema import ensure_schema
+from ettlib.store.schema import ensure_schema
 
 TFS = ("1m", "3m", "5m", "15m", "1h")
 

@@ -13,11 +13,11 @@ from _replay_reference import (
     write_candles,
 )
 
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import LookAheadError
-from ettlib.events import CandleCompletionEvent, PivotEvent
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.replay import ReplayEngine
-from ettlib.schema import ensure_schema
+from ettlib.store.schema import ensure_schema
 from ettlib.timeframes import TIMEFRAMES
 
 TFS = ("1m", "5m", "15m", "1h")

@@ -7,7 +7,7 @@ the database says, read independently with DuckDB.  02 and 03 share one
 database (module fixture): 03 compares the run 02 made and a second run.
 
 Also here: unit tests of the helpers the notebooks call
-(:mod:`ettlib.notebook_tools`), and the check that the experiment
+(:mod:`ettlib.notebooks.tools`), and the check that the experiment
 notebook's ``parameters`` cell mirrors ``ExperimentConfig``.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from ettlib.errors import ConfigError
-from ettlib.notebook_tools import (
+from ettlib.notebooks.tools import (
     NOTEBOOK_ONLY_PARAMETERS,
     differing_configs,
     direction_hits,
@@ -36,7 +36,7 @@ from ettlib.notebook_tools import (
     select_runs,
 )
 from ettlib.store import DuckDBStorage
-from ettlib.training.config import ExperimentConfig
+from ettlib.experiment.config import ExperimentConfig
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,7 +46,7 @@ EXPERIMENT = NOTEBOOKS / "02_experiment.ipynb"
 COMPARE = NOTEBOOKS / "03_compare_runs.ipynb"
 
 MINUTE = 60_000
-T0 = 1_704_067_200_000  # 2024-01-01, ettlib.demo's default start
+T0 = 1_704_067_200_000  # 2024-01-01, ettlib.store.demo's default start
 TINY_MODEL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}
 
 
@@ -119,7 +119,7 @@ def test_explore_notebook_runs_and_steps(tmp_path):
 @pytest.fixture(scope="module")
 def experiment_run(tmp_path_factory):
     """02 executed once on a fresh demo database, plus a second run made from Python."""
-    from ettlib.training.experiment import run_experiment
+    from ettlib.experiment.runner import run_experiment
 
     folder = tmp_path_factory.mktemp("experiment")
     db = folder / "ett.duckdb"
@@ -193,7 +193,7 @@ def test_compare_notebook_shows_both_runs(experiment_run, tmp_path):
 
 def test_compare_notebook_over_runs_without_model_scores(tmp_path):
     """Runs of another notebook (a sweep's): their own metrics are shown, missing plots said so."""
-    from ettlib.schema import ensure_schema
+    from ettlib.store.schema import ensure_schema
 
     db = tmp_path / "other.duckdb"
     with duckdb.connect(str(db)) as con:
@@ -283,7 +283,7 @@ def test_ensure_demo_data_from_several_processes_at_once(tmp_path):
     import sys
 
     db = tmp_path / "fresh" / "d.duckdb"
-    code = ("import sys; from ettlib.notebook_tools import ensure_demo_data; "
+    code = ("import sys; from ettlib.notebooks.tools import ensure_demo_data; "
             "print(ensure_demo_data(sys.argv[1], days=0.1))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]

@@ -1,6 +1,6 @@
 """Committed notebooks carry no outputs, and the strip tool makes them so.
 
-``python -m ettlib.notebook_tools strip notebooks/*.ipynb`` before a commit;
+``python -m ettlib.notebooks.tools strip notebooks/*.ipynb`` before a commit;
 this test fails when a notebook with outputs, execution counts or saved
 widget state is in ``notebooks/``.
 """
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from ettlib.notebook_tools import main, notebook_problems, strip_file
+from ettlib.notebooks.tools import main, notebook_problems, strip_file
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = ("01_explore_events.ipynb", "02_experiment.ipynb", "03_compare_runs.ipynb")
@@ -27,7 +27,7 @@ def test_committed_notebook_is_clean(name):
     nb = nbformat.read(str(path), as_version=4)
     nbformat.validate(nb)
     problems = notebook_problems(nb)
-    assert problems == [], f"{name}: {problems}; run `python -m ettlib.notebook_tools strip notebooks/*.ipynb`"
+    assert problems == [], f"{name}: {problems}; run `python -m ettlib.notebooks.tools strip notebooks/*.ipynb`"
     # independent of notebook_problems: the raw JSON
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -65,7 +65,7 @@ def test_cli_check_and_strip(tmp_path):
     path = tmp_path / "dirty.ipynb"
     nbformat.write(dirty_notebook(), str(path))
     assert main(["check", str(path)]) == 1
-    run = subprocess.run([sys.executable, "-m", "ettlib.notebook_tools", "strip", str(path)],
+    run = subprocess.run([sys.executable, "-m", "ettlib.notebooks.tools", "strip", str(path)],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0 and f"stripped {path}" in run.stdout
     assert main(["check", str(path)]) == 0

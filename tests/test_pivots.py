@@ -1,7 +1,7 @@
 """Pivots: batch == streaming == a naive reference, no look-ahead, storage.
 
 The reference below is written straight from docs/design.md's wording with plain
-loops and no shared code with ettlib.pivots: it finds every level from the
+loops and no shared code with ettlib.replay.pivots: it finds every level from the
 definition and computes ``strength`` by scanning each pivot's span.
 """
 
@@ -16,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ettlib.db import transaction
+from ettlib.store.db import transaction
 from ettlib.errors import ConfigError, DataValidationError, LookAheadError, UnknownNameError
-from ettlib.events import PivotEvent, event_sort_key, pivot_type_name
-from ettlib.pivots import PivotTable, StreamingPivotDetector, detect_pivots, store_pivots
-from ettlib.schema import ensure_schema
+from ettlib.replay.events import PivotEvent, event_sort_key, pivot_type_name
+from ettlib.replay.pivots import PivotTable, StreamingPivotDetector, detect_pivots
+from ettlib.store.pivot_points import store_pivots
+from ettlib.store.schema import ensure_schema
 from ettlib.timeframes import timeframe_ms
 
 MINUTE = 60_000

@@ -19,10 +19,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from ettlib.candles import CandleArrays  # noqa: E402
+from ettlib.store.candles import CandleArrays  # noqa: E402
 from ettlib.errors import ConfigError, UnknownNameError  # noqa: E402
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent  # noqa: E402
-from ettlib.plots import (  # noqa: E402
+from ettlib.replay.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent  # noqa: E402
+from ettlib.notebooks.plots import (  # noqa: E402
     plot_candles,
     plot_event_timeline,
     plot_learning_curve,

@@ -17,11 +17,11 @@ from _replay_reference import (
     write_candles,
 )
 
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import ConfigError, LookAheadError, SubscriberError
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, event_sort_key
+from ettlib.replay.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, event_sort_key
 from ettlib.replay import ReplayCursor, ReplayEngine
-from ettlib.schema import ensure_schema
+from ettlib.store.schema import ensure_schema
 
 TFS = ("1m", "5m", "15m", "1h")
 END = 900 * MINUTE
@@ -337,7 +337,7 @@ def test_times_may_be_given_as_dates(market):
 
 
 def test_cache_loads_in_chunks_exactly_what_duckdb_holds(market):
-    from ettlib.cache import CandleCache
+    from ettlib.replay.cache import CandleCache
     from ettlib.clock import ReplayClock
     from ettlib.errors import UnknownNameError
 

@@ -123,7 +123,7 @@ def test_show_code_puts_the_code_in_the_html(fixture_report, tmp_path):
 
 def test_report_kernels_talk_over_encrypted_channels(tmp_path, capfd):
     """ipykernel warns on its stderr (ours: the kernel inherits it) when its channels are plain TCP."""
-    from ettlib.reports import _encrypted_kernel
+    from ettlib.reports.report import _encrypted_kernel
 
     manager = _encrypted_kernel().get("kernel_manager_class")
     if manager is None:
@@ -226,7 +226,7 @@ def test_experiment_notebook_is_checked_by_experiment_config_when_available(tmp_
     with pytest.raises(UnknownNameError, match="did you mean 'context_length'"):
         validate_parameters(notebook, {"contxt_length": 8})
     try:
-        import ettlib.training.experiment  # noqa: F401
+        import ettlib.experiment.runner  # noqa: F401
     except ImportError:
         with pytest.warns(UserWarning, match="ExperimentConfig is not available"):
             validate_parameters(notebook, {"seed": 1})

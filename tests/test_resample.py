@@ -8,7 +8,7 @@ import pytest
 
 from conftest import START_MS, make_candles
 from ettlib.errors import ConfigError
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms
 
 SYMBOL = "ETH/USDT"

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import make_candles
 from ettlib.errors import SchemaError
-from ettlib.schema import (
+from ettlib.store.schema import (
     CANDLE_COLUMNS,
     INDICATOR_COLUMNS,
     OHLCV_COLUMNS,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 
 from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import ConfigError, EttError
-from ettlib.events import CandleCompletionEvent
-from ettlib.frames import InferenceFrameReference
+from ettlib.replay.events import CandleCompletionEvent
+from ettlib.coordinator.frames import InferenceFrameReference
 
 from conftest import START_MS
 
@@ -169,7 +169,7 @@ def test_replace_deletes_the_states(store):
 def test_a_version_1_database_is_migrated_forward_with_its_rows(tmp_path):
     import duckdb
 
-    from ettlib.schema import _MIGRATIONS, SCHEMA_VERSION, ensure_schema
+    from ettlib.store.schema import _MIGRATIONS, SCHEMA_VERSION, ensure_schema
     from ettlib.store import DuckDBStorage
 
     path = tmp_path / "v1.duckdb"

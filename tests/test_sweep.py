@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from ettlib.errors import ConfigError, SchemaError, StoreLockedError, UnknownNameError
-from ettlib.results import compare_runs, merge_run_results, read_runs, run_results_path
-from ettlib.schema import ensure_schema
-from ettlib.sweep import configure_sweep_parser, expand_grid, load_parameter_sets, run_sweep
+from ettlib.store.results import compare_runs, merge_run_results, read_runs, run_results_path
+from ettlib.store.schema import ensure_schema
+from ettlib.experiment.sweep import configure_sweep_parser, expand_grid, load_parameter_sets, run_sweep
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 FIXTURE = NOTEBOOKS / "report_fixture.ipynb"
@@ -250,8 +250,8 @@ def test_cli_sweep_arguments(tmp_path):
 
 def test_a_sweep_of_real_experiments_lands_in_runs(tmp_path):
     """run_experiment in 4 kernels: candles read-only from the main file, results merged into it."""
-    pytest.importorskip("ettlib.training.experiment")
-    from ettlib.demo import write_demo_data
+    pytest.importorskip("ettlib.experiment.runner")
+    from ettlib.store.demo import write_demo_data
     from ettlib.reports import experiment_config_names, register_notebook_validator, validate_experiment_parameters
     from ettlib.store import DuckDBStorage
 

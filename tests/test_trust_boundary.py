@@ -13,9 +13,9 @@ import pytest
 from conftest import START_MS
 from ettlib.clock import ClockView
 from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber
-from ettlib.data_provider import DataProvider
+from ettlib.replay.provider import DataProvider
 from ettlib.errors import ClockError, ConfigError, LookAheadError
-from ettlib.frames import InferenceFrameReference
+from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.replay import ReplayEngine
 from ettlib.workbench import Workbench
 

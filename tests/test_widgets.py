@@ -16,11 +16,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from ettlib.coordinator import TrainingEventSubscriber  # noqa: E402
-from ettlib.demo import demo_candles  # noqa: E402
+from ettlib.store.demo import demo_candles  # noqa: E402
 from ettlib.errors import ConfigError  # noqa: E402
-from ettlib.events import CandleCompletionEvent, PivotEvent  # noqa: E402
-from ettlib.pivots import detect_pivots  # noqa: E402
-from ettlib.widgets import EventStepper  # noqa: E402
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent  # noqa: E402
+from ettlib.replay.pivots import detect_pivots  # noqa: E402
+from ettlib.notebooks.widgets import EventStepper  # noqa: E402
 from ettlib.workbench import Workbench  # noqa: E402
 
 MINUTE = 60_000
@@ -230,7 +230,7 @@ def test_redraw_is_timed_and_fast_enough(market):
 
 
 def test_importing_the_module_loads_no_widgets_and_no_pyplot():
-    code = "import sys, ettlib.widgets, ettlib.plots; print('ipywidgets' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+    code = "import sys, ettlib.notebooks.widgets, ettlib.notebooks.plots; print('ipywidgets' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

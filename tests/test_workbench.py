@@ -19,14 +19,14 @@ import pytest
 from conftest import START_MS
 from ettlib.cli import main
 from ettlib.errors import ConfigError
-from ettlib.events import CandleCompletionEvent, PivotEvent
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.replay import ReplayEngine
-from ettlib.data_provider import DataProvider
-from ettlib.schema import CANDLE_COLUMNS, INDICATOR_COLUMNS
+from ettlib.replay.provider import DataProvider
+from ettlib.store.schema import CANDLE_COLUMNS, INDICATOR_COLUMNS
 from ettlib.store import DuckDBStorage
 from ettlib.training.adapters import RiverAdapter
-from ettlib.training.config import ExperimentConfig
-from ettlib.training.experiment import run_experiment
+from ettlib.experiment.config import ExperimentConfig
+from ettlib.experiment.runner import run_experiment
 from ettlib.workbench import Workbench
 
 M, H = 60_000, 3_600_000

@@ -11,7 +11,7 @@ Artists that tests and callers look up carry a ``gid``:
 
 * :func:`plot_predictions`: ``"actual_close"``, ``"predicted_close"``,
   ``"action_BUY"``, ``"action_SELL"``, ``"pivots_low"``, ``"pivots_high"``
-  (and the candles of :func:`ettlib.plots.plot_candles`);
+  (and the candles of :func:`ettlib.notebooks.plots.plot_candles`);
 * :func:`plot_learning_curves`: ``"<kind>_loss"`` (every pair, faint) and
   ``"<kind>_median"`` (the rolling median) for each ``event_kind``;
 * :func:`plot_rolling_direction_accuracy`: one line per model or baseline
@@ -67,7 +67,7 @@ def _figure_and_axes(ax, figsize):
 
 
 def _dates(ms) -> np.ndarray:
-    from ettlib.plots import ms_to_datenum
+    from ettlib.notebooks.plots import ms_to_datenum
 
     return ms_to_datenum(np.asarray(ms, dtype=np.int64))
 
@@ -115,17 +115,17 @@ def plot_predictions(
     timeframe
         The candles' timeframe (name or ms).
     candles
-        :class:`~ettlib.candles.CandleArrays` to draw (with ``open, high,
+        :class:`~ettlib.store.candles.CandleArrays` to draw (with ``open, high,
         low, close``); by default the target candles of the table, drawn
         from their open and close only.
     pivots
         The evaluation's pivot table (a DataFrame: one marker per distinct
         pivot, at its bar's low for BUY, high for SELL, where that bar is
-        among the candles), or anything :func:`ettlib.plots.plot_candles`
+        among the candles), or anything :func:`ettlib.notebooks.plots.plot_candles`
         takes (a ``PivotTable``, pivot events).
     """
-    from ettlib.candles import CandleArrays
-    from ettlib.plots import plot_candles
+    from ettlib.store.candles import CandleArrays
+    from ettlib.notebooks.plots import plot_candles
 
     validate_predictions(predictions, [model])
     step = as_timeframe_ms(timeframe)
@@ -255,7 +255,7 @@ def plot_rolling_direction_accuracy(
     candle's close).
     """
     from ettlib.evaluation.comparison import prediction_losses
-    from ettlib.plots import rolling_mean
+    from ettlib.notebooks.plots import rolling_mean
 
     losses = prediction_losses(predictions, timeframe=timeframe, model=model, rtol=rtol)
     direction: Mapping[str, np.ndarray] = losses.by_metric["direction_accuracy"]

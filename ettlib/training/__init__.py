@@ -10,8 +10,8 @@ One concept per module:
 - :mod:`~ettlib.training.checks` -- the conformance suite every adapter passes;
 - :mod:`~ettlib.training.features` -- window features for non-sequence learners;
 - :mod:`~ettlib.training.inference_loop` -- predict and register frames (seed Step 3);
-- :mod:`~ettlib.training.metrics` -- prequential scores;
-- :mod:`~ettlib.training.config` / :mod:`~ettlib.training.experiment` --
+- :mod:`~ettlib.experiment.metrics` -- prequential scores;
+- :mod:`~ettlib.experiment.config` / :mod:`~ettlib.experiment.runner` --
   ``ExperimentConfig`` and ``run_experiment``.
 
 Names are imported lazily (PyTorch loads only when a model is needed).

@@ -88,8 +88,8 @@ import torch
 from torch import nn
 
 from ettlib.errors import ConfigError, LookAheadError
-from ettlib.events import CandleCompletionEvent, event_key
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.replay.events import CandleCompletionEvent, event_key
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.training.features import window_features
 from ettlib.training.models import ACTIONS, ModelConfig, build_model, default_device, seeded_rng
 
@@ -139,10 +139,10 @@ def normalized_target(event: CandleCompletionEvent, norm_params,
 def normalized_targets(events, norm_params, columns: Sequence[str] = OHLCV_COLUMNS) -> np.ndarray:
     """:func:`normalized_target` for many ``(event, norm_params)`` at once, ``[n, len(columns)]``.
 
-    The same arithmetic as :func:`ettlib.normalization.normalize` in float64
+    The same arithmetic as :func:`ettlib.coordinator.normalization.normalize` in float64
     (``(x - offset) * (1 / scale)`` per column kind), vectorized over pairs.
     """
-    from ettlib.normalization import column_kind
+    from ettlib.coordinator.normalization import column_kind
 
     columns = tuple(columns)
     where = {c: OHLCV_COLUMNS.index(c) for c in columns}

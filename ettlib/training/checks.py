@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ettlib.candles import CandleArrays
-from ettlib.events import CandleCompletionEvent
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.store.candles import CandleArrays
+from ettlib.replay.events import CandleCompletionEvent
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms
 from ettlib.training.models import ACTIONS
 
@@ -78,7 +78,7 @@ class ArraySource:
         self.candles = candles
 
     def get_inference_data(self, ref):
-        from ettlib.normalization import normalize
+        from ettlib.coordinator.normalization import normalize
 
         ts = self.candles.timestamps
         lo = np.searchsorted(ts, ref.data_range_start, side="left")
@@ -142,9 +142,9 @@ def _random_walk(n: int, seed: int) -> CandleArrays:
 
 def make_scenario(n: int = 120, context: int = 16, lookback: int = 3, seed: int = 7) -> Scenario:
     """A seeded scenario of ``n`` 1m candles, frames of ``context`` candles."""
-    from ettlib.frames import InferenceFrameReference
-    from ettlib.normalization import compute_norm_params, normalize
-    from ettlib.pivots import detect_pivots
+    from ettlib.coordinator.frames import InferenceFrameReference
+    from ettlib.coordinator.normalization import compute_norm_params, normalize
+    from ettlib.replay.pivots import detect_pivots
 
     candles = _random_walk(n, seed)
     ms = timeframe_ms(_TF)

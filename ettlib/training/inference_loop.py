@@ -1,6 +1,6 @@
 """The inference loop: predict at each inference step, then register the frame.
 
-At each :class:`~ettlib.events.InferenceStepEvent` of its stream (every
+At each :class:`~ettlib.replay.events.InferenceStepEvent` of its stream (every
 ``stride``-th one) the loop
 
 1. reads the last ``context_length`` candles -- ``[T - context*tf, T - tf]``
@@ -9,12 +9,12 @@ At each :class:`~ettlib.events.InferenceStepEvent` of its stream (every
    cache, a view, not a per-frame copy, for the base and every aggregated
    timeframe; the store when the cache does not cover the range);
 2. computes ``norm_params`` from that window and normalizes it
-   (:mod:`ettlib.normalization`: the coordinator re-normalizes the re-read
+   (:mod:`ettlib.coordinator.normalization`: the coordinator re-normalizes the re-read
    window with the same parameters at training, so the model learns from
    exactly the numbers it predicted from);
 3. asks the adapter for ``(action, predicted_candle, confidence)`` (and any
    companion baselines, on the same window);
-4. builds an :class:`~ettlib.frames.InferenceFrameReference` with
+4. builds an :class:`~ettlib.coordinator.frames.InferenceFrameReference` with
    ``prediction_timestamp = T`` (the event's time -- no wall clock),
    ``data_range_end = T - tf``, ``target_timestamp = T``, and registers it
    with the coordinator.
@@ -41,10 +41,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from ettlib.errors import ConfigError
-from ettlib.events import InferenceStepEvent
-from ettlib.frames import InferenceFrameReference, window_bounds
-from ettlib.normalization import compute_norm_params, normalize
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.replay.events import InferenceStepEvent
+from ettlib.coordinator.frames import InferenceFrameReference, window_bounds
+from ettlib.coordinator.normalization import compute_norm_params, normalize
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
 __all__ = ["InferenceLoop"]
@@ -78,7 +78,7 @@ class InferenceLoop:
         (baselines); their predictions go to ``on_prediction``, not to frames.
     on_prediction
         ``callback(ref, window, predictions)`` after each registered frame,
-        with ``window`` the raw :class:`~ettlib.candles.CandleArrays` and
+        with ``window`` the raw :class:`~ettlib.store.candles.CandleArrays` and
         ``predictions`` ``{name: Prediction}`` (the model under ``"model"``).
     min_rows
         Fewest candles a window needs to predict (default ``context_length``).

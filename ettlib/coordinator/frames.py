@@ -36,7 +36,7 @@ the store as an int.
 Compactness
 -----------
 ``norm_params`` is stored as a :class:`NormParams` (a frozen four-float
-mapping, see :mod:`ettlib.normalization`); a ``dict`` is converted on
+mapping, see :mod:`ettlib.coordinator.normalization`); a ``dict`` is converted on
 construction.  ``predicted_candle`` is a tuple of floats (any length, usually
 OHLCV).  The class has slots and no ``__dict__``.
 
@@ -81,7 +81,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ettlib.errors import ConfigError, DataValidationError, UnknownNameError
-from ettlib.normalization import NORM_PARAM_KEYS
+from ettlib.coordinator.normalization import NORM_PARAM_KEYS
 from ettlib.symbols import validate_symbol
 from ettlib.timeframes import TIMEFRAMES
 from ettlib.times import to_ms

@@ -7,9 +7,9 @@ The cache holds, per ``(symbol, timeframe)``, either
   end)`` answers exactly the rows DuckDB would return for that inclusive
   open-time range; or
 * the replay's own candles of a higher timeframe (:meth:`CandleCache.put_aggregated`,
-  aggregated from the base candles by :mod:`ettlib.aggregate`), whose
+  aggregated from the base candles by :mod:`ettlib.replay.aggregate`), whose
   indicator columns are computed from them on first use
-  (:func:`ettlib.indicators.compute_indicators`, causal: a row's value
+  (:func:`ettlib.store.indicators.compute_indicators`, causal: a row's value
   depends on that row and earlier ones only).
 
 Windows are views of its arrays (one copy when a subset of columns is asked
@@ -38,7 +38,7 @@ time of the last row.
 Examples
 --------
 >>> import duckdb
->>> from ettlib.schema import ensure_schema
+>>> from ettlib.store.schema import ensure_schema
 >>> from ettlib.clock import ReplayClock
 >>> con = duckdb.connect()
 >>> _ = ensure_schema(con)
@@ -66,9 +66,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ettlib.candles import CandleArrays
+from ettlib.store.candles import CandleArrays
 from ettlib.errors import ConfigError, EttError, LookAheadError, UnknownNameError
-from ettlib.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
+from ettlib.store.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
 __all__ = ["CandleCache", "read_candle_rows"]
@@ -241,7 +241,7 @@ class CandleCache:
             int(start), int(end), timeframe_ms(timeframe), ts, values, tuple(arrays.columns))
 
     def put_aggregated(self, symbol: str, timeframe: str, start: int, end: int, candles) -> None:
-        """Hold the replay's own ``timeframe`` candles (an :class:`~ettlib.aggregate.AggregatedCandles`).
+        """Hold the replay's own ``timeframe`` candles (an :class:`~ettlib.replay.aggregate.AggregatedCandles`).
 
         ``[start, end]`` is the open-time range they were aggregated over.
         Indicator columns are computed from these candles when first asked for.
@@ -332,7 +332,7 @@ class CandleCache:
 
 def _computed_columns(entry: _Entry, columns: tuple[str, ...]) -> np.ndarray:
     """Indicator ``columns`` of an aggregated stream, computed from its OHLCV rows."""
-    from ettlib.indicators import compute_indicators
+    from ettlib.store.indicators import compute_indicators
 
     ohlcv = [entry.values[:, entry.columns.index(c)] for c in OHLCV_COLUMNS]
     computed = compute_indicators(*ohlcv)

@@ -12,7 +12,7 @@ in the notebook's cell tagged ``parameters`` (unknown names get a "did you
 mean"), and a value must fit the type of the declared default (or its
 annotation).  For the experiment notebook (``02_experiment.ipynb``) the
 parameters are also checked by ``ExperimentConfig.from_dict`` when
-:mod:`ettlib.training.experiment` is importable; more notebook-specific
+:mod:`ettlib.experiment.runner` is importable; more notebook-specific
 checks plug in with :func:`register_notebook_validator`.
 
 The kernel's channels are encrypted (CurveZMQ) where the kernel supports it
@@ -259,7 +259,7 @@ def register_notebook_validator(
 def _experiment_config_class():
     """``ExperimentConfig``, or None (with a warning) when it cannot be imported."""
     try:
-        from ettlib.training.experiment import ExperimentConfig
+        from ettlib.experiment.runner import ExperimentConfig
     except ImportError as err:
         warnings.warn(
             f"ExperimentConfig is not available ({err}); only the notebook's parameters cell was checked",
@@ -282,7 +282,7 @@ def validate_experiment_parameters(notebook: Path, merged: dict[str, Any]) -> No
 
     Only the names that are fields of ``ExperimentConfig`` are passed (the
     notebook may declare more, e.g. display options).  Skipped with a
-    warning while :mod:`ettlib.training.experiment` is not importable.
+    warning while :mod:`ettlib.experiment.runner` is not importable.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # warned once already, by the type-name lookup

@@ -24,7 +24,7 @@ other; a run that left no file is listed as missing.
 Examples
 --------
 >>> import duckdb
->>> from ettlib.schema import ensure_schema
+>>> from ettlib.store.schema import ensure_schema
 >>> con = duckdb.connect()
 >>> _ = ensure_schema(con)
 >>> merge_run_results(con, []).runs_added
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import duckdb
 
-from ettlib.db import connect, transaction
+from ettlib.store.db import connect, transaction
 from ettlib.errors import ConfigError, SchemaError, StoreLockedError
-from ettlib.schema import ensure_schema, schema_version
+from ettlib.store.schema import ensure_schema, schema_version
 
 __all__ = [
     "RUN_TABLES",

@@ -18,7 +18,7 @@ letters).
 Live path
 ---------
 :meth:`DataProvider.push_candle` feeds one closed base candle of a live
-exchange feed; the symbol's :class:`~ettlib.live.LiveFeed` aggregates higher
+exchange feed; the symbol's :class:`~ettlib.replay.live.LiveFeed` aggregates higher
 timeframes, detects pivots, schedules inference steps and delivers exactly the
 events a :class:`~ettlib.replay.ReplayEngine` would deliver for the same
 candles.  ``provider.clock`` is the driving feed's clock (set by a replay, or
@@ -26,7 +26,7 @@ created by the first push).
 
 Examples
 --------
->>> from ettlib.events import CandleCompletionEvent
+>>> from ettlib.replay.events import CandleCompletionEvent
 >>> provider = DataProvider()
 >>> seen = []
 >>> sub = provider.subscribe_candle_completion(seen.append, "ETH/USDT", "1m")
@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ettlib.errors import ConfigError, SubscriberError, UnknownNameError
-from ettlib.events import (
+from ettlib.replay.events import (
     CandleCompletionEvent,
     InferenceStepEvent,
     PivotEvent,
@@ -266,14 +266,14 @@ class DataProvider:
         pivot_levels: int | None = None,
         step_timeframes=None,
     ):
-        """Configure the live feed of ``symbol`` (see :class:`ettlib.live.LiveFeed`).
+        """Configure the live feed of ``symbol`` (see :class:`ettlib.replay.live.LiveFeed`).
 
         The parameters mean what they mean for
         :class:`~ettlib.replay.ReplayEngine`, with the same defaults (derived
         from this provider's subscriptions), so a live feed and a replay of the
         same candles deliver the same events.  Returns the feed.
         """
-        from ettlib.live import LiveFeed
+        from ettlib.replay.live import LiveFeed
 
         from ettlib.clock import ReplayClock
 

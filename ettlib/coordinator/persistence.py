@@ -24,8 +24,8 @@ inserted with one statement each, never one INSERT per frame):
 Examples
 --------
 >>> import duckdb
->>> from ettlib.schema import ensure_schema
->>> from ettlib.frames import InferenceFrameReference
+>>> from ettlib.store.schema import ensure_schema
+>>> from ettlib.coordinator.frames import InferenceFrameReference
 >>> con = duckdb.connect()
 >>> _ = ensure_schema(con)
 >>> ref = InferenceFrameReference(1, "X", "1m", 180_000, 180_000, 0, 120_000,
@@ -50,9 +50,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ettlib.db import registered, transaction
+from ettlib.store.db import registered, transaction
 from ettlib.errors import EttError
-from ettlib.frames import FRAME_COLUMNS, InferenceFrameReference
+from ettlib.coordinator.frames import FRAME_COLUMNS, InferenceFrameReference
 
 __all__ = [
     "Checkpoint",

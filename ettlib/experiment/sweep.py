@@ -14,13 +14,13 @@ kernel starts**, then runs one :func:`ettlib.reports.run_report` per set on
 
 A run that fails is recorded (cell, error, its partial report) and the other
 runs go on; :attr:`SweepResult.failures` lists them.  Each run gets its own
-results file (see :mod:`ettlib.results` for why): when the notebook declares
+results file (see :mod:`ettlib.store.results` for why): when the notebook declares
 a ``results_db`` parameter the sweep sets it to
 ``<output_dir>/results/<run name>.duckdb``.  After the last run the sweep
 merges every results file into ``database`` in one transaction, then builds
 a comparison report: ``notebooks/03_compare_runs.ipynb`` executed with
 ``db_path`` and ``run_ids`` when that notebook exists, else a plain HTML
-table from :func:`ettlib.results.compare_runs`.
+table from :func:`ettlib.store.results.compare_runs`.
 
 Layout of ``output_dir`` (default ``reports/sweeps/<name>``)::
 
@@ -58,7 +58,7 @@ from ettlib.reports import (
     validate_parameters,
     with_database,
 )
-from ettlib.results import MergeReport, compare_runs, merge_run_results, run_results_path
+from ettlib.store.results import MergeReport, compare_runs, merge_run_results, run_results_path
 
 __all__ = [
     "EXECUTORS",
@@ -428,7 +428,7 @@ def run_sweep(
             merge = merge_run_results(database, [t.results_db for t in tasks])
         except EttError as err:  # e.g. the database is held open for writing elsewhere
             merge_error = (f"{err}; the runs' results are kept in {results_dir}: merge them later with "
-                           f"ettlib.results.merge_run_results({str(database)!r}, "
+                           f"ettlib.store.results.merge_run_results({str(database)!r}, "
                            f"sorted(Path({str(results_dir)!r}).glob('*.duckdb')))")
         else:
             run_ids = list(merge.run_ids) + list(merge.skipped_run_ids)

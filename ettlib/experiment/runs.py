@@ -9,7 +9,7 @@ timings, the status (``running``, ``completed``, ``interrupted``,
 Examples
 --------
 >>> from ettlib.store import DuckDBStorage
->>> from ettlib.training.config import ExperimentConfig
+>>> from ettlib.experiment.config import ExperimentConfig
 >>> store = DuckDBStorage(":memory:")
 >>> manifest = Manifest("r1", ExperimentConfig(adapter="persistence", baselines=()), "f" * 32,
 ...                     started_at=None, version="0.1.0", commit=None)
@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ettlib.errors import ConfigError
-from ettlib.training.config import ExperimentConfig
+from ettlib.experiment.config import ExperimentConfig
 
 __all__ = [
     "Manifest",

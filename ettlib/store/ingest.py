@@ -14,7 +14,7 @@ Accepted shapes
     case-insensitive).  ``timestamp`` is the candle's *open* time as integer
     epoch milliseconds UTC, or date-times (a datetime column, or ISO-8601
     text such as ``2024-01-01 00:05:00`` in a CSV; no zone means UTC).  The
-    indicator columns of :data:`ettlib.schema.INDICATOR_COLUMNS` may be
+    indicator columns of :data:`ettlib.store.schema.INDICATOR_COLUMNS` may be
     present (an export of the store); they are **ignored** and recomputed by
     ettlib so that stored indicators always agree with the stored candles.
     Any other column is an error, so a mislabelled file is never half-read.
@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from ettlib.errors import DataValidationError, UnknownNameError
-from ettlib.schema import INDICATOR_COLUMNS, OHLCV_COLUMNS
+from ettlib.store.schema import INDICATOR_COLUMNS, OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms
 
 __all__ = [

@@ -3,7 +3,7 @@
 :class:`DuckDBStorage` owns one DuckDB connection to one file (default
 ``data/ett.duckdb``), the single source of truth for candles and their
 indicators.  Every user value reaches SQL as a parameter; identifiers come
-only from :data:`~ettlib.schema.CANDLE_COLUMNS`.
+only from :data:`~ettlib.store.schema.CANDLE_COLUMNS`.
 
 Concurrency (what DuckDB allows, measured with DuckDB 2.0.1)
 -------------------------------------------------------------
@@ -55,8 +55,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ettlib.candles import CandleArrays
-from ettlib.db import connect, registered, transaction
+from ettlib.store.candles import CandleArrays
+from ettlib.store.db import connect, registered, transaction
 from ettlib.errors import (
     ConfigError,
     DataValidationError,
@@ -64,8 +64,8 @@ from ettlib.errors import (
     StoreLockedError,
     UnknownNameError,
 )
-from ettlib.ingest import ValidCandles, read_candles_source
-from ettlib.schema import (
+from ettlib.store.ingest import ValidCandles, read_candles_source
+from ettlib.store.schema import (
     CANDLE_COLUMNS,
     OHLCV_COLUMNS,
     SCHEMA_VERSION,
@@ -313,7 +313,7 @@ class DuckDBStorage:
         source
             A pandas DataFrame (``timestamp, open, high, low, close, volume``)
             or the path of a CSV, Parquet or Binance kline file (``.csv`` or
-            ``.zip``); see :mod:`ettlib.ingest` for the accepted shapes and
+            ``.zip``); see :mod:`ettlib.store.ingest` for the accepted shapes and
             every check.
         replace
             Overwrite stored candles whose values differ.  Without it such a
@@ -325,7 +325,7 @@ class DuckDBStorage:
         Candles already stored with identical values are left alone, so
         ingesting the same file twice adds nothing.  Everything -- the new
         candles and the indicator update
-        (:func:`ettlib.indicators.update_indicators` from the first new or
+        (:func:`ettlib.store.indicators.update_indicators` from the first new or
         replaced candle on) -- happens in one transaction: on any error the
         database is exactly as it was.
         """
@@ -338,7 +338,7 @@ class DuckDBStorage:
     def resample(self, symbol: str, base_timeframe: str, timeframe: str) -> IngestReport:
         """Aggregate ``base_timeframe`` candles into ``timeframe`` and store them.
 
-        The rule is the replay's (:func:`ettlib.aggregate.aggregate_candles`):
+        The rule is the replay's (:func:`ettlib.replay.aggregate.aggregate_candles`):
         buckets are epoch-aligned and labelled by open time, a bucket with a
         hole is aggregated from the candles it has once a later candle shows
         it is over, and the last bucket is written only when complete -- so
@@ -352,7 +352,7 @@ class DuckDBStorage:
         check_higher(base_timeframe, timeframe)
         if timeframe == base_timeframe:
             raise ConfigError(f"cannot resample {base_timeframe!r} into itself")
-        from ettlib.aggregate import aggregate_candles
+        from ettlib.replay.aggregate import aggregate_candles
 
         base = self.read_candles(symbol, base_timeframe, columns=OHLCV_COLUMNS)
         agg = aggregate_candles(base.timestamps, *(base.column(c) for c in OHLCV_COLUMNS),
@@ -380,13 +380,13 @@ class DuckDBStorage:
         without indicators.  Returns what ``update_indicators`` returns.
         """
         self._require_writable()
-        from ettlib.indicators import update_indicators
+        from ettlib.store.indicators import update_indicators
 
         with transaction(self.con):
             return update_indicators(self.con, validate_symbol(symbol), validate_timeframe(timeframe))
 
     def _write(self, candles: ValidCandles, symbol: str, timeframe: str, *, replace: bool) -> IngestReport:
-        from ettlib.indicators import update_indicators
+        from ettlib.store.indicators import update_indicators
 
         con = self.con
         timestamps = candles.timestamps

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
-from ettlib.events import pivot_types_up_to, validate_pivot_levels
+from ettlib.store.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
+from ettlib.replay.events import pivot_types_up_to, validate_pivot_levels
 from ettlib.symbols import validate_symbol
 from ettlib.timeframes import check_higher, sort_timeframes, validate_timeframe
 from ettlib.times import to_ms_or_none

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import duckdb
 
-from ettlib.db import transaction
+from ettlib.store.db import transaction
 from ettlib.errors import SchemaError
 
 __all__ = [
@@ -85,7 +85,7 @@ _MIGRATIONS: list[list[str]] = [
             confirmed_at BIGINT,
             UNIQUE (symbol, timeframe, timestamp, pivot_type))""",
         # inference_frames, training_events, dead_letters, coordinator_checkpoints:
-        # written by ettlib.frame_store (see its docstring for the protocol).
+        # written by ettlib.coordinator.persistence (see its docstring for the protocol).
         """CREATE TABLE IF NOT EXISTS inference_frames (
             run_id VARCHAR NOT NULL DEFAULT '',
             inference_id VARCHAR NOT NULL,
@@ -146,7 +146,7 @@ _MIGRATIONS: list[list[str]] = [
             metrics VARCHAR,
             error VARCHAR)""",
     ],
-    # Version 2: subscribers' own state, written by ettlib.frame_store in the
+    # Version 2: subscribers' own state, written by ettlib.coordinator.persistence in the
     # coordinator's flush transaction (checkpoint_state / restore_state).
     [
         """CREATE TABLE IF NOT EXISTS subscriber_states (

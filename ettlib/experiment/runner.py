@@ -1,7 +1,7 @@
 """Run an experiment: replay, predict, learn online, score prequentially, record.
 
 :func:`run_experiment` wires the parts of ettlib together for one
-:class:`~ettlib.training.config.ExperimentConfig`:
+:class:`~ettlib.experiment.config.ExperimentConfig`:
 
 1. open the candle store (read-only when results go to a separate
    ``results_db``, as in a sweep), check everything that can be checked --
@@ -14,7 +14,7 @@
    baselines, and a :class:`~ettlib.session.Session` over the store (its
    coordinator ``strict``: an adapter that raises fails the run), with, per
    symbol, an :class:`~ettlib.training.inference_loop.InferenceLoop` and the
-   prequential scorer (:mod:`ettlib.training.scoring`);
+   prequential scorer (:mod:`ettlib.experiment.scoring`);
 3. replay ``[start, end]``: at each instant the model first learns from what
    just became known, then predicts;
 4. flush the adapter, close the coordinator and finish the manifest with
@@ -69,7 +69,7 @@ an instant and cannot be resumed exactly: run it again.
 
 Examples
 --------
->>> from ettlib.demo import write_demo_data
+>>> from ettlib.store.demo import write_demo_data
 >>> from ettlib.store import DuckDBStorage
 >>> store = DuckDBStorage(":memory:")
 >>> _ = write_demo_data(store, symbol="ETH/USDT", days=1)
@@ -90,8 +90,8 @@ from pathlib import Path
 
 from ettlib.errors import ConfigError, EttError
 from ettlib.training import registry
-from ettlib.training.config import OBJECT_PREFIX, ExperimentConfig
-from ettlib.training.runs import (
+from ettlib.experiment.config import OBJECT_PREFIX, ExperimentConfig
+from ettlib.experiment.runs import (
     Manifest,
     check_resumable,
     data_fingerprint,
@@ -274,7 +274,7 @@ class _Run:
 
     def result(self, status: str, learned, counters, error: str | None = None) -> ExperimentResult:
         scores = self.scorer.metrics() if self.scorer is not None else {}
-        from ettlib.training.scoring import flat_metrics
+        from ettlib.experiment.scoring import flat_metrics
 
         extra = {**self.extra, **pair_counts(learned)}
         if status == "completed":
@@ -368,7 +368,7 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
     resume
         Continue the run ``run_id`` from its last commit (status
         ``'running'``: its process was killed; or ``'interrupted'``: Ctrl-C); ``config`` must be the
-        run's (:func:`~ettlib.training.runs.load_run_config`; only ``db_path``, ``results_db`` and
+        run's (:func:`~ettlib.experiment.runs.load_run_config`; only ``db_path``, ``results_db`` and
         ``checkpoint`` may differ) and the candles unchanged.  See "Resume"
         in the module doc.
     persist_every
@@ -449,8 +449,8 @@ def _build(run: _Run, candles, config: ExperimentConfig, baselines: dict, start:
     """Build the session; subscribe the model, the scorer and the inference loops."""
     from ettlib.session import Session
     from ettlib.training.inference_loop import InferenceLoop
-    from ettlib.training.metrics import PrequentialScorer
-    from ettlib.training.scoring import ExperimentScoring
+    from ettlib.experiment.metrics import PrequentialScorer
+    from ettlib.experiment.scoring import ExperimentScoring
 
     adapter = run.adapter
     run.session = session = Session(

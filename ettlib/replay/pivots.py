@@ -65,24 +65,20 @@ True
 from __future__ import annotations
 
 import math
-import secrets
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ettlib.db import registered, transaction
 from ettlib.errors import ConfigError, DataValidationError, LookAheadError
-from ettlib.events import MAX_PIVOT_LEVEL, PivotEvent, pivot_type_name, validate_pivot_levels
-from ettlib.symbols import validate_symbol
+from ettlib.replay.events import MAX_PIVOT_LEVEL, PivotEvent, pivot_type_name, validate_pivot_levels
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
 __all__ = [
     "PivotTable",
     "detect_pivots",
     "StreamingPivotDetector",
-    "store_pivots",
 ]
 
 
@@ -181,7 +177,7 @@ class PivotTable:
         return names[self.level, self.is_low.astype(np.int64)]
 
     def events(self, symbol: str, timeframe: str) -> list[PivotEvent]:
-        """The rows as :class:`~ettlib.events.PivotEvent` objects, in order."""
+        """The rows as :class:`~ettlib.replay.events.PivotEvent` objects, in order."""
         validate_timeframe(timeframe)
         names = [[pivot_type_name(k, False), pivot_type_name(k, True)] for k in range(MAX_PIVOT_LEVEL + 1)]
         return [
@@ -637,60 +633,3 @@ class StreamingPivotDetector:
         st.gap_cand = gap
         if promote is not None:
             self._push(kind, k + 1, promote[0], promote[1], promote[2], confirmed_at, found)
-
-
-# --------------------------------------------------------------------------
-# Storage
-# --------------------------------------------------------------------------
-
-
-def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
-    """Insert ``table`` into ``pivot_points``; return the number of new rows.
-
-    Idempotent: rows whose (symbol, timeframe, timestamp, pivot_type) already
-    exist are left as they are, so storing the same table twice adds nothing.
-    ``n`` is not part of the key: keep one detection setting per symbol and
-    timeframe in one database (rows of another ``n`` would be skipped where
-    they collide).
-    One parameterized statement from a registered Arrow table, in a
-    transaction (joining the caller's if one is open).
-
-    Examples
-    --------
-    >>> import duckdb
-    >>> from ettlib.schema import ensure_schema
-    >>> con = duckdb.connect()
-    >>> _ = ensure_schema(con)
-    >>> t = detect_pivots([0, 60_000, 120_000], [1.0, 2.0, 1.0], [0.5, 0.5, 0.5], "1m")
-    >>> store_pivots(con, "ETH/USDT", "1m", t), store_pivots(con, "ETH/USDT", "1m", t)
-    (1, 0)
-    >>> con.execute("SELECT pivot_type, level, price, confirmed_at FROM pivot_points").fetchall()
-    [('L1H', 1, 2.0, 180000)]
-    """
-    import pyarrow as pa
-
-    validate_symbol(symbol)
-    validate_timeframe(timeframe)
-    if not isinstance(table, PivotTable):
-        raise ConfigError(f"table must be a PivotTable, got {type(table).__name__}")
-    rows = pa.table(
-        {
-            "timestamp": pa.array(table.timestamp, pa.int64()),
-            "price": pa.array(table.price, pa.float64()),
-            "pivot_type": pa.array(table.pivot_type.tolist(), pa.string()),
-            "level": pa.array(table.level, pa.int32()),
-            "strength": pa.array(table.strength, pa.float64()),
-            "confirmed_at": pa.array(table.confirmed_at, pa.int64()),
-        }
-    )
-    view = "_ett_pivot_rows_" + secrets.token_hex(6)  # generated, never user text
-    with transaction(con), registered(con, view, rows):  # joins the caller's transaction
-        added = con.execute(
-            "INSERT INTO pivot_points"
-            " (symbol, timeframe, timestamp, price, pivot_type, level, strength, confirmed_at)"
-            " SELECT ?, ?, timestamp, price, pivot_type, level, strength, confirmed_at"
-            f" FROM {view} ON CONFLICT DO NOTHING",
-            [symbol, timeframe],
-        ).fetchall()[0][0]
-    return int(added)
-

@@ -13,9 +13,9 @@ here, tested like the rest of ettlib:
 * **comparing runs**: :func:`select_runs`, :func:`differing_configs`,
   :func:`headline_metrics`, :func:`learning_losses`, :func:`plot_run_metrics`;
 * **hygiene**: committed notebooks carry no outputs and no execution counts.
-  ``python -m ettlib.notebook_tools strip notebooks/*.ipynb`` removes them
+  ``python -m ettlib.notebooks.tools strip notebooks/*.ipynb`` removes them
   (also ipywidgets' saved state and papermill's run metadata);
-  ``python -m ettlib.notebook_tools check notebooks/*.ipynb`` exits 1 and
+  ``python -m ettlib.notebooks.tools check notebooks/*.ipynb`` exits 1 and
   lists what is dirty.
 
 Examples
@@ -117,7 +117,7 @@ def ensure_demo_data(
 ) -> bool:
     """Make sure ``db_path`` holds 1m candles of ``symbol``; True when demo data was written.
 
-    When the file or the symbol is missing, writes :func:`ettlib.demo.write_demo_data`
+    When the file or the symbol is missing, writes :func:`ettlib.store.demo.write_demo_data`
     (``days`` of synthetic candles) if ``make_demo_if_missing``, else raises
     :class:`ConfigError` saying how to get data.  The database is opened
     read-only to look, and for writing only when something is written.
@@ -152,7 +152,7 @@ def _ensure_demo_data_locked(path: Path, symbol: str, make_demo_if_missing: bool
             "ingest some (`ett data ingest`), write the demo (`ett data demo`), "
             "or set make_demo_if_missing = True"
         )
-    from ettlib.demo import write_demo_data
+    from ettlib.store.demo import write_demo_data
 
     with DuckDBStorage(path) as storage:
         write_demo_data(storage, symbol=symbol, days=days, seed=seed)
@@ -203,7 +203,7 @@ def config_from_parameters(namespace: Mapping[str, Any], **overrides):
     """
     from dataclasses import fields
 
-    from ettlib.training.config import ExperimentConfig
+    from ettlib.experiment.config import ExperimentConfig
 
     values = {f.name: namespace[f.name] for f in fields(ExperimentConfig) if f.name in namespace}
     values.update(overrides)
@@ -233,7 +233,7 @@ def _rounded(value, digits: int = 6):
 def _connect_read_only(database):
     import duckdb
 
-    from ettlib.db import connect
+    from ettlib.store.db import connect
 
     if isinstance(database, duckdb.DuckDBPyConnection):
         return database, False
@@ -321,7 +321,7 @@ def plot_confusions(scores: Mapping[str, Mapping[str, Any]], *, figsize_per_mode
     import numpy as np
     from matplotlib.figure import Figure
 
-    from ettlib.plots import plot_pivot_confusion
+    from ettlib.notebooks.plots import plot_pivot_confusion
 
     names = [n for n, s in scores.items() if s.get("pivot_confusion") is not None]
     if not names:
@@ -341,13 +341,13 @@ def plot_confusions(scores: Mapping[str, Mapping[str, Any]], *, figsize_per_mode
 
 
 def select_runs(database, run_ids: Sequence[str] | None = None, last_n: int | None = 10):
-    """The runs to compare, one row each (:func:`ettlib.results.compare_runs`).
+    """The runs to compare, one row each (:func:`ettlib.store.results.compare_runs`).
 
     ``run_ids`` (non-empty) picks runs in that order; else the ``last_n``
     latest by start time (``None``: all).  Unknown run ids raise
     :class:`ConfigError` naming them.
     """
-    from ettlib.results import compare_runs
+    from ettlib.store.results import compare_runs
 
     if run_ids:
         table = compare_runs(database, list(run_ids))
@@ -497,12 +497,12 @@ def strip_file(path: str | Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ettlib.notebook_tools strip|check NOTEBOOK...``."""
+    """``python -m ettlib.notebooks.tools strip|check NOTEBOOK...``."""
     import argparse
 
     import nbformat
 
-    parser = argparse.ArgumentParser(prog="python -m ettlib.notebook_tools",
+    parser = argparse.ArgumentParser(prog="python -m ettlib.notebooks.tools",
                                      description="Keep committed notebooks free of outputs.")
     parser.add_argument("command", choices=("strip", "check"),
                         help="strip: remove outputs in place; check: exit 1 if any notebook has some")

@@ -1,11 +1,11 @@
 """The replay engine: the store's candles delivered as events, as they became known.
 
 :class:`ReplayEngine` reads the base candles of one or several symbols from
-DuckDB (into a :class:`~ettlib.cache.CandleCache`, in chunks), aggregates the
-higher timeframes (:mod:`ettlib.aggregate`), detects pivots
-(:func:`ettlib.pivots.detect_pivots`), schedules inference steps, merges all
-of it into ``docs/design.md``'s order with one sort (:mod:`ettlib.event_plan`), and
-delivers every event through the :class:`~ettlib.data_provider.DataProvider`.
+DuckDB (into a :class:`~ettlib.replay.cache.CandleCache`, in chunks), aggregates the
+higher timeframes (:mod:`ettlib.replay.aggregate`), detects pivots
+(:func:`ettlib.replay.pivots.detect_pivots`), schedules inference steps, merges all
+of it into ``docs/design.md``'s order with one sort (:mod:`ettlib.replay.plan`), and
+delivers every event through the :class:`~ettlib.replay.provider.DataProvider`.
 
 Order (the contract)
 --------------------
@@ -13,9 +13,9 @@ Events are ordered by knowable time ``T``; at equal ``T`` by symbol name; for
 one symbol at ``T``: candle completions (base first, then higher timeframes by
 length; older bar first), pivot confirmations (timeframe, level, lows before
 highs, bar time), then inference steps (timeframe).  This is exactly
-:func:`ettlib.events.event_sort_key`.  An inference step ``(symbol, tf)`` is
+:func:`ettlib.replay.events.event_sort_key`.  An inference step ``(symbol, tf)`` is
 scheduled at ``T`` when a ``tf`` candle completes on time at ``T`` (see
-:mod:`ettlib.aggregate` for late, gapped buckets, which get no step).
+:mod:`ettlib.replay.aggregate` for late, gapped buckets, which get no step).
 
 What is replayed
 ----------------
@@ -57,8 +57,8 @@ Subscriber errors follow the provider's ``on_error`` policy; with
 Examples
 --------
 >>> import duckdb, numpy as np, pandas as pd
->>> from ettlib.schema import ensure_schema
->>> from ettlib.data_provider import DataProvider
+>>> from ettlib.store.schema import ensure_schema
+>>> from ettlib.replay.provider import DataProvider
 >>> con = duckdb.connect()
 >>> _ = ensure_schema(con)
 >>> price = 100 + np.sin(np.arange(30) / 2)
@@ -94,21 +94,19 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ettlib.aggregate import aggregate_checked, check_base_timestamps
-from ettlib.cache import CandleCache, ohlcv_columns_first
+from ettlib.replay.aggregate import aggregate_checked, check_base_timestamps
+from ettlib.replay.cache import CandleCache, ohlcv_columns_first
 from ettlib.clock import ReplayClock
 from ettlib.errors import ConfigError
-from ettlib import event_plan
-from ettlib.event_plan import CANDLE, PIVOT, STEP, Plan, build_plan
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, pivot_type_name
-from ettlib.live import FeedConfig, resolve_feed_config
-from ettlib.schema import OHLCV_COLUMNS
+from ettlib.replay import plan as event_plan
+from ettlib.replay.plan import CANDLE, PIVOT, STEP, Plan, build_plan
+from ettlib.replay.feed import FeedConfig, resolve_feed_config
+from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.symbols import validate_symbols
 from ettlib.timeframes import TIMEFRAMES, sort_timeframes, validate_timeframe
 from ettlib.times import to_ms
 
-__all__ = ["ReplayEngine", "ReplayCursor", "count_events", "resolve_base_timeframe",
-           "default_timeframes"]
+__all__ = ["ReplayEngine", "ReplayCursor", "resolve_base_timeframe", "default_timeframes"]
 
 _ITER_CHUNK = 4096  # events built at a time by the generator (it yields to user code)
 _PROGRESS_CHUNK = 1024  # events dispatched between two progress-bar updates
@@ -296,7 +294,7 @@ class ReplayEngine:
         A :class:`~ettlib.store.DuckDBStorage`, or anything with ``read_candles``
         or ``con``, or a DuckDB connection.
     data_provider
-        The :class:`~ettlib.data_provider.DataProvider` to deliver through.
+        The :class:`~ettlib.replay.provider.DataProvider` to deliver through.
     symbols
         One symbol or several; replayed interleaved, in name order at equal times.
     start, end
@@ -329,7 +327,7 @@ class ReplayEngine:
         Show a ``tqdm`` progress bar in :meth:`run` (it moves every 1,024 events).
     chunk_size
         Events built and dispatched per chunk (DuckDB is read in chunks of
-        :data:`ettlib.cache.DEFAULT_CHUNK_ROWS` candles).
+        :data:`ettlib.replay.cache.DEFAULT_CHUNK_ROWS` candles).
     cache_warmup
         Candles of the longest timeframe held before ``start`` (base candles
         from that far back, and the candles of every higher timeframe
@@ -686,47 +684,3 @@ class ReplayEngine:
     def __repr__(self) -> str:
         return (f"ReplayEngine({list(self.symbols)}, {self.start}..{self.end}, "
                 f"timeframes={list(self.config.timeframes)}, position={self._pos})")
-
-
-def count_events(storage, symbols, start, end, *, progress: bool = False, **options) -> dict:
-    """Replay (fast path) and count the events by kind and timeframe: ``{"candle 1m": n, ...}``.
-
-    For the command line (``ett replay``): ``options`` go to
-    :class:`ReplayEngine` (``timeframes`` defaults to the base only).
-
-    >>> import duckdb
-    >>> from ettlib.schema import ensure_schema
-    >>> con = duckdb.connect()
-    >>> _ = ensure_schema(con)
-    >>> for m in range(10):
-    ...     _ = con.execute("INSERT INTO ohlcv_data (symbol, timeframe, timestamp, open, high, low,"
-    ...                     " close, volume) VALUES ('X', '1m', ?, 1, 2, 0.5, 1.5, 1)", [m * 60_000])
-    >>> count_events(con, "X", 0, 9 * 60_000, timeframes=["1m", "5m"])
-    {'candle 1m': 10, 'candle 5m': 2}
-    """
-    from collections import Counter
-
-    from ettlib.data_provider import DataProvider
-
-    provider = DataProvider(pivot_levels=options.get("pivot_levels") or 3)
-    options.setdefault("timeframes", [options.get("base_timeframe", "1m")])
-    engine = ReplayEngine(storage, provider, symbols, start, end, progress=progress, **options)
-    counts: Counter = Counter()
-    names = {CandleCompletionEvent: "candle", PivotEvent: "pivot", InferenceStepEvent: "step"}
-
-    def count(event) -> None:
-        counts[f"{names[type(event)]} {event.timeframe}"] += 1
-
-    for symbol in engine.symbols:
-        for tf in engine.config.timeframes:
-            provider.subscribe_candle_completion(count, symbol, tf)
-        for tf in engine.config.pivot_timeframes:
-            provider.subscribe_pivot_events(count, symbol, tf, _pivot_types(engine.config.pivot_levels))
-    engine.run()
-    order = {"candle": 0, "pivot": 1, "step": 2}
-    return dict(sorted(counts.items(), key=lambda kv: (order[kv[0].split()[0]],
-                                                       TIMEFRAMES[kv[0].split()[1]])))
-
-
-def _pivot_types(levels: int) -> list:
-    return [pivot_type_name(k, low) for k in range(1, levels + 1) for low in (True, False)]

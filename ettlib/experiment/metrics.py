@@ -39,8 +39,8 @@ without them (``errors=False``) and rebuilds them, on a resume, from the
 
 Examples
 --------
->>> from ettlib.frames import InferenceFrameReference
->>> from ettlib.events import CandleCompletionEvent
+>>> from ettlib.coordinator.frames import InferenceFrameReference
+>>> from ettlib.replay.events import CandleCompletionEvent
 >>> params = {"price_offset": 100.0, "price_scale": 2.0, "volume_offset": 0.0, "volume_scale": 1.0}
 >>> ref = InferenceFrameReference(1, "X", "1m", 120_000, 120_000, 60_000, 60_000, params,
 ...                               "HOLD", (0.0, 0.0, 0.0, 1.0, 0.0), 1.0)

@@ -1,8 +1,8 @@
 """The InferenceTrainingCoordinator: match predictions to the truth, exactly once.
 
-Models register an :class:`~ettlib.frames.InferenceFrameReference` at each
+Models register an :class:`~ettlib.coordinator.frames.InferenceFrameReference` at each
 prediction.  The coordinator subscribes itself to the
-:class:`~ettlib.data_provider.DataProvider` (once per stream), and when the
+:class:`~ettlib.replay.provider.DataProvider` (once per stream), and when the
 truth becomes known it hands each (frame, event) pair to its
 :class:`TrainingEventSubscriber` s:
 
@@ -42,7 +42,7 @@ Nothing is written per event.  The coordinator buffers new frames, expiries,
 delivered pairs and dead letters, and every ``persist_every`` events, at the
 first event of a *new knowable instant* (so every event of earlier instants,
 including the inference steps that registered frames, is complete), it
-commits in **one transaction** (see :mod:`ettlib.frame_store`):
+commits in **one transaction** (see :mod:`ettlib.coordinator.persistence`):
 
 1. the buffered frames, expiries, pairs and dead letters;
 2. a checkpoint: ``resume_time`` (every event with a knowable time before it
@@ -69,7 +69,7 @@ of the committed state.  So:
   recorded pairs and the subscriber's state never disagree.  The training
   adapters (:mod:`ettlib.training.adapters`) checkpoint their whole learning
   state this way (weights, optimizer, queued pairs, undrained results), and
-  :func:`~ettlib.training.experiment.run_experiment` ``(resume=True)`` their
+  :func:`~ettlib.experiment.runner.run_experiment` ``(resume=True)`` their
   runs' prequential scores too, so a killed experiment resumes bit-identically;
 - the same holds only for what reaches a subscriber *through the
   coordinator*: a callback subscribed to the provider directly is not part
@@ -100,8 +100,8 @@ lock held (they may call ``get_inference_data`` or register frames).
 
 Examples
 --------
->>> from ettlib.data_provider import DataProvider
->>> from ettlib.events import CandleCompletionEvent
+>>> from ettlib.replay.provider import DataProvider
+>>> from ettlib.replay.events import CandleCompletionEvent
 >>> from ettlib.store import DuckDBStorage
 >>> storage = DuckDBStorage(":memory:")
 >>> provider = DataProvider(storage)
@@ -136,11 +136,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ettlib.cache import CandleCache
-from ettlib.candles import CandleArrays
+from ettlib.replay.cache import CandleCache
+from ettlib.store.candles import CandleArrays
 from ettlib.errors import ConfigError, LookAheadError, SubscriberError, UnknownNameError
-from ettlib.events import CandleCompletionEvent, PivotEvent, candle_key, event_key
-from ettlib.frame_store import (
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent, candle_key, event_key
+from ettlib.coordinator.persistence import (
     Checkpoint,
     commit_flush,
     delete_run_state,
@@ -149,9 +149,9 @@ from ettlib.frame_store import (
     load_subscriber_states,
     run_has_state,
 )
-from ettlib.frames import InferenceFrameReference
-from ettlib.normalization import ColumnNormalizer
-from ettlib.schema import CANDLE_COLUMNS
+from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.coordinator.normalization import ColumnNormalizer
+from ettlib.store.schema import CANDLE_COLUMNS
 from ettlib.timeframes import TIMEFRAMES, validate_timeframe
 from ettlib.times import format_ms
 
@@ -348,7 +348,7 @@ class InferenceTrainingCoordinator:
     Parameters
     ----------
     data_provider
-        The :class:`~ettlib.data_provider.DataProvider` events come through.
+        The :class:`~ettlib.replay.provider.DataProvider` events come through.
     duckdb_storage
         A :class:`~ettlib.store.DuckDBStorage` (``read_window``,
         ``read_windows``, ``con``): windows are read from it and frames,
@@ -356,7 +356,7 @@ class InferenceTrainingCoordinator:
     cache
         Optional object with ``window(symbol, timeframe, start, end, columns)
         -> CandleArrays | None`` (e.g. the replay's
-        :class:`~ettlib.cache.CandleCache`), tried before DuckDB.
+        :class:`~ettlib.replay.cache.CandleCache`), tried before DuckDB.
     pivot_lookback
         Candles before a pivot bar whose frames it matches (default 30).
     retention
@@ -839,7 +839,7 @@ class InferenceTrainingCoordinator:
     def _cached(self, ref: InferenceFrameReference) -> tuple[np.ndarray, np.ndarray] | None:
         """The cache's ``(timestamps, values)`` of ``ref``'s window (``None``: no cache, or not covered).
 
-        A :class:`~ettlib.cache.CandleCache` gives exactly the rows of the
+        A :class:`~ettlib.replay.cache.CandleCache` gives exactly the rows of the
         window (O(1) for a gap-free stream); any other cache's rows are
         clipped to the window.
         """

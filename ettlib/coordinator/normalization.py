@@ -2,7 +2,7 @@
 
 At inference a model computes ``norm_params`` from its input window
 (:func:`compute_norm_params`) and stores them in the
-:class:`~ettlib.frames.InferenceFrameReference`.  At training the window is
+:class:`~ettlib.coordinator.frames.InferenceFrameReference`.  At training the window is
 re-read by reference and normalized again with *the same* parameters
 (:func:`normalize`), so the model trains on exactly the numbers it predicted
 from.
@@ -44,7 +44,7 @@ output dtype.  It runs as one compiled pass over the window (numba, see
 Examples
 --------
 >>> import numpy as np
->>> from ettlib.candles import CandleArrays
+>>> from ettlib.store.candles import CandleArrays
 >>> w = CandleArrays(np.array([0, 60_000, 120_000]),
 ...                  np.array([[9.0, 10.0], [10.0, 20.0], [11.0, 30.0]]),
 ...                  ("close", "volume"))
@@ -128,7 +128,7 @@ def compute_norm_params(candles) -> dict[str, float]:
     Parameters
     ----------
     candles
-        A :class:`~ettlib.candles.CandleArrays` (or any mapping / DataFrame
+        A :class:`~ettlib.store.candles.CandleArrays` (or any mapping / DataFrame
         with ``close`` and ``volume``) holding the model's input window.
 
     Returns

@@ -22,7 +22,7 @@ the last event).
 Examples
 --------
 >>> import numpy as np
->>> from ettlib.candles import CandleArrays
+>>> from ettlib.store.candles import CandleArrays
 >>> ts = np.arange(5, dtype=np.int64) * 60_000
 >>> ohlc = np.array([[1, 2, 0.5, 1.5], [1.5, 2.5, 1, 2], [2, 2.2, 1.1, 1.2],
 ...                  [1.2, 1.4, 0.8, 1.0], [1.0, 1.9, 0.9, 1.8]], dtype=float)
@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
+from ettlib.replay.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
 from ettlib.timeframes import TIMEFRAMES, timeframe_ms
 
 __all__ = [
@@ -185,11 +185,11 @@ def plot_candles(
     Parameters
     ----------
     candles
-        :class:`~ettlib.candles.CandleArrays` with at least the columns
+        :class:`~ettlib.store.candles.CandleArrays` with at least the columns
         ``open, high, low, close`` (open times in epoch ms).
     pivots
         A ``PivotTable`` (aligned arrays ``timestamp, price, level, is_low``)
-        or an iterable of :class:`~ettlib.events.PivotEvent`.  Only pivots
+        or an iterable of :class:`~ettlib.replay.events.PivotEvent`.  Only pivots
         whose bar lies inside the candles' time range are drawn: lows as
         ``^`` below their price, highs as ``v`` above, larger and darker
         with the level.

@@ -3,7 +3,7 @@
 :class:`EventStepper` drives a :class:`~ettlib.session.Session` and shows,
 after every step:
 
-* a candlestick chart (:func:`ettlib.plots.plot_candles`) of the last
+* a candlestick chart (:func:`ettlib.notebooks.plots.plot_candles`) of the last
   ``window_candles`` closed candles of one stream, with the pivots confirmed
   so far, the newest frame's input window shaded, the pending frames'
   targets and the pairs matched by the stream's last event (all read by
@@ -29,7 +29,7 @@ wall clock for the replay's time: the time shown is the session's clock.
 
 Examples
 --------
->>> from ettlib.demo import write_demo_data
+>>> from ettlib.store.demo import write_demo_data
 >>> from ettlib.workbench import Workbench
 >>> wb = Workbench(":memory:")
 >>> _ = write_demo_data(wb.store, symbol="ETH/USDT", days=1)
@@ -51,10 +51,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ettlib.candles import CandleArrays
+from ettlib.store.candles import CandleArrays
 from ettlib.errors import ConfigError
-from ettlib.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, pivot_types_up_to
-from ettlib.frames import InferenceFrameReference
+from ettlib.replay.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent, pivot_types_up_to
+from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.timeframes import TIMEFRAMES
 from ettlib.times import format_ms
 
@@ -401,7 +401,7 @@ class EventStepper:
 
     def redraw(self) -> None:
         """Draw the chart into ``image`` (timed into ``redraw_ms``)."""
-        from ettlib.plots import plot_candles
+        from ettlib.notebooks.plots import plot_candles
 
         started = time.perf_counter()
         ax = self.axes

@@ -84,9 +84,9 @@ import numpy as np
 import pyarrow as pa
 from scipy.signal import lfilter
 
-from ettlib.db import registered
+from ettlib.store.db import registered
 from ettlib.errors import ConfigError
-from ettlib.schema import INDICATOR_COLUMNS
+from ettlib.store.schema import INDICATOR_COLUMNS
 from ettlib.symbols import validate_symbol
 from ettlib.timeframes import validate_timeframe
 
@@ -254,7 +254,7 @@ def _as_float_arrays(*arrays) -> list[np.ndarray]:
 
 
 def compute_indicators(open, high, low, close, volume) -> dict[str, np.ndarray]:  # noqa: A002
-    """Every column of :data:`~ettlib.schema.INDICATOR_COLUMNS` for one series.
+    """Every column of :data:`~ettlib.store.schema.INDICATOR_COLUMNS` for one series.
 
     Parameters
     ----------
@@ -414,7 +414,7 @@ def update_indicators(
     Examples
     --------
     >>> import duckdb, numpy as np, pandas as pd
-    >>> from ettlib.schema import ensure_schema
+    >>> from ettlib.store.schema import ensure_schema
     >>> con = duckdb.connect()
     >>> _ = ensure_schema(con)
     >>> close = 100 + np.sin(np.arange(60) / 5)

@@ -4,16 +4,16 @@
 candle pair's absolute close errors (and direction hits) per model as the
 pair's metrics, so every scored prediction is a row of ``training_events``;
 and it is the run's own state in the coordinator's flush transaction (see
-"Resume" in :mod:`ettlib.training.experiment`).
+"Resume" in :mod:`ettlib.experiment.runner`).
 """
 
 from __future__ import annotations
 
 import json
 
-from ettlib.db import registered
+from ettlib.store.db import registered
 from ettlib.errors import ConfigError
-from ettlib.training.metrics import PrequentialScorer
+from ettlib.experiment.metrics import PrequentialScorer
 
 __all__ = ["ExperimentScoring", "LOOP_COUNTERS", "flat_metrics", "write_pair_losses"]
 

@@ -1,8 +1,8 @@
 """Every event of a replay as merged columns, and the loop that delivers them.
 
 :func:`build_plan` turns the cached base candles into all the events of a
-replay at once -- higher timeframes aggregated (:mod:`ettlib.aggregate`),
-pivots detected (:func:`ettlib.pivots.detect_pivots`), inference steps
+replay at once -- higher timeframes aggregated (:mod:`ettlib.replay.aggregate`),
+pivots detected (:func:`ettlib.replay.pivots.detect_pivots`), inference steps
 scheduled -- as per-kind column tables plus one merged order (a stable sort of
 a packed int64 key: knowable time, then the event's *rank*; ties keep bar
 order).  :class:`~ettlib.replay.ReplayEngine` walks that order.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ettlib.aggregate import AggregatedCandles, aggregate_checked
-from ettlib.events import EVENT_CLASSES, pivot_type_name
-from ettlib.live import FeedConfig
+from ettlib.replay.aggregate import AggregatedCandles, aggregate_checked
+from ettlib.replay.events import EVENT_CLASSES, pivot_type_name
+from ettlib.replay.feed import FeedConfig
 from ettlib.timeframes import TIMEFRAMES
 
 __all__ = ["Plan", "build_plan", "events", "columns", "deliver", "CANDLE", "PIVOT", "STEP"]
@@ -121,14 +121,14 @@ def build_plan(bases: dict, higher: dict, symbols: tuple[str, ...], start: int, 
 
     ``bases`` holds each symbol's base candles as checked arrays ``(ts, open,
     high, low, close, volume)`` (they may begin before ``start``);
-    ``higher[(symbol, timeframe)]`` the :class:`~ettlib.aggregate.AggregatedCandles`
+    ``higher[(symbol, timeframe)]`` the :class:`~ettlib.replay.aggregate.AggregatedCandles`
     aggregated from all of them.  A replay's candles come from the base
     candles in ``[start, end]``: where ``start`` opens a bucket of a higher
     timeframe they are the aggregated candles from ``start`` on, else they
     are aggregated again from the base candles in range (a bucket cut by
     ``start`` holds the candles it has).
     """
-    from ettlib.pivots import detect_pivots
+    from ettlib.replay.pivots import detect_pivots
 
     base_ms = TIMEFRAMES[config.base_timeframe]
     tf_ms = np.array([TIMEFRAMES[tf] for tf in config.timeframes], dtype=np.int64)
