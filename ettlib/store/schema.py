@@ -12,7 +12,7 @@ Examples
 >>> import duckdb
 >>> con = duckdb.connect()
 >>> ensure_schema(con)
-2
+3
 >>> sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
 ['coordinator_checkpoints', 'dead_letters', 'inference_frames', 'ohlcv_data', 'pivot_points', 'runs', 'schema_version', 'subscriber_states', 'training_events']
 """
@@ -155,6 +155,31 @@ _MIGRATIONS: list[list[str]] = [
             state BLOB NOT NULL,
             resume_time BIGINT NOT NULL,
             PRIMARY KEY (run_id, subscriber))""",
+    ],
+    # Version 3: pivots keyed by their detection parameter n (sets of several n coexist;
+    # stored rows were detected with the default n = 1), and each run's provenance: whether
+    # the git tree had uncommitted changes, and the versions of the packages that computed it.
+    [
+        """CREATE TABLE pivot_points_v3 (
+            id INTEGER PRIMARY KEY DEFAULT nextval('pivot_points_id_seq'),
+            symbol VARCHAR NOT NULL,
+            timeframe VARCHAR NOT NULL,
+            n INTEGER NOT NULL DEFAULT 1,
+            timestamp BIGINT NOT NULL,
+            price DOUBLE NOT NULL,
+            pivot_type VARCHAR NOT NULL,
+            level INTEGER NOT NULL,
+            strength DOUBLE NOT NULL,
+            confirmed_at BIGINT,
+            UNIQUE (symbol, timeframe, n, timestamp, pivot_type))""",
+        """INSERT INTO pivot_points_v3 (id, symbol, timeframe, n, timestamp, price, pivot_type, level,
+                                        strength, confirmed_at)
+           SELECT id, symbol, timeframe, 1, timestamp, price, pivot_type, level, strength, confirmed_at
+           FROM pivot_points ORDER BY id""",
+        "DROP TABLE pivot_points",
+        "ALTER TABLE pivot_points_v3 RENAME TO pivot_points",
+        "ALTER TABLE runs ADD COLUMN git_dirty BOOLEAN",
+        "ALTER TABLE runs ADD COLUMN environment VARCHAR",
     ],
 ]
 
