@@ -97,7 +97,7 @@ def _cmd_replay(args) -> int:
     """``ett replay``: replay through a session (the fast path) and count the events by kind and timeframe."""
     from collections import Counter
 
-    from ettlib.replay.engine import default_timeframes, resolve_base_timeframe
+    from ettlib.replay.feed import default_timeframes, resolve_base_timeframe
     from ettlib.replay.events import pivot_types_up_to
     from ettlib.workbench import Workbench
 

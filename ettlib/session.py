@@ -246,7 +246,7 @@ class Session:
     @property
     def finished(self) -> bool:
         """True once every event of the replay has passed."""
-        return self._engine.position >= len(self._engine)
+        return self._engine.finished
 
     def cursor(self) -> ReplayCursor:
         """Where the replay stands (see :class:`~ettlib.replay.ReplayCursor`)."""
@@ -372,5 +372,5 @@ class Session:
     def __repr__(self) -> str:
         return (f"Session({self.run_id!r}, {list(self.symbols)}, {format_ms(self.start)} .. "
                 f"{format_ms(self.end)}, timeframes={list(self.timeframes)}, "
-                f"now={format_ms(self.clock.now())}, position={self.position}/{len(self._engine)})")
+                f"now={format_ms(self.clock.now())}, position={self.position})")
 

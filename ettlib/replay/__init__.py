@@ -10,7 +10,8 @@ merged, and the deliver loop), :mod:`~ettlib.replay.engine`
 :mod:`~ettlib.replay.live` (one candle at a time, live).
 """
 
-from ettlib.replay.engine import ReplayCursor, ReplayEngine, default_timeframes, resolve_base_timeframe
+from ettlib.replay.engine import ReplayCursor, ReplayEngine
+from ettlib.replay.feed import default_timeframes, resolve_base_timeframe
 from ettlib.replay.provider import DataProvider
 
 __all__ = ["DataProvider", "ReplayCursor", "ReplayEngine", "default_timeframes", "resolve_base_timeframe"]

@@ -68,7 +68,7 @@ import numpy as np
 
 from ettlib.store.candles import CandleArrays
 from ettlib.errors import ConfigError, EttError, LookAheadError, UnknownNameError
-from ettlib.store.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
+from ettlib.store.schema import CANDLE_COLUMNS, INDICATOR_COLUMNS, OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
 __all__ = ["CandleCache", "read_candle_rows"]
@@ -148,13 +148,13 @@ class _Entry:
     #: knowable time of each row where some completed late (an aggregated
     #: gapped bucket), else None (every row is known at its open + tf_ms)
     late_close: np.ndarray | None = None
-    #: aggregated candles (OHLCV only): indicator columns are computed, not read
-    derived: bool = False
+    #: no row was dropped since the stream's first (indicators need to know)
+    whole: bool = True
 
 
 def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
            columns: tuple[str, ...], close_time: np.ndarray | None = None,
-           derived: bool = False) -> _Entry:
+           whole: bool = True) -> _Entry:
     """Hold read-only ``ts`` and ``values``, with their gap-free flag."""
     ts.flags.writeable = False
     values.flags.writeable = False
@@ -165,7 +165,7 @@ def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
     if close_time is not None and np.any(close_time != ts + tf_ms):
         late = np.asarray(close_time, dtype=np.int64)
         late.flags.writeable = False
-    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms, late, derived)
+    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms, late, whole)
 
 
 class CandleCache:
@@ -219,18 +219,14 @@ class CandleCache:
         """Columns not held yet, for a stream's whole covered range (once): read, or computed."""
         entry = self._entries[(symbol, timeframe)]
         missing = tuple(c for c in wanted if c not in entry.columns)
-        if entry.derived:
-            extra = _computed_columns(entry, missing)
-        else:
-            rows = read_candle_rows(self.storage, symbol, timeframe, entry.lo, entry.hi, missing,
-                                    chunk_rows=self.chunk_rows)
-            if not np.array_equal(rows.timestamps, entry.timestamps):
-                raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed since they were cached")
-            extra = rows.values
-        values = np.hstack([entry.values, extra])
+        rows = read_candle_rows(self.storage, symbol, timeframe, entry.lo, entry.hi, missing,
+                                chunk_rows=self.chunk_rows)
+        if not np.array_equal(rows.timestamps, entry.timestamps):
+            raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed since they were cached")
+        values = np.hstack([entry.values, rows.values])
         self._entries[(symbol, timeframe)] = _entry(
             entry.lo, entry.hi, entry.tf_ms, entry.timestamps, values, entry.columns + missing,
-            entry.late_close, entry.derived)
+            entry.late_close, entry.whole)
         return self._entries[(symbol, timeframe)]
 
     def put(self, symbol: str, timeframe: str, start: int, end: int, arrays: CandleArrays) -> None:
@@ -240,17 +236,64 @@ class CandleCache:
         self._entries[(symbol, validate_timeframe(timeframe))] = _entry(
             int(start), int(end), timeframe_ms(timeframe), ts, values, tuple(arrays.columns))
 
-    def put_aggregated(self, symbol: str, timeframe: str, start: int, end: int, candles) -> None:
-        """Hold the replay's own ``timeframe`` candles (an :class:`~ettlib.replay.aggregate.AggregatedCandles`).
+    def extend(self, symbol: str, timeframe: str, start: int, end: int, *, keep_from: int) -> CandleArrays:
+        """Read the stored rows of ``[start, end]`` (just after what is held) and hold them too.
 
-        ``[start, end]`` is the open-time range they were aggregated over.
-        Indicator columns are computed from these candles when first asked for.
+        Rows opened before ``keep_from`` are dropped: a replay holds only what
+        windows can still ask for.  Returns the rows read (read-only), with
+        every column the stream holds.
         """
-        values = np.column_stack([candles.open, candles.high, candles.low, candles.close,
-                                  candles.volume]).astype(np.float64)
-        self._entries[(symbol, validate_timeframe(timeframe))] = _entry(
-            int(start), int(end), timeframe_ms(timeframe), np.array(candles.timestamp, dtype=np.int64),
-            values, OHLCV_COLUMNS, np.asarray(candles.close_time), derived=True)
+        validate_timeframe(timeframe)
+        old = self._entries.get((symbol, timeframe))
+        columns = self.columns if old is None else old.columns
+        rows = read_candle_rows(self.storage, symbol, timeframe, int(start), int(end), columns,
+                                chunk_rows=self.chunk_rows)
+        ts, values = rows.timestamps, rows.values
+        lo = int(start)
+        whole = True
+        if old is not None:
+            k = int(np.searchsorted(old.timestamps, keep_from, "left"))
+            ts = np.concatenate((old.timestamps[k:], ts))
+            values = np.concatenate((old.values[k:], values))
+            lo, whole = (max(old.lo, int(keep_from)), False) if k else (old.lo, old.whole)
+        entry = self._entries[(symbol, timeframe)] = _entry(lo, int(end), timeframe_ms(timeframe), ts, values,
+                                                            columns, whole=whole)
+        n = len(rows)
+        return CandleArrays(entry.timestamps[len(ts) - n:], entry.values[len(ts) - n:], columns)
+
+    def extend_aggregated(self, symbol: str, timeframe: str, start: int, end: int, candles, *,
+                          keep_from: int) -> None:
+        """Hold the replay's own ``timeframe`` candles aggregated from the base candles of ``[start, end]``.
+
+        ``candles`` (an :class:`~ettlib.replay.aggregate.AggregatedCandles`)
+        continue the stream held so far; their indicator columns are computed
+        continuing it (:func:`ettlib.store.indicators.continue_indicators`).
+        Rows opened before ``keep_from`` are dropped, unless a later
+        indicator update still needs them.
+        """
+        from ettlib.store.indicators import continue_indicators, margin_start
+
+        key = (symbol, validate_timeframe(timeframe))
+        tf_ms = timeframe_ms(timeframe)
+        old = self._entries.get(key)
+        new = {"open": candles.open, "high": candles.high, "low": candles.low, "close": candles.close,
+               "volume": candles.volume}
+        if old is None:
+            old = _entry(int(start), int(start), tf_ms, np.empty(0, np.int64),
+                         np.empty((0, len(CANDLE_COLUMNS))), CANDLE_COLUMNS)
+        margin = {c: old.values[:, k] for k, c in enumerate(old.columns)}
+        indicators = continue_indicators(margin, new, whole=old.whole)
+        values = np.concatenate((old.values, np.column_stack(
+            [new[c] for c in OHLCV_COLUMNS] + [indicators[c] for c in INDICATOR_COLUMNS])))
+        ts = np.concatenate((old.timestamps, candles.timestamp))
+        old_close = old.timestamps + tf_ms if old.late_close is None else old.late_close
+        close = np.concatenate((old_close, candles.close_time))
+        drop = int(np.searchsorted(ts, keep_from, "left"))
+        needed = margin_start(values[:, CANDLE_COLUMNS.index("close")])  # for the next update
+        drop = min(drop, 0 if needed is None else needed)
+        lo = max(old.lo, int(ts[drop - 1]) + 1) if drop else old.lo
+        self._entries[key] = _entry(lo, int(end), tf_ms, ts[drop:], values[drop:], CANDLE_COLUMNS,
+                                    close[drop:], whole=old.whole and drop == 0)
 
     # -- reading -------------------------------------------------------------
 
@@ -323,20 +366,15 @@ class CandleCache:
         index = [entry.columns.index(c) for c in columns]
         return entry.timestamps[i:j], entry.values[i:j, index]
 
+    def clear(self) -> None:
+        """Forget every row held (a replay that starts over)."""
+        self._entries.clear()
+
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._entries
 
     def __repr__(self) -> str:
         return f"CandleCache({len(self._entries)} streams, columns={len(self.columns)})"
-
-
-def _computed_columns(entry: _Entry, columns: tuple[str, ...]) -> np.ndarray:
-    """Indicator ``columns`` of an aggregated stream, computed from its OHLCV rows."""
-    from ettlib.store.indicators import compute_indicators
-
-    ohlcv = [entry.values[:, entry.columns.index(c)] for c in OHLCV_COLUMNS]
-    computed = compute_indicators(*ohlcv)
-    return np.column_stack([computed[c] for c in columns]) if columns else np.empty((len(entry.timestamps), 0))
 
 
 def ohlcv_columns_first(columns: Sequence[str]) -> tuple[str, ...]:

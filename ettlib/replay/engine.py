@@ -94,95 +94,22 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ettlib.replay.aggregate import aggregate_checked, check_base_timestamps
-from ettlib.replay.cache import CandleCache, ohlcv_columns_first
 from ettlib.clock import ReplayClock
 from ettlib.errors import ConfigError
 from ettlib.replay import plan as event_plan
-from ettlib.replay.plan import CANDLE, PIVOT, STEP, Plan, build_plan
-from ettlib.replay.feed import FeedConfig, resolve_feed_config
+from ettlib.replay.cache import CandleCache, ohlcv_columns_first
+from ettlib.replay.feed import FeedConfig, resolve_base_timeframe, resolve_feed_config
+from ettlib.replay.plan import CANDLE, PIVOT, STEP, Plan
+from ettlib.replay.planner import DEFAULT_SPAN_CANDLES, SpanPlanner
 from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.symbols import validate_symbols
-from ettlib.timeframes import TIMEFRAMES, sort_timeframes, validate_timeframe
+from ettlib.timeframes import TIMEFRAMES
 from ettlib.times import to_ms
 
-__all__ = ["ReplayEngine", "ReplayCursor", "resolve_base_timeframe", "default_timeframes"]
+__all__ = ["ReplayEngine", "ReplayCursor"]
 
 _ITER_CHUNK = 4096  # events built at a time by the generator (it yields to user code)
 _PROGRESS_CHUNK = 1024  # events dispatched between two progress-bar updates
-
-
-# --------------------------------------------------------------------------
-# What is replayed
-# --------------------------------------------------------------------------
-
-
-def resolve_base_timeframe(storage, symbols, base_timeframe: str | None = None,
-                           timeframes=()) -> str:
-    """The base timeframe of a replay of ``symbols``, checked against what is stored.
-
-    ``base_timeframe=None`` picks the finest timeframe stored for every
-    symbol (an hourly store replays from 1h, a minute store from 1m).  A
-    base with no stored candles for some symbol, or a timeframe of
-    ``timeframes`` that is not a whole multiple of the base, is a
-    :class:`~ettlib.errors.ConfigError` naming what is stored.
-
-    >>> from ettlib.store import DuckDBStorage
-    >>> import pandas as pd
-    >>> store = DuckDBStorage(":memory:")
-    >>> hourly = pd.DataFrame({"timestamp": [0, 3_600_000], "open": 1.0, "high": 1.0, "low": 1.0,
-    ...                        "close": 1.0, "volume": 1.0})
-    >>> _ = store.ingest(hourly, "EURUSD", "1h")
-    >>> resolve_base_timeframe(store, ["EURUSD"])
-    '1h'
-    >>> resolve_base_timeframe(store, ["EURUSD"], "1m")
-    Traceback (most recent call last):
-    ...
-    ettlib.errors.ConfigError: no 1m candles of EURUSD in :memory: (stored: EURUSD: 1h); the base timeframe is read from the store and higher ones are aggregated from it
-    """
-    from ettlib.store import describe_stored, stored_timeframes
-
-    where = getattr(storage, "path", "the store")
-    if not hasattr(getattr(storage, "con", storage), "execute"):  # a custom source: no catalogue
-        if base_timeframe is None:
-            raise ConfigError("give base_timeframe= for a candle source without a DuckDB connection")
-        return validate_timeframe(base_timeframe)
-    stored = stored_timeframes(storage, symbols)
-    missing = [s for s in symbols if s not in stored]
-    if missing:
-        everything = describe_stored(stored_timeframes(storage))
-        raise ConfigError(f"no candles of {', '.join(missing)} in {where} (stored: {everything})")
-    if base_timeframe is None:
-        common = set.intersection(*(set(tfs) for tfs in stored.values()))
-        if not common:
-            raise ConfigError(
-                f"no timeframe is stored for every one of {', '.join(symbols)} in {where} "
-                f"(stored: {describe_stored(stored)}); give base_timeframe=")
-        base = sort_timeframes(common)[0]
-    else:
-        base = validate_timeframe(base_timeframe)
-        lacking = [s for s in symbols if base not in stored[s]]
-        if lacking:
-            raise ConfigError(
-                f"no {base} candles of {', '.join(lacking)} in {where} (stored: {describe_stored(stored)}); "
-                "the base timeframe is read from the store and higher ones are aggregated from it")
-    for tf in timeframes:
-        if TIMEFRAMES[validate_timeframe(tf)] % TIMEFRAMES[base] or TIMEFRAMES[tf] < TIMEFRAMES[base]:
-            raise ConfigError(
-                f"timeframe {tf!r} is not a whole multiple of the base timeframe {base!r} "
-                f"(stored: {describe_stored(stored)}); replayed timeframes are aggregated from the base")
-    return base
-
-
-def default_timeframes(base_timeframe: str, count: int = 3) -> list[str]:
-    """The base and up to ``count`` usual higher timeframes aggregated from it.
-
-    >>> default_timeframes("1m"), default_timeframes("1h"), default_timeframes("1d")
-    (['1m', '5m', '15m', '1h'], ['1h', '4h', '1d'], ['1d'])
-    """
-    base = TIMEFRAMES[validate_timeframe(base_timeframe)]
-    usual = [tf for tf in ("5m", "15m", "1h", "4h", "1d") if TIMEFRAMES[tf] > base and TIMEFRAMES[tf] % base == 0]
-    return [base_timeframe, *usual[:count]]
 
 
 # --------------------------------------------------------------------------
@@ -326,13 +253,16 @@ class ReplayEngine:
     progress
         Show a ``tqdm`` progress bar in :meth:`run` (it moves every 1,024 events).
     chunk_size
-        Events built and dispatched per chunk (DuckDB is read in chunks of
-        :data:`ettlib.replay.cache.DEFAULT_CHUNK_ROWS` candles).
+        Events built and dispatched at a time.
     cache_warmup
         Candles of the longest timeframe held before ``start`` (base candles
         from that far back, and the candles of every higher timeframe
-        aggregated from them): input windows that reach back before the
-        first event, and indicators of the higher timeframes warmed up.
+        aggregated from them: input windows that reach back before the first
+        event, indicators of the higher timeframes warmed up), and candles
+        of each timeframe the cache keeps behind the replay's time.
+    span_candles
+        Base candles planned at a time (:mod:`ettlib.replay.planner`): what
+        memory holds of the range.
     cache_columns
         Columns the cache loads up front (the OHLCV columns always); others
         are loaded on a window's first request for them.
@@ -344,6 +274,7 @@ class ReplayEngine:
                  clock: ReplayClock | None = None, speed: float | None = None,
                  sleep=time.sleep, timer=time.monotonic, progress: bool = False,
                  chunk_size: int = 65_536, cache_warmup: int = 1_000,
+                 span_candles: int = DEFAULT_SPAN_CANDLES,
                  cache_columns=OHLCV_COLUMNS, _config: FeedConfig | None = None):
         symbols = validate_symbols(symbols)
         self.start, self.end = to_ms(start, "start"), to_ms(end, "end")
@@ -351,10 +282,10 @@ class ReplayEngine:
             raise ConfigError(f"start {self.start} is after end {self.end}")
         if speed is not None and not (isinstance(speed, (int, float)) and speed > 0):
             raise ConfigError(f"speed must be None or a positive number, got {speed!r}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        if isinstance(cache_warmup, bool) or not isinstance(cache_warmup, int) or cache_warmup < 0:
-            raise ConfigError(f"cache_warmup must be an integer >= 0, got {cache_warmup!r}")
+        for name, value, low in (("chunk_size", chunk_size, 1), ("cache_warmup", cache_warmup, 0),
+                                 ("span_candles", span_candles, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if clock is None:
             clock = ReplayClock(self.start)
         elif not isinstance(clock, ReplayClock):
@@ -380,11 +311,16 @@ class ReplayEngine:
         self.progress = progress
         self.chunk_size = chunk_size
         self.cache_warmup = cache_warmup
+        self.span_candles = span_candles
         self._cache = CandleCache(storage, clock=self.clock, columns=ohlcv_columns_first(cache_columns))
         data_provider.clock = self.clock
         self._steps_on_demand = step_timeframes == "all"
-        self._plan: Plan | None = None
-        self._pos = 0
+        self._planner: SpanPlanner | None = None
+        self._plan: Plan | None = None  # the span holding the next event
+        self._base = 0  # position of the span's first event
+        self._pos = 0  # events passed (delivered or skipped)
+        self._last_time: int | None = None  # knowable time of the last event passed
+        self._total: int | None = None
         self._pace: tuple[int, float] | None = None
 
     @property
@@ -392,30 +328,35 @@ class ReplayEngine:
         """The window cache: the base candles and the replay's own higher ones, guarded by the clock."""
         return self._cache
 
-    # -- planning --------------------------------------------------------------
+    # -- planning, span by span ------------------------------------------------
 
-    @property
-    def plan(self) -> Plan:
-        """Every event of the replay as merged arrays (built on first use)."""
-        if self._plan is None:
-            c = self.config
-            longest = max(TIMEFRAMES[tf] for tf in c.timeframes)
-            load_start = self.start - self.cache_warmup * longest
-            load_start -= load_start % longest  # whole buckets of every timeframe
-            base_ms = TIMEFRAMES[c.base_timeframe]
-            bases, higher = {}, {}
-            for symbol in self.symbols:
-                base = self._cache.load(symbol, c.base_timeframe, load_start, self.end)
-                ts = check_base_timestamps(base.timestamps, c.base_timeframe)
-                o, h, l, cl, v = (np.ascontiguousarray(base.column(k)) for k in OHLCV_COLUMNS)
-                bases[symbol] = (ts, o, h, l, cl, v)
-                for tf in c.timeframes[1:]:
-                    agg = aggregate_checked(ts, o, h, l, cl, v, base_ms, TIMEFRAMES[tf])
-                    self._cache.put_aggregated(symbol, tf, load_start, self.end, agg)
-                    higher[(symbol, tf)] = agg
-            self._plan = build_plan(bases, higher, self.symbols, self.start, self.end, c)
+    def _new_planner(self, cache: CandleCache) -> SpanPlanner:
+        return SpanPlanner(cache, self.symbols, self.start, self.end, self.config,
+                           warmup=self.cache_warmup, span_candles=self.span_candles)
+
+    def _current(self) -> Plan | None:
+        """The span holding the next event, planned when needed; ``None`` at the end."""
+        if self._planner is None:
+            self._planner = self._new_planner(self._cache)
             self._warn_unplanned()
-        return self._plan
+        plan = self._plan
+        while plan is None or self._pos - self._base >= len(plan.time):
+            if plan is not None:
+                self._base += len(plan.time)
+                self._plan = None
+            if self._planner.done:
+                return None
+            now = self._clock.time if self._last_time is None else max(self._last_time, self._clock.time)
+            plan = self._plan = self._planner.next_plan(now)
+        return plan
+
+    def _restart(self) -> None:
+        """Back to before the first event (a backward seek, a restore)."""
+        self._cache.clear()
+        self._planner, self._plan = None, None
+        self._base = self._pos = 0
+        self._last_time = None
+        self._pace = None
 
     def _warn_unplanned(self) -> None:
         """Warn about subscriptions this replay will never serve (made too late, or elsewhere)."""
@@ -428,26 +369,37 @@ class ReplayEngine:
         if late_steps:
             warnings.warn(
                 f"inference-step subscriptions {late_steps} are not scheduled by this replay "
-                "(subscribe before creating the engine, or pass step_timeframes=)", stacklevel=3)
+                "(subscribe before creating the engine, or pass step_timeframes=)", stacklevel=4)
         if other_tfs:
             warnings.warn(
                 f"subscriptions on timeframes {other_tfs} are not replayed (timeframes="
-                f"{list(c.timeframes)})", stacklevel=3)
+                f"{list(c.timeframes)})", stacklevel=4)
 
     def __len__(self) -> int:
-        """Number of events in the whole replay."""
-        return len(self.plan.time)
+        """Number of events in the whole replay (counted once by planning every span aside)."""
+        if self._total is None:
+            planner = self._new_planner(CandleCache(self.storage, columns=OHLCV_COLUMNS))
+            total = 0
+            while (plan := planner.next_plan()) is not None:
+                total += len(plan.time)
+            self._total = total
+        return self._total
 
     @property
     def position(self) -> int:
         """Events passed so far (delivered or skipped)."""
         return self._pos
 
-    def _snapshot(self) -> list:
+    @property
+    def finished(self) -> bool:
+        """True once every event has passed."""
+        return self._current() is None
+
+    def _snapshot(self, plan: Plan) -> list:
         """Callbacks per channel, as tuples (a snapshot of the provider's lists)."""
         p = self.provider
         out = []
-        for kind, symbol, tf, ptype in self.plan.channels:
+        for kind, symbol, tf, ptype in plan.channels:
             if kind == CANDLE:
                 cbs = p.candle_callbacks(symbol, tf)
             elif kind == PIVOT:
@@ -457,6 +409,12 @@ class ReplayEngine:
             out.append(tuple(cbs))
         return out
 
+    def _passed(self, plan: Plan, local: int) -> None:
+        """Move the position to the span's event ``local`` (those before it have passed)."""
+        self._pos = self._base + local
+        if local:
+            self._last_time = int(plan.time[local - 1])
+
     # -- the generator ---------------------------------------------------------
 
     def iter_events(self) -> Iterator:
@@ -464,17 +422,15 @@ class ReplayEngine:
         return self._iter(min(self.chunk_size, _ITER_CHUNK))
 
     def _iter(self, chunk: int) -> Iterator:
-        plan = self.plan
-        total = len(plan.time)
         provider = self.provider
         clock = self._clock
-        while self._pos < total:
-            a = self._pos
-            b = min(total, a + chunk)
+        while (plan := self._current()) is not None:
+            a = self._pos - self._base
+            b = min(len(plan.time), a + chunk)
             positions = np.arange(a, b)
             version = provider.version
             if self._steps_on_demand:  # a stream's steps are events only while subscribed
-                subscribed = np.fromiter((bool(cbs) for cbs in self._snapshot()), bool)
+                subscribed = np.fromiter((bool(cbs) for cbs in self._snapshot(plan)), bool)
                 positions = positions[(plan.kind[a:b] != STEP) | subscribed[plan.channel[a:b]]]
             gc_was_enabled = gc.isenabled()
             gc.disable()  # building many events at once (see _dispatch)
@@ -483,20 +439,20 @@ class ReplayEngine:
             finally:
                 if gc_was_enabled:
                     gc.enable()
-            times = plan.time[positions].tolist()
-            expected = a
-            for position, event, t in zip(positions.tolist(), events, times):
+            expected = self._pos
+            for local, event, t in zip(positions.tolist(), events, plan.time[positions].tolist()):
                 if self._pos != expected or provider.version != version:
                     break  # moved by seek/run, or a subscription changed: rebuild from here
                 if self.speed is not None:
                     self._wait_until(t)
                 clock.time = t
-                self._pos = expected = position + 1
+                self._passed(plan, local + 1)
+                expected = self._pos
                 provider.publish(event)
                 yield event
             else:
                 if self._pos == expected:
-                    self._pos = b  # steps nobody subscribed to at the end of the chunk
+                    self._passed(plan, b)  # steps nobody subscribed to at the end of the chunk
 
     def step(self, n: int = 1) -> list:
         """Deliver the next ``n`` events (fewer at the end); return them."""
@@ -532,52 +488,50 @@ class ReplayEngine:
         Returns the number of events passed.  Afterwards the clock reads
         ``until`` (or the last event's time).
         """
-        plan = self.plan
-        total = len(plan.time)
-        if until is None:
-            stop = total
-        else:
-            until = to_ms(until, "until")
-            stop = max(self._pos, int(np.searchsorted(plan.time, until, "right")))
+        until = None if until is None else to_ms(until, "until")
         first = self._pos
         if self.speed is not None:
-            events = self._iter(_ITER_CHUNK)
-            while self._pos < stop:
-                if next(events, None) is None:
+            for event in self._iter(_ITER_CHUNK):
+                if until is not None and self._plan is not None and self._pos < self._base + len(self._plan.time) \
+                        and int(self._plan.time[self._pos - self._base]) > until:
                     break
         else:
             bar = None
-            step = self.chunk_size
             if self.progress:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=stop - first, unit="event", desc="replay")
-                step = min(step, _PROGRESS_CHUNK)  # the bar moves at least this often
+                last = self.end if until is None else min(self.end, until)
+                bar = tqdm(total=max(0, (last - self.start) // TIMEFRAMES[self.config.base_timeframe] + 1),
+                           unit="candle", desc="replay")
             try:
-                while self._pos < stop:
-                    a = self._pos
-                    self._dispatch(a, min(stop, a + step))
-                    if bar is not None:
-                        bar.update(self._pos - a)
+                while (plan := self._current()) is not None:
+                    local, n = self._pos - self._base, len(plan.time)
+                    stop = n if until is None else max(local, int(np.searchsorted(plan.time, until, "right")))
+                    step = min(self.chunk_size, _PROGRESS_CHUNK) if bar is not None else self.chunk_size
+                    while self._pos - self._base < stop:
+                        a = self._pos - self._base
+                        self._dispatch(plan, a, min(stop, a + step))
+                        if bar is not None and self._last_time is not None:
+                            done = (self._last_time - self.start) // TIMEFRAMES[self.config.base_timeframe]
+                            bar.update(max(0, min(bar.total, done) - bar.n))
+                    if stop < n:
+                        break
             finally:
                 if bar is not None:
                     bar.close()
-        if stop > 0:
-            last = int(plan.time[stop - 1])
-            clock_now = self.clock.now()
-            target = last if until is None else max(last, until)
-            if clock_now is None or target >= clock_now:
+        if self._last_time is not None or until is not None:
+            target = self._last_time if until is None else max(self._last_time or until, until)
+            if self._clock.time is None or target >= self._clock.time:
                 self._clock.time = target
         return self._pos - first
 
-    def _dispatch(self, a: int, b: int) -> None:
-        """Deliver merged events ``[a, b)`` to their subscribers; move the cursor."""
-        plan = self.plan
-        targets = [_target(cbs, self.provider) for cbs in self._snapshot()]
+    def _dispatch(self, plan: Plan, a: int, b: int) -> None:
+        """Deliver the span's events ``[a, b)`` to their subscribers; move the position."""
+        targets = [_target(cbs, self.provider) for cbs in self._snapshot(plan)]
         has = np.fromiter((t is not None for t in targets), bool, len(targets))
         positions = a + np.flatnonzero(has[plan.channel[a:b]])
         if not len(positions):
-            self._pos = b
+            self._passed(plan, b)
             return
         # The cyclic GC is paused for the chunk: tens of thousands of (acyclic)
         # events alive at once would trigger full collections that cost more
@@ -586,13 +540,12 @@ class ReplayEngine:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            self._deliver_chunk(positions, targets, b)
+            self._deliver_chunk(plan, positions, targets, b)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _deliver_chunk(self, positions: np.ndarray, targets: list, b: int) -> None:
-        plan = self.plan
+    def _deliver_chunk(self, plan: Plan, positions: np.ndarray, targets: list, b: int) -> None:
         provider = self.provider
         max_level = self.config.pivot_levels
         kinds = plan.kind[positions]
@@ -612,13 +565,13 @@ class ReplayEngine:
         while True:
             stopped = event_plan.deliver(main, field_rows, self._clock, provider, version)
             if stopped is None:
-                self._pos = b
+                self._passed(plan, b)
                 return
             event, cb, exc = stopped
             # events consumed so far = those the kind iterator has handed out
             done = len(kind_list) - kind_iter.__length_hint__()
             if done:
-                self._pos = int(positions[done - 1]) + 1  # the failing event counts as passed
+                self._passed(plan, int(positions[done - 1]) + 1)  # the failing event counts as passed
             if exc is None:
                 return  # a subscription changed: the caller takes a new snapshot
             if not isinstance(exc, Exception) or isinstance(cb, _FanOut):
@@ -633,23 +586,30 @@ class ReplayEngine:
         """Skip, without delivering, to just after the last event with knowable time ``<= t``.
 
         Backwards (``t`` before the clock) restarts the replay at that point.
+        Forwards, the spans on the way are planned (their state carried) but
+        nothing is delivered.
         """
         t = to_ms(t, "t")
-        self._pos = int(np.searchsorted(self.plan.time, t, "right"))
+        if self._clock.time is not None and t < self._clock.time:
+            self._restart()
+        while (plan := self._current()) is not None:
+            if int(plan.time[-1]) <= t:
+                self._passed(plan, len(plan.time))  # the whole span is before t
+                continue
+            self._passed(plan, max(self._pos - self._base, int(np.searchsorted(plan.time, t, "right"))))
+            break
         self._pace = None
         self._clock.time = t
 
     def cursor(self) -> ReplayCursor:
         """A JSON-serializable snapshot of the position and the replay's parameters."""
-        plan = self.plan
         c = self.config
         return ReplayCursor(
             symbols=self.symbols, start=self.start, end=self.end,
             base_timeframe=c.base_timeframe, timeframes=c.timeframes,
             pivot_timeframes=c.pivot_timeframes, pivot_n=c.pivot_n, pivot_levels=c.pivot_levels,
-            step_streams=c.step_streams, position=self._pos,
-            last_time=int(plan.time[self._pos - 1]) if self._pos else None,
-            total=len(plan.time),
+            step_streams=c.step_streams, position=self._pos, last_time=self._last_time,
+            total=len(self),
         )
 
     def restore(self, cursor: ReplayCursor) -> None:
@@ -659,14 +619,15 @@ class ReplayEngine:
         if (cursor.symbols, cursor.start, cursor.end, cursor.config()) != \
                 (self.symbols, self.start, self.end, self.config):
             raise ConfigError("the cursor belongs to a replay with other parameters")
-        plan = self.plan
-        if cursor.total != len(plan.time) or not 0 <= cursor.position <= len(plan.time) or (
-                cursor.position and int(plan.time[cursor.position - 1]) != cursor.last_time):
+        total = len(self)
+        self._restart()
+        if 0 <= cursor.position <= total:
+            while self._pos < cursor.position and (plan := self._current()) is not None:
+                self._passed(plan, min(len(plan.time), cursor.position - self._base))
+        if cursor.total != total or self._pos != cursor.position or self._last_time != cursor.last_time:
             raise ConfigError(
                 "the cursor does not fit this replay's events: the stored data changed "
-                f"(cursor: {cursor.total} events, now {len(plan.time)})")
-        self._pos = cursor.position
-        self._pace = None
+                f"(cursor: {cursor.total} events, now {total})")
         self._clock.time = self.start if cursor.last_time is None else cursor.last_time
 
     @classmethod

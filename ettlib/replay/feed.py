@@ -20,7 +20,7 @@ from ettlib.errors import ConfigError
 from ettlib.replay.events import validate_pivot_levels
 from ettlib.timeframes import TIMEFRAMES, check_higher, sort_timeframes, validate_timeframe
 
-__all__ = ["FeedConfig", "resolve_feed_config"]
+__all__ = ["FeedConfig", "resolve_feed_config", "resolve_base_timeframe", "default_timeframes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +104,71 @@ def resolve_feed_config(provider, symbols: Iterable[str], *, base_timeframe: str
                 f"inference steps on {s} {tf} need {tf!r} among the feed's timeframes {tfs}")
     step_streams = tuple(sorted(steps, key=lambda p: (p[0], TIMEFRAMES[p[1]])))
     return FeedConfig(base, tfs, ptfs, int(pivot_n), int(pivot_levels), step_streams)
+
+
+def resolve_base_timeframe(storage, symbols, base_timeframe: str | None = None,
+                           timeframes=()) -> str:
+    """The base timeframe of a replay of ``symbols``, checked against what is stored.
+
+    ``base_timeframe=None`` picks the finest timeframe stored for every
+    symbol (an hourly store replays from 1h, a minute store from 1m).  A
+    base with no stored candles for some symbol, or a timeframe of
+    ``timeframes`` that is not a whole multiple of the base, is a
+    :class:`~ettlib.errors.ConfigError` naming what is stored.
+
+    >>> from ettlib.store import DuckDBStorage
+    >>> import pandas as pd
+    >>> store = DuckDBStorage(":memory:")
+    >>> hourly = pd.DataFrame({"timestamp": [0, 3_600_000], "open": 1.0, "high": 1.0, "low": 1.0,
+    ...                        "close": 1.0, "volume": 1.0})
+    >>> _ = store.ingest(hourly, "EURUSD", "1h")
+    >>> resolve_base_timeframe(store, ["EURUSD"])
+    '1h'
+    >>> resolve_base_timeframe(store, ["EURUSD"], "1m")
+    Traceback (most recent call last):
+    ...
+    ettlib.errors.ConfigError: no 1m candles of EURUSD in :memory: (stored: EURUSD: 1h); the base timeframe is read from the store and higher ones are aggregated from it
+    """
+    from ettlib.store import describe_stored, stored_timeframes
+
+    where = getattr(storage, "path", "the store")
+    if not hasattr(getattr(storage, "con", storage), "execute"):  # a custom source: no catalogue
+        if base_timeframe is None:
+            raise ConfigError("give base_timeframe= for a candle source without a DuckDB connection")
+        return validate_timeframe(base_timeframe)
+    stored = stored_timeframes(storage, symbols)
+    missing = [s for s in symbols if s not in stored]
+    if missing:
+        everything = describe_stored(stored_timeframes(storage))
+        raise ConfigError(f"no candles of {', '.join(missing)} in {where} (stored: {everything})")
+    if base_timeframe is None:
+        common = set.intersection(*(set(tfs) for tfs in stored.values()))
+        if not common:
+            raise ConfigError(
+                f"no timeframe is stored for every one of {', '.join(symbols)} in {where} "
+                f"(stored: {describe_stored(stored)}); give base_timeframe=")
+        base = sort_timeframes(common)[0]
+    else:
+        base = validate_timeframe(base_timeframe)
+        lacking = [s for s in symbols if base not in stored[s]]
+        if lacking:
+            raise ConfigError(
+                f"no {base} candles of {', '.join(lacking)} in {where} (stored: {describe_stored(stored)}); "
+                "the base timeframe is read from the store and higher ones are aggregated from it")
+    for tf in timeframes:
+        if TIMEFRAMES[validate_timeframe(tf)] % TIMEFRAMES[base] or TIMEFRAMES[tf] < TIMEFRAMES[base]:
+            raise ConfigError(
+                f"timeframe {tf!r} is not a whole multiple of the base timeframe {base!r} "
+                f"(stored: {describe_stored(stored)}); replayed timeframes are aggregated from the base")
+    return base
+
+
+def default_timeframes(base_timeframe: str, count: int = 3) -> list[str]:
+    """The base and up to ``count`` usual higher timeframes aggregated from it.
+
+    >>> default_timeframes("1m"), default_timeframes("1h"), default_timeframes("1d")
+    (['1m', '5m', '15m', '1h'], ['1h', '4h', '1d'], ['1d'])
+    """
+    base = TIMEFRAMES[validate_timeframe(base_timeframe)]
+    usual = [tf for tf in ("5m", "15m", "1h", "4h", "1d") if TIMEFRAMES[tf] > base and TIMEFRAMES[tf] % base == 0]
+    return [base_timeframe, *usual[:count]]

@@ -14,11 +14,10 @@ its callback) for the fast path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from ettlib.replay.aggregate import AggregatedCandles, aggregate_checked
 from ettlib.replay.events import EVENT_CLASSES, pivot_type_name
 from ettlib.replay.feed import FeedConfig
 from ettlib.timeframes import TIMEFRAMES
@@ -115,52 +114,29 @@ class Plan:
     channels: list  # (kind, symbol, timeframe, pivot_type | None)
 
 
-def build_plan(bases: dict, higher: dict, symbols: tuple[str, ...], start: int, end: int,
-               config: FeedConfig) -> Plan:
-    """All events of replaying ``[start, end]`` (see :class:`Plan`).
+def build_plan(parts: list[tuple[dict, dict]], symbols: tuple[str, ...], config: FeedConfig) -> Plan:
+    """The events of one span of a replay, merged (see :class:`Plan`).
 
-    ``bases`` holds each symbol's base candles as checked arrays ``(ts, open,
-    high, low, close, volume)`` (they may begin before ``start``);
-    ``higher[(symbol, timeframe)]`` the :class:`~ettlib.replay.aggregate.AggregatedCandles`
-    aggregated from all of them.  A replay's candles come from the base
-    candles in ``[start, end]``: where ``start`` opens a bucket of a higher
-    timeframe they are the aggregated candles from ``start`` on, else they
-    are aggregated again from the base candles in range (a bucket cut by
-    ``start`` holds the candles it has).
+    ``parts[i]`` holds symbol ``symbols[i]``'s candles completed in the span
+    (``{timeframe: AggregatedCandles}``, every timeframe of ``config``) and
+    its pivots confirmed in it (``{timeframe: PivotTable}``, every pivot
+    timeframe, ``confirmed_at`` the knowable time):
+    :class:`~ettlib.replay.planner.SpanPlanner` makes them.
     """
-    from ettlib.replay.pivots import detect_pivots
-
     base_ms = TIMEFRAMES[config.base_timeframe]
-    tf_ms = np.array([TIMEFRAMES[tf] for tf in config.timeframes], dtype=np.int64)
     c_parts, p_parts, s_parts = [], [], []
     steps = set(config.step_streams)
-    for si, symbol in enumerate(symbols):
-        loaded = bases[symbol]
-        i = int(np.searchsorted(loaded[0], start, "left"))
-        j = int(np.searchsorted(loaded[0], end, "right"))
-        ts, o, h, l, c, v = (a[i:j] for a in loaded)
+    for si, (symbol, (candles, pivots)) in enumerate(zip(symbols, parts)):
         for ti, tf in enumerate(config.timeframes):
-            if ti and start % tf_ms[ti] == 0:
-                agg = _since(higher[(symbol, tf)], start)
-            else:
-                agg = aggregate_checked(ts, o, h, l, c, v, base_ms, int(tf_ms[ti]))
+            agg = candles[tf]
             c_parts.append((si, ti, agg.timestamp, agg.close_time, agg.open, agg.high, agg.low,
                             agg.close, agg.volume))
             if (symbol, tf) in steps:
                 s_parts.append((si, ti, agg.close_time[agg.on_time]))
-            if tf in config.pivot_timeframes:
-                table = detect_pivots(agg.timestamp, agg.high, agg.low, tf,
-                                      n=config.pivot_n, levels=config.pivot_levels)
-                # Confirmation = knowable time of the confirming bar (differs
-                # from timestamp + tf only for late, gapped buckets).
-                confirmed = agg.close_time[table.confirmed_index]
-                level, is_low, p_ts = table.level, table.is_low, table.timestamp
-                price, strength = table.price, table.strength
-                if not np.array_equal(confirmed, table.confirmed_at):
-                    order = np.lexsort((p_ts, ~is_low, level, confirmed))
-                    confirmed, level, is_low, p_ts, price, strength = (
-                        x[order] for x in (confirmed, level, is_low, p_ts, price, strength))
-                p_parts.append((si, ti, level, is_low, p_ts, price, strength, confirmed))
+            table = pivots.get(tf)
+            if table is not None:
+                p_parts.append((si, ti, table.level, table.is_low, table.timestamp, table.price,
+                                table.strength, table.confirmed_at))
 
     def column(parts, k, dtype):
         if not parts:
@@ -220,12 +196,6 @@ def build_plan(bases: dict, higher: dict, symbols: tuple[str, ...], start: int, 
         time=time_all[order], rank=rank, kind=kind, row=order - offsets[kind],
         channel=dense[rank], channels=channels,
     )
-
-
-def _since(candles: AggregatedCandles, start: int) -> AggregatedCandles:
-    """The candles opening at or after ``start``."""
-    k = int(np.searchsorted(candles.timestamp, start, "left"))
-    return AggregatedCandles(*(getattr(candles, f.name)[k:] for f in fields(AggregatedCandles)))
 
 
 def _type_names(levels: np.ndarray, is_low: np.ndarray, max_level: int) -> list:

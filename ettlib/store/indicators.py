@@ -90,7 +90,8 @@ from ettlib.store.schema import INDICATOR_COLUMNS
 from ettlib.symbols import validate_symbol
 from ettlib.timeframes import validate_timeframe
 
-__all__ = ["WARMUP", "RSI_MARGIN", "compute_indicators", "update_indicators"]
+__all__ = ["WARMUP", "RSI_MARGIN", "compute_indicators", "continue_indicators", "margin_start",
+           "update_indicators"]
 
 #: Rows at the start of a series for which each indicator is NaN / NULL.
 WARMUP: dict[str, int] = {
@@ -351,8 +352,12 @@ def _read(con, where: str, params: list, order: str = "", limit: int | None = No
     return out
 
 
-def _rsi_margin_start(close: np.ndarray) -> int | None:
-    """First row of ``close`` an RSI margin needs, or None if it is too short."""
+def margin_start(close: np.ndarray) -> int | None:
+    """First row of ``close`` that a later incremental update needs, or None if it is too short.
+
+    The RSI margin (see the module docstring): ``RSI_MARGIN`` rows before the
+    last up move and the last down move.  Rows before it can be dropped.
+    """
     change = np.diff(close)
     ups = np.flatnonzero(change > 0)
     downs = np.flatnonzero(change < 0)
@@ -441,7 +446,7 @@ def update_indicators(
     while True:
         margin = _read(con, "AND timestamp < ?", [symbol, timeframe, since], "DESC", limit)
         at_start = len(margin["timestamp"]) < limit
-        start = None if at_start else _rsi_margin_start(margin["close"])
+        start = None if at_start else margin_start(margin["close"])
         if at_start or start is not None:
             break
         limit *= 4
@@ -452,13 +457,36 @@ def update_indicators(
         return _update_all(con, symbol, timeframe)
     if not at_start:
         margin = {c: a[start:] for c, a in margin.items()}
+    return _write(con, symbol, timeframe, new["timestamp"], continue_indicators(margin, new, whole=at_start))
+
+
+def continue_indicators(margin, new, *, whole: bool) -> dict[str, np.ndarray]:
+    """The indicators of the rows ``new``, continuing the rows ``margin`` just before them.
+
+    ``margin`` and ``new`` map ``open, high, low, close, volume`` (and, for
+    ``margin``, the indicator columns it holds) to arrays.  With ``whole``
+    (``margin`` is the series from its first row) the result is exactly a
+    computation over all rows; otherwise SMAs, bands and RSI are computed
+    over ``margin + new`` and the recursive filters continue the states in
+    the margin's last row, which equals a full computation within rounding
+    as long as ``margin`` starts at :func:`margin_start` or before (see the
+    module docstring).
+
+    >>> close = 100 + np.sin(np.arange(80) / 5)
+    >>> rows = {"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": np.ones(80)}
+    >>> full = compute_indicators(*rows.values())
+    >>> head = {c: a[:50] for c, a in rows.items()} | {c: a[:50] for c, a in full.items()}
+    >>> tail = continue_indicators(head, {c: a[50:] for c, a in rows.items()}, whole=True)
+    >>> bool(np.allclose(tail["macd"], full["macd"][50:]))
+    True
+    """
     both = {c: np.concatenate((margin[c], new[c])) for c in ("open", "high", "low", "close", "volume")}
     ind_all = compute_indicators(both["open"], both["high"], both["low"], both["close"], both["volume"])
-    skip = len(margin["timestamp"])
+    skip = len(margin["close"])
     ind = {c: a[skip:] for c, a in ind_all.items()}
-    if not at_start:
+    if not whole and skip:
         _continue_from_state(margin, new, ind)
-    return _write(con, symbol, timeframe, new["timestamp"], ind)
+    return ind
 
 
 def _update_all(con, symbol: str, timeframe: str) -> int:
