@@ -201,7 +201,7 @@ def _cmd_run(args) -> int:
     from ettlib.errors import ConfigError
     from ettlib.times import to_ms_or_none
     from ettlib.experiment.config import ExperimentConfig
-    from ettlib.experiment.runner import run_experiment
+    from ettlib.experiment.runner import RunInterrupted, run_experiment
     from ettlib.experiment.runs import load_run_config
 
     values = dict(db_path=args.db_path, adapter=args.adapter, symbols=args.symbols,
@@ -222,7 +222,7 @@ def _cmd_run(args) -> int:
     try:
         result = run_experiment(config, progress=not args.no_progress, run_id=run_id,
                                 resume=bool(args.resume), persist_every=args.persist_every, quiet=True)
-    except KeyboardInterrupt:
+    except RunInterrupted:
         where = f" --db {config.db_path}" if not config.results_db else f" --results-db {config.results_db}"
         print(f"ett run: interrupted; continue with: ett run --resume {run_id}{where}",
               file=sys.stderr, flush=True)
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run an experiment from a config file or flags")
     _add_run_arguments(run)
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(func=_cmd_run, on_interrupt="the run had not started, nothing was written")
 
     from ettlib.reports import configure_report_parser
     from ettlib.experiment.sweep import configure_sweep_parser
@@ -327,12 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ett`` console script."""
+    from ettlib import interrupts
+    from ettlib.store.db import COMMITTED
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except EttError as err:
         print(f"ett: error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not interrupts.is_duckdb_interrupt(exc):
+            raise
+        done = COMMITTED if str(exc) == COMMITTED else getattr(args, "on_interrupt", None)
+        print(f"ett: interrupted{': ' + done if done else ''}", file=sys.stderr)
+        return 130  # the shell's code for SIGINT
 
 
 if __name__ == "__main__":  # pragma: no cover

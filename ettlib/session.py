@@ -28,6 +28,19 @@ and the session only moves forward (a backward :meth:`Session.seek` after
 events were delivered is refused: the coordinator has already learned from
 what came after).
 
+Ctrl-C
+------
+While :meth:`Session.run` or :meth:`Session.step` replays (in the main
+thread), a Ctrl-C only requests a stop (:func:`ettlib.interrupts.stop_requests`):
+no DuckDB statement -- a flush of the coordinator, a subscriber's window
+read -- is ever interrupted, the callback under way finishes, and
+``KeyboardInterrupt`` is raised between two events.  The session is then
+consistent: the next ``run()`` continues with the next event; an experiment
+closes it without a flush (its last commit is what a resume starts from).
+A second Ctrl-C while the first is pending is raised at once (held until
+a transaction in progress has rolled back), for a callback that never
+returns.
+
 Examples
 --------
 >>> from ettlib.workbench import Workbench
@@ -53,6 +66,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from ettlib import interrupts
 from ettlib.clock import ReplayClock
 from ettlib.coordinator import InferenceTrainingCoordinator, new_run_id
 from ettlib.replay.provider import DataProvider
@@ -273,17 +287,30 @@ class Session:
 
     # -- driving -----------------------------------------------------------------------
 
+    def _stoppable(self):
+        """A stop region for the replay: Ctrl-C stops it at the next event boundary (see below)."""
+        return interrupts.stop_requests(self._wake)
+
+    def _wake(self) -> None:
+        # Called from the SIGINT handler: a new provider version makes the deliver
+        # loop return after the current callback, and the engine checks the request.
+        self.provider.version += 1
+
     def step(self, n: int = 1) -> list:
         """Deliver the next ``n`` events (fewer at the end) and return them."""
-        out = self._engine.step(n)
+        with self._stoppable():
+            out = self._engine.step(n)
         self._delivered = self._delivered or bool(out)
         return out
 
     def run(self, until=None) -> int:
         """Deliver every remaining event knowable at or before ``until`` (all: ``None``); returns how many."""
-        passed = self._engine.run(until)
-        self._delivered = self._delivered or passed > 0
-        return passed
+        first = self._engine.position
+        try:
+            with self._stoppable():
+                return self._engine.run(until)
+        finally:
+            self._delivered = self._delivered or self._engine.position > first
 
     def events(self) -> Iterator:
         """Yield the remaining events in order, each delivered before it is yielded."""

@@ -12,8 +12,10 @@ subscribers, sequence numbers, losses), the same frames, the same final
 weights and optimizer state, the same metrics.
 
 The kill point: the child wraps the coordinator's ``commit_flush`` to count
-commits and the adapter's ``_train_pending`` to print ``HANG`` and sleep
-once enough commits are behind it (a DuckDB file cannot be read while its
+commits and the adapter's ``_train_pending`` to print ``HANG`` and wait
+once enough commits are behind it (for SIGKILL, or until the Ctrl-C's
+request to stop arrives: the batch then finishes and the run stops at the
+next event) (a DuckDB file cannot be read while its
 writer runs, so the test learns where the child is from its stdout, as in
 ``test_exactly_once.py``).
 """
@@ -46,6 +48,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     import ettlib.coordinator.coordinator as coordinator
+    from ettlib import interrupts
     from ettlib.cli import main
     from ettlib.training import adapters
 
@@ -63,7 +66,12 @@ CHILD = textwrap.dedent(
     def train(self, batch):
         if commits >= kill_after:
             print("HANG", commits, len(self.pending), flush=True)
-            time.sleep(600)
+            # wait for the signal: SIGKILL ends the process here; a Ctrl-C only asks
+            # the run to stop, and the batch under way finishes first
+            for _ in range(60_000):
+                if interrupts.requested():
+                    break
+                time.sleep(0.01)
         return real_train(self, batch)
 
     coordinator.commit_flush = commit

@@ -104,17 +104,22 @@ def test_transaction_commits_rolls_back_and_nests():
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 3
 
 
-def test_a_ctrl_c_inside_a_transaction_waits_for_the_commit(tmp_path):
-    """SIGINT during the block is raised as KeyboardInterrupt only after COMMIT: the rows are all there."""
+def test_a_ctrl_c_inside_a_transaction_cancels_it_once_its_statements_ran(tmp_path):
+    """SIGINT during the block: every statement still runs (none is broken), then ROLLBACK and KeyboardInterrupt."""
     con = connect(tmp_path / "i.duckdb")
     con.execute("CREATE TABLE t (x INTEGER)")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as raised:
         with transaction(con):
             con.execute("INSERT INTO t VALUES (1)")
             os.kill(os.getpid(), signal.SIGINT)
             con.execute("INSERT INTO t SELECT * FROM range(2, 100000)")
-    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 99_999
+            assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 99_999
+    assert raised.value.args == ()  # not the "committed" interrupt
+    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with transaction(con):  # no transaction was left open
+        con.execute("INSERT INTO t VALUES (1)")
+    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 1
 
 
 def test_connections_never_load_extensions_by_themselves():

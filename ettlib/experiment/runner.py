@@ -61,9 +61,14 @@ with Ctrl-C, and resumes it again to show it).  The
 metrics' pair counts and ``pair_losses`` are read back from
 ``training_events``, so they cover the whole run; ``counters`` and
 ``wall_s`` are the resumed process's own.  Baselines never learn, so they
-have no state.  A run stopped by Ctrl-C (``KeyboardInterrupt``) gets status
-``'interrupted'`` and keeps its last commit as it is (nothing buffered since
-is written), so it resumes exactly like a killed one.  A run stopped by an
+have no state.  A run stopped by Ctrl-C gets status ``'interrupted'`` and
+keeps its last commit as it is (nothing buffered since is written), so it
+resumes exactly like a killed one.  The whole run is a stop region
+(:mod:`ettlib.interrupts`): a Ctrl-C never breaks a DuckDB statement -- not
+the periodic save, not a subscriber's window read -- it asks the run to stop,
+which it does before writing anything (during the checks), between two
+events of the replay, or before the last flush (after it, the run
+completes); :class:`RunInterrupted` is raised.  A run stopped by an
 exception (status ``'failed'``) flushed its partial results in the middle of
 an instant and cannot be resumed exactly: run it again.
 
@@ -82,13 +87,16 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ettlib import interrupts
 from ettlib.errors import ConfigError, EttError
+from ettlib.store.db import transaction
 from ettlib.training import registry
 from ettlib.experiment.config import OBJECT_PREFIX, ExperimentConfig
 from ettlib.experiment.runs import (
@@ -107,6 +115,7 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentResult",
     "ExperimentError",
+    "RunInterrupted",
     "run_experiment",
     "build_adapter",
     "resolve_config",
@@ -126,6 +135,22 @@ class ExperimentError(EttError):
         super().__init__(message)
         self.run_id = run_id
         self.result = result
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run after its manifest was written: it is resumable.
+
+    A ``KeyboardInterrupt`` (so ``except Exception`` does not catch it), raised
+    by :func:`run_experiment` from the original interrupt once the run is
+    marked ``'interrupted'``.  Attributes ``run_id`` and ``path`` (the store
+    that holds the run: resume it with ``run_experiment(config,
+    run_id=run_id, resume=True)`` or ``ett run --resume RUN_ID``).
+    """
+
+    def __init__(self, run_id: str, path: str):
+        super().__init__(f"run {run_id!r} was interrupted; its last commit is in {path}")
+        self.run_id = run_id
+        self.path = path
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,27 +314,40 @@ class _Run:
         )
 
     def finish(self) -> ExperimentResult:
-        """Close the session (its last flush writes the last learned losses) and complete the manifest."""
+        """Close the session (its last flush writes the last learned losses) and complete the manifest.
+
+        A Ctrl-C until the adapter has learned its last pairs stops the run
+        there (resumable); from the last flush on, the run completes.
+        """
         self.adapter.flush()
+        interrupts.check()
         self.extra["frames"] = sum(loop.frames_registered for loop in self.scoring.loops)
         self.extra["cache_misses"] = self.session.window_misses
         self.session.close()
         if self.manifest.config.checkpoint:
             self.adapter.save(self.manifest.config.checkpoint)
         result = self.result("completed", self.learned(), self.session.coordinator.counters())
-        write_manifest(self.results.con, self.manifest, status="completed", finished_at=now_utc(),
-                       wall_s=result.wall_s, metrics=result.metrics)
+        with transaction(self.results.con):
+            write_manifest(self.results.con, self.manifest, status="completed", finished_at=now_utc(),
+                           wall_s=result.wall_s, metrics=result.metrics)
         return result
 
     def fail(self, exc: BaseException):
         """Keep the partial state, mark the run, and raise.
 
-        A ``KeyboardInterrupt`` (Ctrl-C) keeps the last commit untouched,
-        marks the run ``'interrupted'`` (resumable) and is re-raised; any
-        other exception flushes what was buffered, marks the run
-        ``'failed'`` and raises :class:`ExperimentError` from it.
+        A ``KeyboardInterrupt`` (Ctrl-C) -- or any exception once a Ctrl-C
+        asked the run to stop (a second Ctrl-C may break a statement) --
+        keeps the last commit untouched, marks the run ``'interrupted'``
+        (resumable) and raises :class:`RunInterrupted` from it; any other
+        exception flushes what was buffered, marks the run ``'failed'`` and
+        raises :class:`ExperimentError` from it.  A further Ctrl-C is held
+        until the manifest is written.
         """
-        interrupted = not isinstance(exc, Exception)
+        with interrupts.held():
+            return self._fail(exc)
+
+    def _fail(self, exc: BaseException):
+        interrupted = not isinstance(exc, Exception) or interrupts.requested()
         notes, counters = [], None
         if self.session is not None:
             try:
@@ -327,8 +365,11 @@ class _Run:
         error = f"{type(exc).__name__}: {exc}"
         result = self.result("interrupted" if interrupted else "failed", learned, counters, error)
         detail = "".join(traceback.format_exception(exc)) + "".join(f"\n{n}" for n in notes)
-        write_manifest(self.results.con, self.manifest, status=result.status, finished_at=now_utc(),
-                       wall_s=result.wall_s, metrics=result.metrics, error=detail)
+        with transaction(self.results.con):
+            write_manifest(self.results.con, self.manifest, status=result.status, finished_at=now_utc(),
+                           wall_s=result.wall_s, metrics=result.metrics, error=detail)
+        if isinstance(exc, KeyboardInterrupt) or (interrupted and isinstance(exc, Exception)):
+            raise RunInterrupted(self.manifest.run_id, self.results.path) from exc
         if interrupted:
             raise exc
         raise ExperimentError(
@@ -343,6 +384,23 @@ class _Run:
 # ---------------------------------------------------------------------------
 
 
+def _stoppable(function):
+    """Run ``function`` in a stop region: a Ctrl-C is a request its code honours where it is safe.
+
+    It is honoured before the manifest is written (nothing written), at the
+    replay's next event boundary, and before the last flush; after that the
+    run completes (``raise_at_exit=False``).  See :mod:`ettlib.interrupts`.
+    """
+
+    @functools.wraps(function)
+    def stoppable(*args, **kwargs):
+        with interrupts.stop_requests(raise_at_exit=False):
+            return function(*args, **kwargs)
+
+    return stoppable
+
+
+@_stoppable
 def run_experiment(config, *, adapter=None, storage=None, progress: bool = False,
                    run_id: str | None = None, resume: bool = False, persist_every: int = 10_000,
                    quiet: bool = False) -> ExperimentResult:
@@ -382,8 +440,11 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
     ExperimentError
         When anything fails after the manifest was written; the manifest
         (status ``'failed'``) and the partial results stay in the store.
-        A ``KeyboardInterrupt`` (Ctrl-C, a kernel interrupt in Jupyter) is
-        re-raised as it is, after marking the run ``'interrupted'``.
+    RunInterrupted
+        A Ctrl-C (a kernel interrupt in Jupyter) after the manifest was
+        written: the run is marked ``'interrupted'`` with its last commit
+        untouched (a ``KeyboardInterrupt``).  Before that, a plain
+        ``KeyboardInterrupt``, and nothing was written.
     ConfigError
         Before any work (nothing is written), for a bad config, a symbol
         without candles, or a run that cannot be resumed.
@@ -420,13 +481,15 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
             verb = "resuming" if resume else "run"
             print(f"{verb} {run_id}: {config.adapter} on {', '.join(config.symbols)} {config.timeframe},"
                   f" results in {results.path}", flush=True)
-        write_manifest(results.con, manifest, status="running")
+        interrupts.check()  # a Ctrl-C so far: stop before anything is written
+        with transaction(results.con):
+            write_manifest(results.con, manifest, status="running")
         run = _Run(manifest, results, model, time.perf_counter())
         with _torch_threads(config.torch_threads):
             try:
                 _build(run, candles, config, baselines, start, end, progress, persist_every, resume)
             except BaseException as exc:
-                if not resume:
+                if not resume or not isinstance(exc, Exception) or interrupts.requested():
                     run.fail(exc)
                 if run.session is not None:  # e.g. a state that does not restore: still resumable
                     run.session.close(flush=False)

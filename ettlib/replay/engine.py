@@ -54,6 +54,14 @@ before ``start``) and refuses windows that are not yet knowable.
 Subscriber errors follow the provider's ``on_error`` policy; with
 ``"raise"``, the failing event counts as passed (the cursor is after it).
 
+Inside a stop region (:func:`ettlib.interrupts.stop_requests`, which a
+:class:`~ettlib.session.Session` opens while it replays), a Ctrl-C only
+requests a stop; :meth:`ReplayEngine.run` and the generator honour it
+between two events by raising ``KeyboardInterrupt`` there, with the cursor
+after the last event delivered, so a later call continues with the next one.
+(The region's ``on_request`` moves ``data_provider.version``, which makes the
+deliver loop return after the current callback.)
+
 Examples
 --------
 >>> import duckdb, numpy as np, pandas as pd
@@ -94,6 +102,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from ettlib import interrupts
 from ettlib.clock import ReplayClock
 from ettlib.errors import ConfigError
 from ettlib.replay import plan as event_plan
@@ -425,6 +434,7 @@ class ReplayEngine:
         provider = self.provider
         clock = self._clock
         while (plan := self._current()) is not None:
+            interrupts.check()  # a requested stop (Ctrl-C) is honoured between events
             a = self._pos - self._base
             b = min(len(plan.time), a + chunk)
             positions = np.arange(a, b)
@@ -509,6 +519,7 @@ class ReplayEngine:
                     stop = n if until is None else max(local, int(np.searchsorted(plan.time, until, "right")))
                     step = min(self.chunk_size, _PROGRESS_CHUNK) if bar is not None else self.chunk_size
                     while self._pos - self._base < stop:
+                        interrupts.check()  # a requested stop (Ctrl-C) is honoured between events
                         a = self._pos - self._base
                         self._dispatch(plan, a, min(stop, a + step))
                         if bar is not None and self._last_time is not None:

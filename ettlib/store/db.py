@@ -12,11 +12,17 @@ extension to read a SQLite file).
 - nested blocks on the same connection join the outer transaction (DuckDB
   refuses a nested ``BEGIN`` and aborts the open transaction when asked);
 - in the main thread, a Ctrl-C (``SIGINT``) that arrives inside the block
-  is held until the transaction has committed or rolled back, then raised
-  as ``KeyboardInterrupt``.  Without that, an interrupt landing inside a
-  DuckDB statement surfaces as a DuckDB error ("Query interrupted") in the
-  middle of the transaction, and the caller cannot tell it from a real
-  failure.
+  cancels the transaction: it is held (:func:`ettlib.interrupts.held`)
+  until the block's statements have run, the transaction is rolled back
+  instead of committed, and ``KeyboardInterrupt`` is raised -- so an
+  interrupted write leaves nothing behind.  One that arrives during the
+  ``COMMIT`` itself lets it finish and is then raised as
+  ``KeyboardInterrupt("... committed ...")`` (:data:`COMMITTED`).  Without
+  the hold, an interrupt landing inside a DuckDB statement surfaces as a
+  DuckDB error ("Query interrupted") in the middle of the transaction, and
+  the caller cannot tell it from a real failure.  Inside a replay's stop
+  region (:func:`ettlib.interrupts.stop_requests`) the first Ctrl-C is only
+  a request to stop at the next event and does not cancel a transaction.
 
 Examples
 --------
@@ -39,20 +45,23 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import weakref
 from collections.abc import Iterator
 
 import duckdb
 
-__all__ = ["connect", "transaction", "registered", "deferred_interrupts", "NO_NETWORK"]
+from ettlib.interrupts import held
+
+__all__ = ["connect", "transaction", "registered", "NO_NETWORK", "COMMITTED"]
 
 #: DuckDB settings of every connection: no extension is ever fetched or loaded by itself.
 NO_NETWORK: dict[str, object] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
+
+#: The text of the ``KeyboardInterrupt`` of a Ctrl-C that arrived while a transaction committed.
+COMMITTED = "interrupted while the transaction committed: its writes were committed"
 
 # Connections inside a transaction opened by transaction(), with the depth.
 _open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -91,30 +100,8 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, data) -> Iterator[str]
 
 
 @contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold ``SIGINT`` (Ctrl-C) until the block ends, then raise ``KeyboardInterrupt``.
-
-    Only in the main thread, and only while Python's default handler is
-    installed (elsewhere the block runs as it is).  Nested blocks share the
-    outer one's hold.
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` on any exception (see the module doc)."""
+    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` on any exception or Ctrl-C (see the module doc)."""
     depth = _open.get(con, 0)
     if depth:
         _open[con] = depth + 1
@@ -123,19 +110,30 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         finally:
             _open[con] = depth
         return
-    with deferred_interrupts():
-        con.execute("BEGIN TRANSACTION")
-        _open[con] = 1
-        try:
-            yield con
-        except BaseException:
-            _open.pop(con, None)
-            con.execute("ROLLBACK")
-            raise
-        _open.pop(con, None)
-        try:
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
+    committing = False
+    try:
+        with held() as hold:
+            con.execute("BEGIN TRANSACTION")
+            _open[con] = 1
+            try:
+                yield con
+            except BaseException:
+                _open.pop(con, None)
                 con.execute("ROLLBACK")
-            raise
+                raise
+            _open.pop(con, None)
+            if hold.interrupted:  # Ctrl-C inside the block: keep nothing; held() raises
+                con.execute("ROLLBACK")
+                return
+            committing = True
+            try:
+                con.execute("COMMIT")
+            except BaseException:
+                committing = False
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+    except KeyboardInterrupt as exc:
+        if committing and not exc.args:  # held during COMMIT: the data is in
+            raise KeyboardInterrupt(COMMITTED) from None
+        raise
