@@ -18,6 +18,7 @@ from ettlib.errors import (
     LookAheadError,
     SchemaError,
     StoreLockedError,
+    StoreOpenError,
     SubscriberError,
     UnknownNameError,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "SchemaError",
     "Session",
     "StoreLockedError",
+    "StoreOpenError",
     "SubscriberError",
     "TrainingEventSubscriber",
     "UnknownNameError",

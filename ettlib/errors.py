@@ -28,6 +28,7 @@ __all__ = [
     "DataValidationError",
     "StoreLockedError",
     "SchemaError",
+    "StoreOpenError",
     "LookAheadError",
     "ClockError",
     "SubscriberError",
@@ -95,9 +96,25 @@ class DataValidationError(EttError, ValueError):
 class StoreLockedError(EttError):
     """The DuckDB file is held by another process for writing."""
 
+    # path: the file; holder: the holding program as DuckDB names it, "this process"
+    # (open here in the other mode) or None; pid: its process id, or None.
+    def __init__(self, message: str, *, path: str | None = None, holder: str | None = None,
+                 pid: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.holder = holder
+        self.pid = pid
+
 
 class SchemaError(EttError):
     """The database schema is newer than this ettlib, or cannot be migrated."""
+
+
+class StoreOpenError(ConfigError):
+    """A path cannot be opened as a store as asked: a folder, not a DuckDB file, unreadable, read-only.
+
+    A :class:`ConfigError`: the path given is the problem, and nothing was changed.
+    """
 
 
 class LookAheadError(EttError):

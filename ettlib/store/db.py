@@ -3,7 +3,12 @@
 :func:`connect` opens every connection ettlib uses, with DuckDB's extension
 auto-install and auto-load turned off, so that opening a file never reaches
 the network (DuckDB would otherwise try to download, say, the SQLite
-extension to read a SQLite file).
+extension to read a SQLite file).  Before DuckDB sees a path,
+:func:`check_database_path` refuses what is not a DuckDB file or a new one
+(a folder, text, a SQLite file, an unreadable file, a read-only one when
+writing), with one line naming the file and what to do; a file another
+process holds is a :class:`~ettlib.errors.StoreLockedError` (``path``,
+``holder``, ``pid``), built here and nowhere else.
 
 :func:`transaction` is the one ``BEGIN ... COMMIT / ROLLBACK`` block:
 
@@ -45,14 +50,18 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 
+from ettlib.errors import EttError, StoreLockedError, StoreOpenError
 from ettlib.interrupts import held
 
-__all__ = ["connect", "transaction", "registered", "NO_NETWORK", "COMMITTED"]
+__all__ = ["connect", "check_database_path", "transaction", "registered", "NO_NETWORK", "COMMITTED"]
 
 #: DuckDB settings of every connection: no extension is ever fetched or loaded by itself.
 NO_NETWORK: dict[str, object] = {
@@ -67,13 +76,122 @@ COMMITTED = "interrupted while the transaction committed: its writes were commit
 _open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def connect(path: str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(path: str | Path = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection to ``path`` with extension auto-install and auto-load off.
+
+    A file path is checked first (:func:`check_database_path`): only a DuckDB
+    file, or a new path, is ever handed to DuckDB, so a SQLite file is
+    refused before DuckDB could reach for its SQLite extension.  A file held
+    by another process is a :class:`~ettlib.errors.StoreLockedError`; any
+    other refusal a :class:`~ettlib.errors.StoreOpenError` naming the file.
 
     >>> connect().execute("SELECT current_setting('autoload_known_extensions')").fetchone()
     (False,)
     """
-    return duckdb.connect(str(path), read_only=read_only, config=dict(NO_NETWORK))
+    path = str(path)
+    if path != ":memory:":
+        check_database_path(path, read_only=read_only)
+    try:
+        return duckdb.connect(path, read_only=read_only, config=dict(NO_NETWORK))
+    except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        raise _refused(path, read_only, exc) from None
+
+
+#: The first bytes of a SQLite database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: DuckDB's magic bytes, at offset 8 of every database file.
+_DUCKDB_MAGIC, _DUCKDB_MAGIC_AT = b"DUCK", 8
+
+
+def check_database_path(path, *, read_only: bool = False) -> None:
+    """Refuse ``path`` unless it is a DuckDB file this process may open as asked, or a new file.
+
+    Raises :class:`~ettlib.errors.StoreOpenError` (one line, naming the file and
+    what to do) for a folder, something that is not a regular file, an
+    unreadable file, a file that is not a DuckDB database (a SQLite file
+    included), a missing file opened read-only, and -- when writing -- a file
+    or folder this user may not write (DuckDB keeps ``<file>.wal`` beside
+    the file).  Nothing is created or changed.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> check_database_path(folder / "new.duckdb")              # a new file: fine
+    >>> _ = (folder / "notes.txt").write_text("open,high\\n")
+    >>> check_database_path(folder / "notes.txt")
+    Traceback (most recent call last):
+    ...
+    ettlib.errors.StoreOpenError: .../notes.txt is not a DuckDB database file (it starts with b'open,hig'); give the path of a DuckDB file, or a new path to create one
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise StoreOpenError(f"{p} is a folder, not a DuckDB database file; give the path of a file "
+                         f"in it (e.g. {p / 'ett.duckdb'})")
+    if not p.exists():
+        if read_only:
+            raise StoreOpenError(f"cannot open {p} read-only: the file does not exist")
+        folder = _existing_parent(p)
+        if not folder.is_dir():
+            raise StoreOpenError(f"cannot create {p}: {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreOpenError(f"cannot create {p}: the folder {folder} is not writable for this user; "
+                             "give a path in a folder you can write to")
+        return
+    if not p.is_file():
+        raise StoreOpenError(f"{p} is not a regular file; give the path of a DuckDB database file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise StoreOpenError(f"cannot read {p}: {exc.strerror or exc}; give a file you can read, or "
+                         "change its permissions") from None
+    if head.startswith(_SQLITE_MAGIC):
+        raise StoreOpenError(f"{p} is a SQLite database, not a DuckDB one; ettlib opens only DuckDB "
+                         "files: export its candles as CSV or Parquet and ingest them, or give "
+                         "another path")
+    if head[_DUCKDB_MAGIC_AT:_DUCKDB_MAGIC_AT + 4] != _DUCKDB_MAGIC:
+        what = "an empty file" if not head else f"it starts with {head[:8]!r}"
+        raise StoreOpenError(f"{p} is not a DuckDB database file ({what}); give the path of a DuckDB "
+                         "file, or a new path to create one")
+    if read_only:
+        return
+    if not os.access(p, os.W_OK):
+        raise StoreOpenError(f"cannot open {p} for writing: the file is read-only for this user; change "
+                         "its permissions, or copy it somewhere writable (reading needs no write access)")
+    if not os.access(p.parent, os.W_OK | os.X_OK):
+        raise StoreOpenError(f"cannot open {p} for writing: its folder {p.parent} is not writable for this "
+                         f"user, and DuckDB writes {p.name}.wal beside the file; move the file to a "
+                         "writable folder")
+
+
+def _existing_parent(p: Path) -> Path:
+    """The nearest ancestor of ``p`` that exists (what the first ``mkdir`` would write into)."""
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<holder>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _refused(path: str, read_only: bool, exc: duckdb.Error) -> EttError:
+    """The error for a file DuckDB refused to open: locked (by whom), or another reason."""
+    mode = "read-only" if read_only else "for writing"
+    message = str(exc).replace("\n", " ").strip()
+    if isinstance(exc, duckdb.ConnectionException):
+        return StoreLockedError(
+            f"cannot open {path} {mode}: this process already has it open with another setting "
+            f"({message}); close that connection first", path=path, holder="this process")
+    if "lock" in message.lower():
+        match = _LOCK_HOLDER.search(message)
+        holder = match["holder"] if match else None
+        pid = int(match["pid"]) if match else None
+        who = f"{holder} (PID {pid})" if match else "another process"
+        return StoreLockedError(
+            f"cannot open {path} {mode}: it is held by another process, {who}. DuckDB lets one "
+            "process write a file, or several processes read it read-only, not both; close the "
+            "other connection first", path=path, holder=holder, pid=pid)
+    return StoreOpenError(f"cannot open {path} {mode}: {message}")
 
 
 @contextlib.contextmanager

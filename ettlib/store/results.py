@@ -40,8 +40,8 @@ from pathlib import Path
 
 import duckdb
 
-from ettlib.store.db import connect, transaction
-from ettlib.errors import ConfigError, SchemaError, StoreLockedError
+from ettlib.store.db import check_database_path, connect, transaction
+from ettlib.errors import ConfigError, SchemaError
 from ettlib.store.schema import ensure_schema, schema_version
 
 __all__ = [
@@ -88,12 +88,7 @@ def _connect_for_write(database: str | Path | duckdb.DuckDBPyConnection) -> tupl
         return database, False
     path = Path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return connect(str(path)), True
-    except duckdb.IOException as err:
-        if "lock" in str(err).lower():
-            raise StoreLockedError(f"{path}: held by another process; close it before merging: {err}") from err
-        raise
+    return connect(str(path)), True  # a held file: StoreLockedError, from connect
 
 
 def _columns(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[str]:
@@ -136,6 +131,7 @@ def merge_run_results(
         existing = {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()}
         with transaction(con):
             for path in files:
+                check_database_path(path, read_only=True)  # only DuckDB files reach ATTACH
                 try:
                     con.execute("ATTACH ? AS run_src (READ_ONLY)", [str(path)])
                 except duckdb.Error as err:

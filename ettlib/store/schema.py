@@ -30,6 +30,7 @@ __all__ = [
     "INDICATOR_COLUMNS",
     "CANDLE_COLUMNS",
     "ensure_schema",
+    "refuse_newer",
     "schema_version",
 ]
 
@@ -267,17 +268,29 @@ def _upgrade_seed_pivots(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE pivot_points ALTER COLUMN id SET DEFAULT nextval('pivot_points_id_seq')")
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> int:
+def refuse_newer(version: int, name: str) -> None:
+    """Raise the :class:`SchemaError` of a database ``name`` written by a newer ettlib.
+
+    >>> refuse_newer(9, "data/ett.duckdb")
+    Traceback (most recent call last):
+    ...
+    ettlib.errors.SchemaError: data/ett.duckdb has schema version 9, written by a newer ettlib (this one reads up to 3); upgrade ettlib to open it (the file was not changed)
+    """
+    raise SchemaError(
+        f"{name} has schema version {version}, written by a newer ettlib (this one reads up to "
+        f"{SCHEMA_VERSION}); upgrade ettlib to open it (the file was not changed)"
+    )
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, *, name: str = "the database") -> int:
     """Create or migrate every table to :data:`SCHEMA_VERSION`; return it.
 
     Runs in one transaction: a failed migration leaves the database as it was.
+    ``name`` (the file) is what a refusal names.
     """
     current = schema_version(con)
     if current > SCHEMA_VERSION:
-        raise SchemaError(
-            f"database schema version {current} is newer than this ettlib "
-            f"supports ({SCHEMA_VERSION}); upgrade ettlib"
-        )
+        refuse_newer(current, name)
     if current == SCHEMA_VERSION:
         return current
     with transaction(con):

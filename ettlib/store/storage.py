@@ -46,22 +46,21 @@ Examples
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from ettlib.store.candles import CandleArrays
-from ettlib.store.db import connect, registered, transaction
+from ettlib.store.db import check_database_path, connect, registered, transaction
 from ettlib.errors import (
     ConfigError,
     DataValidationError,
     SchemaError,
     StoreLockedError,
+    StoreOpenError,
     UnknownNameError,
 )
 from ettlib.store.ingest import ValidCandles, read_candles_source
@@ -70,6 +69,7 @@ from ettlib.store.schema import (
     OHLCV_COLUMNS,
     SCHEMA_VERSION,
     ensure_schema,
+    refuse_newer,
     schema_version,
 )
 from ettlib.symbols import validate_symbol
@@ -86,8 +86,6 @@ __all__ = [
 
 #: Where the store lives unless a path is given (relative to the working directory).
 DEFAULT_PATH = "data/ett.duckdb"
-
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<holder>.*?) \(PID (?P<pid>\d+)\)")
 
 # The union of the windows asked for is fetched with one range scan when the
 # covering span is at most this many times the union (plus a slack in rows);
@@ -192,6 +190,11 @@ class DuckDBStorage:
 
     Raises
     ------
+    StoreOpenError
+        ``path`` is a folder, not a DuckDB file (text, a SQLite database, ...),
+        unreadable, missing (``read_only``), or not writable for this user
+        when writing (:func:`~ettlib.store.db.check_database_path`); nothing is
+        created or changed.
     StoreLockedError
         Another process holds the file (see the module docstring).
     SchemaError
@@ -206,25 +209,20 @@ class DuckDBStorage:
         if in_memory and read_only:
             raise ConfigError("an in-memory store cannot be read-only")
         if not in_memory:
-            if read_only and not Path(self.path).is_file():
-                raise ConfigError(f"cannot open {self.path} read-only: the file does not exist")
+            check_database_path(self.path, read_only=read_only)  # before any folder is made
             if not read_only:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = self._connect()
+        self.con = connect(self.path, read_only=read_only)
         try:
-            if read_only:
-                version = schema_version(self.con)
-                if version < SCHEMA_VERSION:
-                    self.con.close()
-                    self._migrate(version)
-                    self.con = self._connect()
-                elif version > SCHEMA_VERSION:
-                    raise SchemaError(
-                        f"{self.path} has schema version {version}, newer than this "
-                        f"ettlib ({SCHEMA_VERSION}); upgrade ettlib"
-                    )
-            else:
-                ensure_schema(self.con)
+            version = schema_version(self.con)
+            if version > SCHEMA_VERSION:
+                refuse_newer(version, self.path)
+            if read_only and version < SCHEMA_VERSION:
+                self.con.close()
+                self._migrate(version)
+                self.con = connect(self.path, read_only=True)
+            elif not read_only:
+                ensure_schema(self.con, name=self.path)
         except BaseException:
             self.con.close()
             raise
@@ -239,42 +237,16 @@ class DuckDBStorage:
         """
         try:
             con = connect(self.path)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        except (StoreLockedError, StoreOpenError) as exc:
             raise SchemaError(
                 f"{self.path} has schema version {version}, this ettlib uses {SCHEMA_VERSION}, "
                 f"and it cannot be migrated now ({exc}); close the other connections to it "
                 "and open it again"
             ) from exc
         try:
-            ensure_schema(con)
+            ensure_schema(con, name=self.path)
         finally:
             con.close()
-
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        try:
-            return connect(self.path, read_only=self.read_only)
-        except duckdb.IOException as exc:
-            message = str(exc)
-            if "lock" not in message.lower():
-                raise
-            match = _LOCK_HOLDER.search(message)
-            holder = match["holder"] if match else None
-            pid = int(match["pid"]) if match else None
-            who = f"{holder} (PID {pid})" if match else "another process"
-            mode = "read-only" if self.read_only else "for writing"
-            err = StoreLockedError(
-                f"cannot open {self.path} {mode}: it is locked by {who}. DuckDB lets one "
-                "process write a file, or several processes read it read-only, not both; "
-                "close the other connection first"
-            )
-        except duckdb.ConnectionException as exc:
-            err = StoreLockedError(
-                f"cannot open {self.path} {'read-only' if self.read_only else 'for writing'}: "
-                f"this process already has it open with another setting ({exc})"
-            )
-            holder, pid = "this process", None
-        err.path, err.holder, err.pid = self.path, holder, pid
-        raise err
 
     # -- life cycle ---------------------------------------------------------
 
