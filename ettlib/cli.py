@@ -39,7 +39,8 @@ def _cmd_data_ingest(args) -> int:
 
     with DuckDBStorage(args.db) as storage:
         report = storage.ingest(
-            args.file, args.symbol, args.timeframe, replace=args.replace, format=args.format
+            args.file, args.symbol, args.timeframe, replace=args.replace, format=args.format,
+            allow_sparse=args.allow_sparse,
         )
     print(f"{args.db}: {_describe(report)}")
     return 0
@@ -269,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--replace", action="store_true", help="overwrite candles that differ")
     ingest.add_argument("--format", choices=["csv", "parquet", "binance"], default=None,
                         help="file format (default: from the file name)")
-    ingest.set_defaults(func=_cmd_data_ingest)
+    ingest.add_argument("--allow-sparse", action="store_true",
+                        help="accept candles that are never adjacent (refused by default: 5m candles "
+                             "given as --timeframe 1m look like that)")
+    ingest.set_defaults(func=_cmd_data_ingest, on_interrupt="nothing was written")
 
     resample = data.add_parser("resample", help="aggregate a base timeframe into higher ones")
     _add_db(resample)

@@ -12,8 +12,9 @@ Accepted shapes
 ``DataFrame``, CSV (with a header), Parquet
     Columns ``timestamp, open, high, low, close, volume`` (names are
     case-insensitive).  ``timestamp`` is the candle's *open* time as integer
-    epoch milliseconds UTC, or date-times (a datetime column, or ISO-8601
-    text such as ``2024-01-01 00:05:00`` in a CSV; no zone means UTC).  The
+    epoch milliseconds, microseconds or nanoseconds UTC (see "Time units"),
+    or date-times (a datetime column, or ISO-8601 text such as
+    ``2024-01-01 00:05:00`` in a CSV; no zone means UTC).  The
     indicator columns of :data:`ettlib.store.schema.INDICATOR_COLUMNS` may be
     present (an export of the store); they are **ignored** and recomputed by
     ettlib so that stored indicators always agree with the stored candles.
@@ -22,11 +23,23 @@ Binance kline files (``format="binance"``, or detected)
     The 12 columns of Binance's public data dumps (``open_time, open, high,
     low, close, volume, close_time, quote_volume, count,
     taker_buy_base_volume, taker_buy_quote_volume, ignore``), with or without
-    a header line, open times in milliseconds or microseconds (Binance spot
-    dumps use microseconds from 2025), as ``.csv`` or as the ``.zip`` Binance
-    publishes (one CSV inside).  ``close_time`` must equal
-    ``open_time + timeframe - 1`` in the file's unit, which catches a file
-    ingested under the wrong timeframe.
+    a header line, as ``.csv`` or as the ``.zip`` Binance publishes (one CSV
+    inside).  ``open_time`` and ``close_time`` each have their own unit
+    (Binance spot dumps use microseconds from 2025; a file may give open
+    times in microseconds and close times in milliseconds).  ``close_time``
+    must be the last tick of the candle -- ``open_time + timeframe`` less one
+    unit of ``close_time`` -- which catches a file ingested under the wrong
+    timeframe.
+
+Time units
+----------
+The unit of each integer time column is detected on its own, from the
+magnitude of its values: below ``1e14`` milliseconds (up to the year 5138),
+below ``1e17`` microseconds, above nanoseconds (both from March 1973 on;
+earlier times in those units are taken for milliseconds of a far future and
+refused as such).  The column's unit is the one of its median value; a value
+of another magnitude is an error naming it (a column never mixes units), and
+so is a microsecond or nanosecond time that is not a whole millisecond.
 
 Validation
 ----------
@@ -39,7 +52,11 @@ given as milliseconds), off the timeframe grid or duplicated, prices that
 are not positive, ``high < max(open, close)``, ``low > min(open, close)``,
 ``high < low``, negative volume, an empty file, a file without data rows, and an
 unreadable or corrupt file.  Gaps (missing candles) are allowed and
-counted.
+counted -- but a file in which no two candles are adjacent, every step
+between them a whole multiple ``k > 1`` of the timeframe (at least three
+candles), looks like data of the coarser timeframe ``k`` times as long
+(5m candles given as 1m) and is refused, saying so, unless
+``allow_sparse=True`` (``ett data ingest --allow-sparse``).
 
 Examples
 --------
@@ -69,7 +86,7 @@ import pandas as pd
 
 from ettlib.errors import DataValidationError, UnknownNameError
 from ettlib.store.schema import INDICATOR_COLUMNS, OHLCV_COLUMNS
-from ettlib.timeframes import timeframe_ms
+from ettlib.timeframes import TIMEFRAMES, timeframe_ms
 
 __all__ = [
     "BINANCE_COLUMNS",
@@ -102,9 +119,12 @@ BINANCE_COLUMNS: tuple[str, ...] = (
 #: Names accepted by ``format=``; ``None`` detects from the suffix and content.
 FORMATS: tuple[str, ...] = ("dataframe", "csv", "parquet", "binance")
 
-# Open times at or above this many "milliseconds" (year 5138) are taken as
-# microseconds in Binance files and rejected elsewhere.
+# Integer epoch times below _MAX_MS are milliseconds (up to the year 5138),
+# below _MAX_US microseconds, above nanoseconds (see "Time units").
 _MAX_MS = 100_000_000_000_000
+_MAX_US = 100_000_000_000_000_000
+#: Time units by the magnitude class of their values: (name, nanoseconds per tick).
+_UNITS = (("ms", 1_000_000), ("µs", 1_000), ("ns", 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +163,8 @@ class ValidCandles:
         return pd.DataFrame({"timestamp": self.timestamps, **self.ohlcv})
 
 
-def read_candles_source(source, timeframe: str, *, format: str | None = None) -> ValidCandles:
+def read_candles_source(source, timeframe: str, *, format: str | None = None,
+                        allow_sparse: bool = False) -> ValidCandles:
     """Read ``source`` and validate every row for ``timeframe``.
 
     Parameters
@@ -156,6 +177,8 @@ def read_candles_source(source, timeframe: str, *, format: str | None = None) ->
         times must lie on.
     format
         One of :data:`FORMATS`, or ``None`` to detect it.
+    allow_sparse
+        Accept a file whose candles are never adjacent (see "Validation").
 
     Raises
     ------
@@ -173,7 +196,7 @@ def read_candles_source(source, timeframe: str, *, format: str | None = None) ->
                 f"a DataFrame was given but format={format!r}", source="DataFrame"
             )
         frame, name = source, "DataFrame"
-        return validate_candles(frame, timeframe, source=name)
+        return validate_candles(frame, timeframe, source=name, allow_sparse=allow_sparse)
     if not isinstance(source, (str, os.PathLike)):
         raise DataValidationError(
             f"source must be a pandas DataFrame or a file path, not {type(source).__name__}"
@@ -186,7 +209,8 @@ def read_candles_source(source, timeframe: str, *, format: str | None = None) ->
         raise DataValidationError("file is empty", source=name)
     suffix = path.suffix.lower()
     if format == "parquet" or (format is None and suffix in (".parquet", ".pq")):
-        return validate_candles(_read_parquet(path, name), timeframe, source=name)
+        return validate_candles(_read_parquet(path, name), timeframe, source=name,
+                                allow_sparse=allow_sparse)
     if suffix == ".zip":
         text = _read_zip_member(path, name)
     else:
@@ -194,7 +218,7 @@ def read_candles_source(source, timeframe: str, *, format: str | None = None) ->
             text = path.read_bytes()
         except OSError as exc:
             raise DataValidationError(f"cannot read file: {exc}", source=name) from None
-    return _from_csv_bytes(text, timeframe, tf_ms, name, format)
+    return _from_csv_bytes(text, timeframe, tf_ms, name, format, allow_sparse)
 
 
 def _read_parquet(path: Path, name: str) -> pd.DataFrame:
@@ -244,7 +268,8 @@ def _looks_numeric(field: str) -> bool:
     return True
 
 
-def _from_csv_bytes(data: bytes, timeframe: str, tf_ms: int, name: str, format) -> ValidCandles:
+def _from_csv_bytes(data: bytes, timeframe: str, tf_ms: int, name: str, format,
+                    allow_sparse: bool) -> ValidCandles:
     first = _first_line(data)
     if not any(first):
         raise DataValidationError("file is empty (no header and no rows)", source=name)
@@ -260,7 +285,7 @@ def _from_csv_bytes(data: bytes, timeframe: str, tf_ms: int, name: str, format) 
             )
         frame = _read_csv(data, name, header=0 if is_binance_header else None,
                           names=list(BINANCE_COLUMNS))
-        return _validate_binance(frame, timeframe, tf_ms, name)
+        return _validate_binance(frame, timeframe, tf_ms, name, allow_sparse)
     if _looks_numeric(first[0]) and first[0] != "":
         raise DataValidationError(
             "CSV has no header line; expected columns " + ", ".join(REQUIRED_COLUMNS)
@@ -268,7 +293,7 @@ def _from_csv_bytes(data: bytes, timeframe: str, tf_ms: int, name: str, format) 
             source=name,
         )
     frame = _read_csv(data, name, header=0, names=None)
-    return validate_candles(frame, timeframe, source=name)
+    return validate_candles(frame, timeframe, source=name, allow_sparse=allow_sparse)
 
 
 def _read_csv(data: bytes, name: str, *, header, names) -> pd.DataFrame:
@@ -291,38 +316,82 @@ def _read_csv(data: bytes, name: str, *, header, names) -> pd.DataFrame:
     return frame
 
 
-def _validate_binance(frame: pd.DataFrame, timeframe: str, tf_ms: int, name: str) -> ValidCandles:
+def _validate_binance(frame: pd.DataFrame, timeframe: str, tf_ms: int, name: str,
+                      allow_sparse: bool) -> ValidCandles:
     if len(frame) == 0:
         raise DataValidationError("file has a header but no data rows", source=name)
-    open_time = _numeric_column(frame, "open_time", name)
-    close_time = _numeric_column(frame, "close_time", name)
-    for col, values in (("open_time", open_time), ("close_time", close_time)):
+    times = {}
+    for col in ("open_time", "close_time"):
+        values = _numeric_column(frame, col, name)
         _check_finite(values, col, name)
         _check_integral(values, col, name)
-    open_time = open_time.astype(np.int64)
-    close_time = close_time.astype(np.int64)
-    micro = open_time >= _MAX_MS
-    unit = np.where(micro, 1000, 1)
-    bad = np.flatnonzero(micro & (open_time % 1000 != 0))
+        # a close time is the candle's last tick: whole milliseconds only in ms
+        times[col] = _epoch_ticks(values, col, name, whole_ms=col == "open_time")
+    (open_time, open_unit), (close_time, close_unit) = times["open_time"], times["close_time"]
+    open_ns = open_time * _UNITS[open_unit][1]
+    close_tick = _UNITS[close_unit][1]
+    close_ns = close_time * close_tick
+    expected = open_ns + tf_ms * 1_000_000 - close_tick  # the candle's last tick, in close_time's unit
+    bad = np.flatnonzero(close_ns != expected)
     if bad.size:
         i = bad[0]
+        unit = _UNITS[close_unit][0]
         raise DataValidationError(
-            "microsecond open time is not a whole millisecond",
-            source=name, row=i + 1, column="open_time", value=int(open_time[i]),
-        )
-    bad = np.flatnonzero(close_time - open_time != tf_ms * unit - 1)
-    if bad.size:
-        i = bad[0]
-        raise DataValidationError(
-            f"close_time is open_time + {int(close_time[i] - open_time[i])} "
-            f"{'µs' if micro[i] else 'ms'}; a {timeframe} candle closes at open_time + "
-            f"{tf_ms * int(unit[i]) - 1} (is the timeframe right?)",
+            f"close_time is open_time + {int(close_ns[i] - open_ns[i]) // close_tick} {unit} "
+            f"(open_time in {_UNITS[open_unit][0]}, close_time in {unit}); a {timeframe} candle "
+            f"closes at open_time + {(tf_ms * 1_000_000 - close_tick) // close_tick} {unit} "
+            "(is the timeframe right?)",
             source=name, row=i + 1, column="close_time", value=int(close_time[i]),
         )
-    generic = pd.DataFrame({"timestamp": open_time // unit})
+    generic = pd.DataFrame({"timestamp": open_ns // 1_000_000})
     for col in OHLCV_COLUMNS:
         generic[col] = frame[col]
-    return validate_candles(generic, timeframe, source=name, timestamp_column="open_time")
+    return validate_candles(generic, timeframe, source=name, timestamp_column="open_time",
+                            allow_sparse=allow_sparse)
+
+
+def _epoch_ticks(values: np.ndarray, column: str, source: str, label: str | None = None, *,
+                 whole_ms: bool = True) -> tuple[np.ndarray, int]:
+    """Integer epoch times and the index of their unit in :data:`_UNITS` (see "Time units").
+
+    Refuses a negative time, a value whose magnitude says another unit than
+    the column's, and (``whole_ms``) a microsecond or nanosecond time that is
+    not a whole millisecond; ``label`` names the column in messages.
+
+    >>> ticks, unit = _epoch_ticks(np.array([1_700_000_000_000_000, 1_700_000_060_000_000]), "t", "f")
+    >>> _UNITS[unit][0]
+    'µs'
+    """
+    label = label or column
+    if values.dtype.kind == "f":
+        if np.any(np.abs(values) >= 2.0**62):
+            i = int(np.flatnonzero(np.abs(values) >= 2.0**62)[0])
+            raise DataValidationError("timestamp out of range", source=source, row=i + 1,
+                                      column=label, value=float(values[i]))
+        values = values.astype(np.int64)
+    values = values.astype(np.int64, copy=False)
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        i = bad[0]
+        raise DataValidationError("timestamp must be an epoch time >= 0 (this is a negative time)",
+                                  source=source, row=i + 1, column=label, value=int(values[i]))
+    magnitude = (values >= _MAX_MS).astype(np.int8) + (values >= _MAX_US)
+    unit = int(np.sort(magnitude)[len(magnitude) // 2])  # the median value's unit
+    bad = np.flatnonzero(magnitude != unit)
+    if bad.size:
+        i = bad[0]
+        raise DataValidationError(
+            f"this value looks like epoch {_UNITS[magnitude[i]][0]} while the column's values look "
+            f"like {_UNITS[unit][0]}; a time column holds one unit",
+            source=source, row=i + 1, column=label, value=int(values[i]))
+    per_ms = 1_000_000 // _UNITS[unit][1]
+    bad = np.flatnonzero(values % per_ms != 0) if whole_ms else ()
+    if len(bad):
+        i = bad[0]
+        raise DataValidationError(
+            f"{_UNITS[unit][0]} timestamp is not a whole millisecond",
+            source=source, row=i + 1, column=label, value=int(values[i]))
+    return values, unit
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
@@ -400,13 +469,37 @@ def _timestamps_ms(frame: pd.DataFrame, source: str, column_label: str) -> np.nd
     values = _numeric_column(frame, "timestamp", source)
     _check_finite(values, "timestamp", source, column_label)
     _check_integral(values, column_label, source)
-    if values.dtype.kind == "f":
-        if np.any(np.abs(values) >= 2.0**62):
-            i = int(np.flatnonzero(np.abs(values) >= 2.0**62)[0])
-            raise DataValidationError("timestamp out of range", source=source, row=i + 1,
-                                      column=column_label, value=float(values[i]))
-        values = values.astype(np.int64)
-    return values.astype(np.int64, copy=False)
+    ticks, unit = _epoch_ticks(values, "timestamp", source, column_label)
+    return ticks // (1_000_000 // _UNITS[unit][1])
+
+
+def _refuse_coarse(steps: np.ndarray, timeframe: str, source: str) -> None:
+    """Refuse candles that are never adjacent: every step a multiple k > 1 of the timeframe.
+
+    ``steps`` are the gaps between sorted open times, in candles; at least
+    two are needed (three candles) to tell.
+
+    >>> _refuse_coarse(np.array([5, 5, 10]), "1m", "f.csv")
+    Traceback (most recent call last):
+    ...
+    ettlib.errors.DataValidationError: f.csv: every candle opens a whole multiple of 5 x 1m after the previous one (3 gaps, 17 candles missing): this looks like 5m data, not 1m; ingest it with timeframe 5m, or pass allow_sparse=True (ett data ingest --allow-sparse) to keep it as sparse 1m candles
+    >>> _refuse_coarse(np.array([5, 1, 5]), "1m", "f.csv")   # two adjacent candles: gaps
+    """
+    if len(steps) < 2:
+        return
+    k = int(np.gcd.reduce(steps))
+    if k < 2:
+        return
+    coarse_ms = k * timeframe_ms(timeframe)
+    coarse = next((name for name, ms in TIMEFRAMES.items() if ms == coarse_ms), f"{k} x {timeframe}")
+    raise DataValidationError(
+        f"every candle opens a whole multiple of {k} x {timeframe} after the previous one "
+        f"({len(steps)} gaps, {int(np.sum(steps - 1))} candles missing): "
+        f"this looks like {coarse} data, not {timeframe}; ingest it with timeframe {coarse}, "
+        f"or pass allow_sparse=True (ett data ingest --allow-sparse) to keep it as sparse "
+        f"{timeframe} candles",
+        source=source,
+    )
 
 
 def validate_candles(
@@ -415,6 +508,7 @@ def validate_candles(
     *,
     source: str = "DataFrame",
     timestamp_column: str = "timestamp",
+    allow_sparse: bool = False,
 ) -> ValidCandles:
     """Check a ``timestamp`` + OHLCV frame row by row; return it sorted.
 
@@ -456,14 +550,6 @@ def validate_candles(
         _check_finite(values, col, source)
         ohlcv[col] = values
 
-    bad = np.flatnonzero((timestamps < 0) | (timestamps >= _MAX_MS))
-    if bad.size:
-        i = bad[0]
-        raise DataValidationError(
-            "timestamp must be epoch milliseconds >= 0 (this looks like "
-            + ("a negative time" if timestamps[i] < 0 else "microseconds or nanoseconds") + ")",
-            source=source, row=i + 1, column=timestamp_column, value=int(timestamps[i]),
-        )
     bad = np.flatnonzero(timestamps % tf_ms != 0)
     if bad.size:
         i = bad[0]
@@ -513,6 +599,8 @@ def validate_candles(
         )
     steps = np.diff(sorted_ts) // tf_ms
     holes = steps > 1
+    if not allow_sparse:
+        _refuse_coarse(steps, timeframe, source)
     return ValidCandles(
         timestamps=np.ascontiguousarray(sorted_ts),
         ohlcv={c: np.ascontiguousarray(v[order]) for c, v in ohlcv.items()},

@@ -277,6 +277,7 @@ class DuckDBStorage:
         *,
         replace: bool = False,
         format: str | None = None,
+        allow_sparse: bool = False,
     ) -> IngestReport:
         """Validate ``source`` and store its candles as ``symbol`` / ``timeframe``.
 
@@ -293,6 +294,10 @@ class DuckDBStorage:
         format
             ``"dataframe"``, ``"csv"``, ``"parquet"``, ``"binance"`` or
             ``None`` (detect).
+        allow_sparse
+            Accept candles that are never adjacent (every step a whole
+            multiple of the timeframe): without it such a source is refused
+            as data of a coarser timeframe (5m candles given as ``"1m"``).
 
         Candles already stored with identical values are left alone, so
         ingesting the same file twice adds nothing.  Everything -- the new
@@ -304,7 +309,7 @@ class DuckDBStorage:
         self._require_writable()
         symbol = validate_symbol(symbol)
         validate_timeframe(timeframe)
-        candles = read_candles_source(source, timeframe, format=format)
+        candles = read_candles_source(source, timeframe, format=format, allow_sparse=allow_sparse)
         return self._write(candles, symbol, timeframe, replace=replace)
 
     def resample(self, symbol: str, base_timeframe: str, timeframe: str) -> IngestReport:
