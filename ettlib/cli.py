@@ -79,8 +79,8 @@ def _cmd_data_pivots(args) -> int:
             candles.timestamps, candles.column("high"), candles.column("low"),
             args.timeframe, n=args.n, levels=args.levels,
         )
-        added = store_pivots(storage.con, args.symbol, args.timeframe, table)
-    print(f"{args.symbol} {args.timeframe}: {len(table)} pivots, {added} new in pivot_points")
+        added = store_pivots(storage.con, args.symbol, args.timeframe, table, n=args.n)
+    print(f"{args.symbol} {args.timeframe}: {len(table)} pivots with n={args.n}, {added} new in pivot_points")
     return 0
 
 
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--symbol", default="ETH/USDT")
     demo.add_argument("--days", type=int, default=28)
     demo.add_argument("--seed", type=int, default=7)
-    demo.set_defaults(func=_cmd_data_demo)
+    demo.set_defaults(func=_cmd_data_demo, on_interrupt="nothing was written")
 
     ingest = data.add_parser("ingest", help="ingest a DataFrame file: CSV, Parquet or Binance klines")
     _add_db(ingest)
@@ -280,13 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     resample.add_argument("--symbol", required=True)
     resample.add_argument("--base", default="1m")
     resample.add_argument("--to", nargs="+", required=True)
-    resample.set_defaults(func=_cmd_data_resample)
+    resample.set_defaults(func=_cmd_data_resample,
+                          on_interrupt="the timeframes printed above are stored, nothing of the next one")
 
     indicators = data.add_parser("indicators", help="recompute the indicator columns")
     _add_db(indicators)
     indicators.add_argument("--symbol", required=True)
     indicators.add_argument("--timeframe", required=True)
-    indicators.set_defaults(func=_cmd_data_indicators)
+    indicators.set_defaults(func=_cmd_data_indicators, on_interrupt="nothing was written")
 
     pivots = data.add_parser("pivots", help="detect Williams pivots and store them in pivot_points")
     _add_db(pivots)
@@ -294,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     pivots.add_argument("--timeframe", default=None, help="default: the finest stored timeframe")
     pivots.add_argument("--n", type=int, default=1, help="bars each side at level 1")
     pivots.add_argument("--levels", type=int, default=3)
-    pivots.set_defaults(func=_cmd_data_pivots)
+    pivots.set_defaults(func=_cmd_data_pivots, on_interrupt="nothing was written")
 
     info = data.add_parser("info", help="what the store holds")
     _add_db(info)

@@ -15,16 +15,16 @@ from ettlib.timeframes import validate_timeframe
 __all__ = ["store_pivots"]
 
 
-def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
-    """Insert ``table`` into ``pivot_points``; return the number of new rows.
+def store_pivots(con, symbol: str, timeframe: str, table: PivotTable, *, n: int = 1) -> int:
+    """Insert ``table``, detected with ``n`` bars each side, into ``pivot_points``; return the new rows.
 
-    Idempotent: rows whose (symbol, timeframe, timestamp, pivot_type) already
-    exist are left as they are, so storing the same table twice adds nothing.
-    ``n`` is not part of the key: keep one detection setting per symbol and
-    timeframe in one database (rows of another ``n`` would be skipped where
-    they collide).
-    One parameterized statement from a registered Arrow table, in a
-    transaction (joining the caller's if one is open).
+    ``n`` is stored with every row and is part of the key ``(symbol,
+    timeframe, n, timestamp, pivot_type)``: the pivots of several ``n``
+    coexist (each keeps its own levels and confirmation times).  Idempotent:
+    rows already stored under that key are left as they are, so storing the
+    same table twice adds nothing.  One parameterized statement from a
+    registered Arrow table, in a transaction (joining the caller's if one is
+    open).
 
     Examples
     --------
@@ -36,11 +36,15 @@ def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
     >>> t = detect_pivots([0, 60_000, 120_000], [1.0, 2.0, 1.0], [0.5, 0.5, 0.5], "1m")
     >>> store_pivots(con, "ETH/USDT", "1m", t), store_pivots(con, "ETH/USDT", "1m", t)
     (1, 0)
-    >>> con.execute("SELECT pivot_type, level, price, confirmed_at FROM pivot_points").fetchall()
-    [('L1H', 1, 2.0, 180000)]
+    >>> con.execute("SELECT n, pivot_type, level, price, confirmed_at FROM pivot_points").fetchall()
+    [(1, 'L1H', 1, 2.0, 180000)]
+    >>> store_pivots(con, "ETH/USDT", "1m", t, n=2)      # another n: its own rows
+    1
     """
     validate_symbol(symbol)
     validate_timeframe(timeframe)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive int (the bars each side of a level-1 pivot), got {n!r}")
     if not isinstance(table, PivotTable):
         raise ConfigError(f"table must be a PivotTable, got {type(table).__name__}")
     rows = pa.table(
@@ -57,9 +61,9 @@ def store_pivots(con, symbol: str, timeframe: str, table: PivotTable) -> int:
     with transaction(con), registered(con, view, rows):  # joins the caller's transaction
         added = con.execute(
             "INSERT INTO pivot_points"
-            " (symbol, timeframe, timestamp, price, pivot_type, level, strength, confirmed_at)"
-            " SELECT ?, ?, timestamp, price, pivot_type, level, strength, confirmed_at"
+            " (symbol, timeframe, n, timestamp, price, pivot_type, level, strength, confirmed_at)"
+            " SELECT ?, ?, ?, timestamp, price, pivot_type, level, strength, confirmed_at"
             f" FROM {view} ON CONFLICT DO NOTHING",
-            [symbol, timeframe],
+            [symbol, timeframe, n],
         ).fetchall()[0][0]
     return int(added)
