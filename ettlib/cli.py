@@ -248,8 +248,19 @@ def _iso(ms: int) -> str:
     return format_ms(ms, seconds=False)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, ``ett: error: ...``, and a pointer to ``--help``."""
+
+    def error(self, message: str):
+        self.exit(2, f"ett: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+#: The notebooks ``ett report`` and ``ett sweep`` run by default, wherever ``ett`` is run from.
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ett", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="ett", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="candles in the DuckDB store").add_subparsers(
@@ -319,14 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ettlib.reports import configure_report_parser
     from ettlib.experiment.sweep import configure_sweep_parser
 
-    configure_report_parser(
-        commands.add_parser("report", help="run a notebook with papermill and export it to HTML"),
-        default_db=DEFAULT_DB,
-    )
-    configure_sweep_parser(
-        commands.add_parser("sweep", help="run a notebook over a grid of parameters in parallel"),
-        default_db=DEFAULT_DB,
-    )
+    report = commands.add_parser("report", help="run a notebook with papermill and export it to HTML")
+    configure_report_parser(report, default_db=DEFAULT_DB)
+    sweep = commands.add_parser("sweep", help="run a notebook over a grid of parameters in parallel")
+    configure_sweep_parser(sweep, default_db=DEFAULT_DB)
+    for sub in (report, sweep):  # the default notebook from the package's location, not the working directory
+        sub.set_defaults(notebook=NOTEBOOKS / Path(sub.get_default("notebook")).name)
     return parser
 
 

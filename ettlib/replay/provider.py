@@ -318,6 +318,8 @@ class DataProvider:
     def _handle_error(self, callback: Callable, event, exc: Exception) -> None:
         name = getattr(callback, "__qualname__", repr(callback))
         if self.on_error == "raise":
+            if isinstance(exc, SubscriberError):  # a coordinator's strict mode named it already
+                raise exc
             raise SubscriberError(
                 f"subscriber {name} raised {type(exc).__name__}: {exc} on {event!r}",
                 event=event,
