@@ -5,19 +5,21 @@ held inside a transaction (which is then rolled back), and a request to stop
 inside a replay, honoured between two events.
 
 The matrix test runs ``ett run`` (a River model and a baseline, a commit every
-15 events) in two child processes, each interrupting a series of runs with a
-real SIGINT sent at a chosen point: during the checks before anything is
-written, while the session is built, at 12 candles spread over the replay
-(on the spot, or a few milliseconds later, wherever the main thread is then),
-twice in a row, inside 8 of the periodic saves (from a hook the flush calls
-inside its transaction, on the spot or a moment later while DuckDB runs the
-next statements), during a subscriber's DuckDB read outside any transaction,
-while the adapter learns its last pairs, and inside the last save.  After each
-interrupt the committed state is checked against the protocol (the pairs
-recorded are exactly the deliveries, and the adapter's checkpointed state holds
-exactly the learned and queued ones); then two fresh processes resume every
-interrupted run with ``ett run --resume`` and each must equal, row for row, an
-uninterrupted run of the same config: ``training_events``, frames, metrics.
+15 events) in a child process and interrupts two runs with a real SIGINT at 23
+points between them, each run resumed with ``ett run --resume`` after each
+stop until the next: during the checks before anything is written, while the
+session is built, at 9 candles spread over the replay (on the spot, or 4 ms
+later, wherever the main thread is then), twice in a row, inside 8 of the
+periodic saves (from a hook the save calls inside its transaction, on the spot
+or a moment later while DuckDB runs the next statements), during two
+subscriber reads of DuckDB outside any transaction, and while the adapter
+learns its last pairs.  After each stop the committed state is checked: the
+protocol holds (the pairs recorded are exactly the deliveries, and the
+adapter's checkpointed state holds exactly the learned and queued ones) and
+every committed row is the uninterrupted run's.  A fresh process then resumes
+both runs -- one with a Ctrl-C inside its last save, too late to stop it -- and
+each must equal, row for row, an uninterrupted run of the same config:
+``training_events``, frames, status and metrics.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import sys
 import textwrap
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -210,18 +211,18 @@ COMMON = ["--persist-every", str(PERSIST_EVERY), "--no-progress", "--json"]
 # that opens then, or the first save after it).  +d: the SIGINT comes 4 ms (a save: 0.5 ms)
 # later, wherever the main thread is then.
 CHAINS = {
-    "a": ["setup", "candle 4", "flush 10", "candle 17 +d", "read 25", "flush 33 +d", "candle 41",
-          "twice 50", "flush 58", "candle 67 +d", "flush 76 +d", "candle 88", "finish"],
-    "b": ["build", "candle 7 +d", "flush 14 +d", "candle 21", "flush 29", "candle 37 +d", "read 45",
-          "flush 53 +d", "candle 63", "flush 72", "candle 84 +d", "flush 97", "candle 110"],
+    "a": ["setup", "candle 4", "flush 10", "candle 17 +d", "read 25", "flush 33 +d", "candle 43",
+          "twice 52", "flush 62", "candle 72 +d", "flush 84 +d", "finish"],
+    "b": ["build", "candle 8 +d", "flush 16 +d", "candle 27", "flush 37", "read 47", "flush 58 +d",
+          "candle 69", "flush 80", "candle 95 +d", "candle 110"],
 }
-# then a fresh process resumes both: chain a with a Ctrl-C inside its last save (too late
-# to stop: the run completes), chain b without one.
-LAST = {"a": "last flush", "b": None}
+# Then a fresh process resumes both: chain a with a Ctrl-C inside its last save (too late
+# to stop: the run completes), chain b without one ("none").
+LAST = {"a": "last flush", "b": "none"}
 
 CHILD = textwrap.dedent(
     """
-    import json, os, signal, sys, threading, time
+    import json, os, shutil, signal, sys, threading, time
     import duckdb
     import ettlib.coordinator.coordinator as coordinator
     import ettlib.experiment.runner as runner
@@ -229,8 +230,8 @@ CHILD = textwrap.dedent(
     from ettlib.cli import main
     from ettlib.training.adapters import TrainingAdapter
 
-    db, clean_db, tests, chain, first, points, config, common = sys.argv[1:5] + [sys.argv[5] == "fresh"] \\
-        + [json.loads(a) for a in sys.argv[6:]]
+    clean_db, tests = sys.argv[1:3]
+    plan, config, common = (json.loads(a) for a in sys.argv[3:])
     sys.path.insert(0, tests)
     from test_interrupts import T0, check_committed, rows
 
@@ -284,11 +285,18 @@ CHILD = textwrap.dedent(
     sessions.Session.__init__ = before(sessions.Session.__init__, lambda *a, **k: fire("build"))
     coordinator.InferenceTrainingCoordinator.close = before(coordinator.InferenceTrainingCoordinator.close, closing)
 
-    run_id, started = f"run-{chain}", not first
+    def run(db, run_id, points, started):
+        for spec in points:
+            started = interrupt(db, run_id, spec, started)
+
+    if not os.path.exists(clean_db):  # the uninterrupted run, to compare with
+        shutil.copy(plan[0][0], clean_db)
+        assert main(["run", "--db", clean_db, "--run-id", "clean", *config, *common]) == 0
     with duckdb.connect(clean_db, read_only=True) as con:
         clean = rows(con, "clean")
-    for spec in points:
-        kind, *rest = spec.split(" ") if spec not in ("last flush",) else [spec]
+
+    def interrupt(db, run_id, spec, started):
+        kind, *rest = spec.split(" ") if spec != "last flush" else [spec]
         point.clear()
         point.update(kind=kind, minute=int(rest[0]) if rest and rest[0].isdigit() else None,
                      delay=(0.0005 if kind == "flush" else 0.004) if "+d" in rest else 0.0)
@@ -311,9 +319,12 @@ CHILD = textwrap.dedent(
                 problem = None
             except AssertionError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
-        started = started or status is not None
-        print("POINT " + json.dumps({"point": spec, "rc": rc, "sent": len(sent), "late": late,
+        print("POINT " + json.dumps({"run": run_id, "point": spec, "rc": rc, "sent": len(sent), "late": late,
                                      "status": status, "problem": problem}), flush=True)
+        return started or status is not None
+
+    for db, run_id, points, started in plan:
+        run(db, run_id, points, started)
     """
 )
 
@@ -323,14 +334,15 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
 
 
-def _child(db: Path, clean_db: Path, chain: str, fresh: bool, points: list[str]) -> tuple[list[dict], str]:
+def _child(clean_db: Path, plan: list) -> tuple[list[dict], str]:
+    """Run ``plan`` -- ``[db, run_id, points, started]`` each -- in a fresh process; its records."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(db), str(clean_db), str(Path(__file__).parent), chain,
-         "fresh" if fresh else "resume", json.dumps(points), json.dumps(CONFIG), json.dumps(COMMON)],
-        env=_env(), capture_output=True, text=True, timeout=300)
+        [sys.executable, "-c", CHILD, str(clean_db), str(Path(__file__).parent), json.dumps(plan),
+         json.dumps(CONFIG), json.dumps(COMMON)],
+        env=_env(), capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = [json.loads(line[len("POINT "):]) for line in proc.stdout.splitlines() if line.startswith("POINT ")]
-    assert [d["point"] for d in done] == points, proc.stderr[-3000:]
+    assert [d["point"] for d in done] == [p for _, _, points, _ in plan for p in points], proc.stderr[-3000:]
     return done, proc.stderr
 
 
@@ -410,46 +422,35 @@ def _expected(spec: str) -> tuple[int, str | None]:
 
 
 @pytest.mark.timeout(600)
-def test_ett_run_interrupted_at_27_points_resumes_identical(candles_db, tmp_path, one_torch_thread, capsys):
-    from ettlib.cli import main
-
+def test_ett_run_interrupted_at_24_points_resumes_identical(candles_db, tmp_path):
     started = time.perf_counter()
     clean_db = tmp_path / "clean.duckdb"
-    shutil.copy(candles_db, clean_db)
-    assert main(["run", "--db", str(clean_db), "--run-id", "clean", *CONFIG, *COMMON]) == 0
-    capsys.readouterr()
-    with duckdb.connect(str(clean_db), read_only=True) as con:
-        clean = rows(con, "clean")
-    assert clean[2] == "completed" and len(clean[0]) > 400
     dbs = {chain: tmp_path / f"chain-{chain}.duckdb" for chain in CHAINS}
     for db in dbs.values():
         shutil.copy(candles_db, db)
+    # one process: the clean run, then each chain; another: the last resume of each
+    chains, err = _child(clean_db, [[str(dbs[c]), f"run-{c}", CHAINS[c], False] for c in CHAINS])
+    finals, err_final = _child(clean_db, [[str(dbs[c]), f"run-{c}", [LAST[c]], True] for c in CHAINS])
+    assert "Traceback" not in err + err_final and "Query interrupted" not in err + err_final, err[-3000:]
+    with duckdb.connect(str(clean_db), read_only=True) as con:
+        clean = rows(con, "clean")
+    assert clean[2] == "completed" and len(clean[0]) > 400
 
-    def chain_then_fresh_resume(chain):
-        done, err = _child(dbs[chain], clean_db, chain, True, CHAINS[chain])
-        last = [LAST[chain]] if LAST[chain] else ["none"]
-        final, err_final = _child(dbs[chain], clean_db, chain, False, last)
-        return done + final, err + err_final
-
-    with ThreadPoolExecutor(len(CHAINS)) as pool:
-        outcomes = dict(zip(CHAINS, pool.map(chain_then_fresh_resume, CHAINS)))
-
-    tried = identical = 0
-    for chain, (done, stderr) in outcomes.items():
-        assert "Traceback" not in stderr and "Query interrupted" not in stderr, stderr[-3000:]
-        *interrupted, final = done
-        for record in interrupted:
-            rc, status = _expected(record["point"])
-            assert record["sent"] >= 1 and not record["late"], record
-            assert (record["rc"], record["status"], record["problem"]) == (rc, status, None), record
-            tried += 1
-        assert final["rc"] == 0 and final["status"] == "completed", final
-        tried += final["sent"]
-        assert stderr.count(f"continue with: ett run --resume run-{chain} --db {dbs[chain]}") == \
-            sum(r["status"] == "interrupted" for r in interrupted)
-        with duckdb.connect(str(dbs[chain]), read_only=True) as con:
-            events, frames, status, metrics = rows(con, f"run-{chain}")
-        assert (events, frames, status, metrics) == clean, chain
-        identical += len(interrupted) + final["sent"]
-    assert tried == identical == 27
+    for record in chains:
+        rc, status = _expected(record["point"])
+        assert record["sent"] >= 1 and not record["late"], record
+        assert (record["rc"], record["status"], record["problem"]) == (rc, status, None), record
+    for chain in CHAINS:
+        interrupted = sum(r["status"] == "interrupted" for r in chains if r["run"] == f"run-{chain}")
+        assert err.count(f"continue with: ett run --resume run-{chain} --db {dbs[chain]}") == interrupted
+    tried = len(chains)
+    for record in finals:
+        assert (record["rc"], record["status"], record["late"]) == (0, "completed", False), record
+        tried += record["sent"]  # a Ctrl-C inside the last save: the run completes
+    identical = 0
+    for chain, db in dbs.items():
+        with duckdb.connect(str(db), read_only=True) as con:
+            assert rows(con, f"run-{chain}") == clean, chain  # training_events, frames, status, metrics
+        identical += sum(r["run"] == f"run-{chain}" for r in chains) + (LAST[chain] == "last flush")
+    assert tried == identical == 24
     print(f"{tried} interrupt points, {identical} resumed identical, {time.perf_counter() - started:.1f} s")
