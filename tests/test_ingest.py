@@ -405,3 +405,139 @@ def test_duckdb_file_holds_the_rows_after_close(tmp_path):
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("SELECT count(*) FROM ohlcv_data WHERE symbol = ?", [SYMBOL]).fetchone()[0] == 12
     con.close()
+
+
+# -- the unit of each time column, detected on its own ------------------------------
+
+
+def write_klines(path, candles: pd.DataFrame, open_unit: int, close_unit: int, tf_ms=MINUTE):
+    """Binance klines with open times in ``open_unit`` and close times in ``close_unit`` (ticks per ms)."""
+    lines = []
+    for row in candles.itertuples(index=False):
+        t = int(row.timestamp)
+        close = (t + tf_ms) * close_unit - 1  # the candle's last tick, in the close time's unit
+        lines.append(f"{t * open_unit},{row.open!r},{row.high!r},{row.low!r},{row.close!r},"
+                     f"{row.volume!r},{close},1.0,3,0.5,0.5,0")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+MS, US, NS = 1, 1_000, 1_000_000
+UNIT_CASES = {
+    # id: (open unit, close unit) of a kline file, or the unit of a generic file's timestamp
+    "klines open µs, close ms (Binance spot 2025)": ("klines", US, MS),
+    "klines open ms, close µs": ("klines", MS, US),
+    "klines both ms": ("klines", MS, MS),
+    "klines both µs": ("klines", US, US),
+    "klines open ns, close ms": ("klines", NS, MS),
+    "klines both ns": ("klines", NS, NS),
+    "csv timestamp ms": ("csv", MS, None),
+    "csv timestamp µs": ("csv", US, None),
+    "csv timestamp ns": ("csv", NS, None),
+    "parquet timestamp µs": ("parquet", US, None),
+    "dataframe timestamp ns": ("dataframe", NS, None),
+}
+
+
+@pytest.mark.parametrize("case", list(UNIT_CASES))
+def test_each_time_column_has_its_own_unit(store, tmp_path, case):
+    kind, unit, close_unit = UNIT_CASES[case]
+    candles = make_candles(30)
+    scaled = candles.assign(timestamp=candles.timestamp * unit)
+    if kind == "klines":
+        source = write_klines(tmp_path / "k.csv", candles, unit, close_unit)
+    elif kind == "csv":
+        source = tmp_path / "c.csv"
+        scaled.to_csv(source, index=False)
+    elif kind == "parquet":
+        source = tmp_path / "c.parquet"
+        scaled.to_parquet(source, index=False)
+    else:
+        source = scaled
+    report = store.ingest(source, SYMBOL, "1m")
+    assert (report.rows_added, report.first, report.gaps) == (30, START_MS, 0)
+    pd.testing.assert_frame_equal(stored_ohlcv(store), candles, check_exact=True)
+
+
+def _klines_edited(tmp_path, open_unit, close_unit, edit):
+    path = write_klines(tmp_path / "k.csv", make_candles(10), open_unit, close_unit)
+    lines = path.read_text().splitlines()
+    edit(lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+UNIT_ERRORS = {
+    # id: (make source, row, column, value, words of the message)
+    "one µs time in a ms column": (
+        lambda p: _csv(p, _frame(timestamp={3: (T0 + 3 * MINUTE) * 1000})), 4, "timestamp",
+        (T0 + 3 * MINUTE) * 1000, "looks like epoch µs while the column's values look like ms"),
+    "µs open time, close time of a 5m candle": (
+        lambda p: _klines_edited(p, US, MS, lambda ls: _set_field(ls, 2, 6, str(START_MS + 6 * MINUTE - 1))),
+        2, "close_time", START_MS + 6 * MINUTE - 1,
+        "close_time is open_time + 299999 ms (open_time in µs, close_time in ms); a 1m candle closes "
+        "at open_time + 59999 ms"),
+    "ns open time not a whole millisecond": (
+        lambda p: _klines_edited(p, NS, MS, lambda ls: _set_field(ls, 5, 0, str((START_MS + 4 * MINUTE) * NS + 5))),
+        5, "open_time", (START_MS + 4 * MINUTE) * NS + 5, "ns timestamp is not a whole millisecond"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNIT_ERRORS))
+def test_a_time_column_that_mixes_units_or_does_not_fit_is_refused_by_row(store, tmp_path, case):
+    make, row, column, value, words = UNIT_ERRORS[case]
+    store.ingest(make_candles(20), SYMBOL, "1m")
+    before = snapshot(store)
+    with pytest.raises(DataValidationError) as info:
+        store.ingest(make(tmp_path), SYMBOL, "1m")
+    err = info.value
+    assert (err.row, err.column, err.value) == (row, column, value)
+    assert words in str(err)
+    assert snapshot(store) == before
+
+
+# -- candles that are never adjacent look like a coarser timeframe -----------------------
+
+COARSE_CASES = {
+    # id: (candles of this timeframe, rows kept, ingested as, refused as)
+    "5m candles as 1m": ("5m", slice(None), "1m", "5m"),
+    "1h candles as 1m": ("1h", slice(None), "1m", "1h"),
+    "1h candles as 15m, with a hole": ("1h", [0, 1, 2, 5, 6, 7, 8], "15m", "1h"),
+    "every third 1m candle": ("1m", slice(None, None, 3), "1m", "3m"),
+    "every 7th 1m candle (no such timeframe)": ("1m", slice(None, None, 7), "1m", "7 x 1m"),
+}
+
+
+@pytest.mark.parametrize("case", list(COARSE_CASES))
+def test_candles_never_adjacent_are_refused_as_a_coarser_timeframe(store, tmp_path, case):
+    timeframe, keep, given, coarse = COARSE_CASES[case]
+    candles = make_candles(50, timeframe=timeframe)
+    candles = candles.iloc[keep] if isinstance(keep, slice) else candles.iloc[keep]
+    path = tmp_path / "c.csv"
+    candles.to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match=rf"this looks like {coarse} data, not {given}") as info:
+        store.ingest(path, SYMBOL, given)
+    assert str(info.value).startswith(str(path)) and "allow_sparse=True" in str(info.value)
+    assert store.count() == 0
+    report = store.ingest(path, SYMBOL, given, allow_sparse=True)  # asked for: kept as sparse candles
+    assert report.rows_added == len(candles) and report.gaps == len(candles) - 1
+
+
+@pytest.mark.parametrize("rows", [[0, 5], [0, 1, 5, 6, 20], [0, 5, 6]])
+def test_gapped_files_with_adjacent_candles_or_too_few_to_tell_are_accepted(store, rows):
+    report = store.ingest(make_candles(30).iloc[rows], SYMBOL, "1m")
+    assert report.rows_added == len(rows)
+
+
+def test_ett_data_ingest_refuses_coarse_data_unless_allow_sparse(tmp_path, capsys):
+    from ettlib.cli import main
+
+    path = tmp_path / "five.csv"
+    make_candles(50, timeframe="5m").to_csv(path, index=False)
+    db = tmp_path / "ett.duckdb"
+    args = ["data", "ingest", str(path), "--db", str(db), "--symbol", SYMBOL, "--timeframe", "1m"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "this looks like 5m data" in err and "--allow-sparse" in err
+    assert main(args + ["--allow-sparse"]) == 0
+    assert "49 gaps (196 candles missing)" in capsys.readouterr().out
