@@ -137,16 +137,68 @@ def test_seed_table_missing_a_column_is_refused(tmp_path):
     assert columns_of(con, "ohlcv_data")[-1] == "close"
 
 
-def test_newer_schema_is_refused(tmp_path):
+def test_newer_schema_is_refused_naming_the_file_which_is_left_untouched(tmp_path, capsys):
+    from ettlib.cli import main
+
     path = tmp_path / "new.duckdb"
     DuckDBStorage(path).close()
     con = duckdb.connect(str(path))
     con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION + 1])
     con.close()
-    with pytest.raises(SchemaError, match="newer"):
-        DuckDBStorage(path)
-    with pytest.raises(SchemaError, match="newer"):
-        DuckDBStorage(path, read_only=True)
+    before = path.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(SchemaError, match=f"{path} has schema version {SCHEMA_VERSION + 1}, "
+                                              "written by a newer ettlib"):
+            DuckDBStorage(path, read_only=read_only)
+    assert main(["data", "info", "--db", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ett: error: {path} has schema version") and err.count("\n") == 1
+    assert "upgrade ettlib" in err
+    assert path.read_bytes() == before and not path.with_name("new.duckdb.wal").exists()
+
+
+def _v2_file(path):
+    """A database as ettlib wrote it at schema version 2: pivots without n, two of them."""
+    from ettlib.store.schema import _MIGRATIONS
+
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                " applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for version, statements in enumerate(_MIGRATIONS[:2], 1):
+        for statement in statements:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con.execute("INSERT INTO pivot_points (symbol, timeframe, timestamp, price, pivot_type, level,"
+                " strength, confirmed_at) VALUES ('ETH/USDT', '1m', 60000, 2.0, 'L1H', 1, 0.5, 180000),"
+                " ('ETH/USDT', '1m', 120000, 0.5, 'L1L', 1, 0.25, 240000)")
+    con.execute("INSERT INTO runs (run_id, status, config) VALUES ('old', 'completed', '{}')")
+    con.close()
+
+
+def test_a_v2_file_with_pivots_migrates_to_pivots_keyed_by_n(tmp_path):
+    from ettlib.replay.pivots import detect_pivots
+    from ettlib.store.pivot_points import store_pivots
+
+    path = tmp_path / "v2.duckdb"
+    _v2_file(path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert schema_version(con) == 2 and "n" not in columns_of(con, "pivot_points")
+        old = con.execute("SELECT id, timestamp, pivot_type FROM pivot_points ORDER BY id").fetchall()
+    with DuckDBStorage(path) as store:
+        con = store.con
+        assert schema_version(con) == SCHEMA_VERSION == 3
+        assert con.execute("SELECT id, n, timestamp, pivot_type, confirmed_at FROM pivot_points ORDER BY id"
+                           ).fetchall() == [(i, 1, t, p, c) for (i, t, p), c in zip(old, (180000, 240000))]
+        assert con.execute("SELECT run_id, git_dirty, environment FROM runs").fetchall() == [("old", None, None)]
+        # the same pivots detected with n = 2 are their own rows; with n = 1 they are there already
+        table = detect_pivots([0, 60_000, 120_000, 180_000, 240_000], [1.0, 2.0, 1.5, 1.0, 3.0],
+                              [0.9, 0.5, 1.2, 0.8, 2.0], "1m", n=1)
+        assert store_pivots(con, "ETH/USDT", "1m", table, n=2) == len(table) > 0
+        assert store_pivots(con, "ETH/USDT", "1m", table, n=2) == 0
+        ids = [r[0] for r in con.execute("SELECT id FROM pivot_points ORDER BY id").fetchall()]
+        assert ids[:2] == [i for i, _, _ in old] and len(set(ids)) == len(ids)  # the id sequence goes on
+        assert con.execute("SELECT n, count(*) FROM pivot_points GROUP BY n ORDER BY n").fetchall() == \
+            [(1, 2), (2, len(table))]
 
 
 def test_read_only_open_of_an_older_file_migrates_it_first(tmp_path):

@@ -460,7 +460,7 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         raise ConfigError(f"persist_every must be a positive int, got {persist_every!r}")
     separate = config.results_db is not None and config.results_db != config.db_path
     if storage is None:
-        if not Path(config.db_path).is_file():
+        if not Path(config.db_path).exists():  # a folder or another file: refused by the store
             raise ConfigError(f"{config.db_path}: no such database (write demo candles with "
                               "`ett data demo`, or ingest some with `ett data ingest`)")
         candles = DuckDBStorage(config.db_path, read_only=separate)
