@@ -454,3 +454,40 @@ def test_ett_run_interrupted_at_24_points_resumes_identical(candles_db, tmp_path
         identical += sum(r["run"] == f"run-{chain}" for r in chains) + (LAST[chain] == "last flush")
     assert tried == identical == 24
     print(f"{tried} interrupt points, {identical} resumed identical, {time.perf_counter() - started:.1f} s")
+
+
+def test_run_experiment_interrupted_in_process_as_in_a_notebook_resumes_identical(candles_db, tmp_path):
+    """``run_experiment`` in this process (a notebook cell), a real SIGINT from a timer mid-run."""
+    from ettlib.experiment.runner import ExperimentConfig, RunInterrupted, run_experiment
+
+    db = tmp_path / "nb.duckdb"
+    shutil.copy(candles_db, db)
+    config = ExperimentConfig(db_path=str(db), adapter="river", baselines=("persistence",), context_length=16,
+                              batch_size=4, pivot_lookback=3, seed=5, end=END, torch_threads=1)
+    clean = run_experiment(config, run_id="clean", persist_every=PERSIST_EVERY, quiet=True)
+    calls = []
+    import ettlib.coordinator.coordinator as coordinator
+
+    real = coordinator.commit_flush
+
+    def third_save(*args, **kwargs):  # a timer started at the third save fires a moment later
+        calls.append(1)
+        if len(calls) == 3:
+            _sigint(0.002)
+        return real(*args, **kwargs)
+
+    coordinator.commit_flush = third_save
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            run_experiment(config, run_id="cell", persist_every=PERSIST_EVERY, quiet=True)
+    finally:
+        coordinator.commit_flush = real
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.run_id == "cell"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert rows(con, "cell")[2] == "interrupted"
+        check_committed(con, "cell", rows(con, "clean"))
+    resumed = run_experiment(config, run_id="cell", resume=True, persist_every=PERSIST_EVERY, quiet=True)
+    assert resumed.metrics == clean.metrics and resumed.pair_losses == clean.pair_losses
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert rows(con, "cell") == rows(con, "clean")
