@@ -446,14 +446,11 @@ def test_each_time_column_has_its_own_unit(store, tmp_path, case):
     scaled = candles.assign(timestamp=candles.timestamp * unit)
     if kind == "klines":
         source = write_klines(tmp_path / "k.csv", candles, unit, close_unit)
-    elif kind == "csv":
-        source = tmp_path / "c.csv"
-        scaled.to_csv(source, index=False)
-    elif kind == "parquet":
-        source = tmp_path / "c.parquet"
-        scaled.to_parquet(source, index=False)
-    else:
+    elif kind == "dataframe":
         source = scaled
+    else:  # a CSV or Parquet file of the scaled frame
+        source = tmp_path / f"c.{kind}"
+        getattr(scaled, f"to_{kind}")(source, index=False)
     report = store.ingest(source, SYMBOL, "1m")
     assert (report.rows_added, report.first, report.gaps) == (30, START_MS, 0)
     pd.testing.assert_frame_equal(stored_ohlcv(store), candles, check_exact=True)

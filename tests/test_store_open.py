@@ -158,15 +158,12 @@ def test_a_missing_store_read_only_and_a_file_as_folder(tmp_path):
 
 def test_store_locked_errors_carry_path_holder_and_pid_from_one_place(tmp_path):
     from ettlib.store.results import merge_run_results
+    from test_store_concurrency import Holder
 
     path = tmp_path / "held.duckdb"
     DuckDBStorage(path).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]);"
-         " print('ready', flush=True); sys.stdin.read()", str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = Holder(path, "rw")
     try:
-        assert holder.stdout.readline().strip() == "ready"
         for opener in (lambda: DuckDBStorage(path), lambda: DuckDBStorage(path, read_only=True),
                        lambda: merge_run_results(path, [])):
             with pytest.raises(StoreLockedError) as info:
@@ -175,8 +172,7 @@ def test_store_locked_errors_carry_path_holder_and_pid_from_one_place(tmp_path):
             assert (err.path, err.pid) == (str(path), holder.pid) and err.holder
             assert f"PID {holder.pid}" in str(err) and "held by another process" in str(err)
     finally:
-        holder.kill()
-        holder.wait()
+        holder.release()
 
 
 # -- permissions, as an unprivileged user ---------------------------------------------
