@@ -368,10 +368,10 @@ class _Run:
         with transaction(self.results.con):
             write_manifest(self.results.con, self.manifest, status=result.status, finished_at=now_utc(),
                            wall_s=result.wall_s, metrics=result.metrics, error=detail)
-        if isinstance(exc, KeyboardInterrupt) or (interrupted and isinstance(exc, Exception)):
-            raise RunInterrupted(self.manifest.run_id, self.results.path) from exc
         if interrupted:
-            raise exc
+            if isinstance(exc, (KeyboardInterrupt, Exception)):
+                raise RunInterrupted(self.manifest.run_id, self.results.path) from exc
+            raise exc  # SystemExit and the like
         raise ExperimentError(
             f"experiment run {self.manifest.run_id!r} failed: {error} (partial results and the "
             f"manifest are in {self.results.path}, runs.status = 'failed')",
