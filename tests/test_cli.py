@@ -184,12 +184,12 @@ def test_pivots_of_another_n_are_stored_beside_the_first(tmp_path, capsys):
 # -- Ctrl-C during an ingest ------------------------------------------------------------
 
 INGEST_CHILD = """
-import os, signal, sys
+import json, os, signal, sys
 import ettlib.store.indicators as indicators
 import ettlib.store.storage as storage
 from ettlib.cli import main
 
-where = sys.argv[1]
+where = None
 real_read, real_update = storage.read_candles_source, indicators.update_indicators
 
 def read(*args, **kwargs):  # while the file is read and checked
@@ -203,12 +203,15 @@ def update(*args, **kwargs):  # inside the write transaction, after the rows wen
     return real_update(*args, **kwargs)
 
 storage.read_candles_source, indicators.update_indicators = read, update
-sys.exit(main(sys.argv[2:]))
+for where, argv in json.loads(sys.argv[1]).items():
+    code = main(argv)
+    print(f"{where} {code}", flush=True)
+    print("--", file=sys.stderr, flush=True)
 """
 
 
-@pytest.mark.parametrize("where", ["reading", "writing"])
-def test_ctrl_c_during_an_ingest_writes_nothing_and_exits_130(tmp_path, where):
+def test_ctrl_c_during_an_ingest_writes_nothing_and_exits_130(tmp_path):
+    import json
     import os
 
     import ettlib
@@ -222,12 +225,13 @@ def test_ctrl_c_during_an_ingest_writes_nothing_and_exits_130(tmp_path, where):
         before = store.con.execute("SELECT * FROM ohlcv_data ORDER BY timestamp").fetchall()
     csv = tmp_path / "more.csv"
     make_candles(300).to_csv(csv, index=False)
+    argv = ["data", "ingest", str(csv), "--db", str(db), "--symbol", "ETH/USDT", "--timeframe", "1m"]
     root = str(Path(ettlib.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", INGEST_CHILD, where, "data", "ingest", str(csv), "--db", str(db),
-                           "--symbol", "ETH/USDT", "--timeframe", "1m"],
+    proc = subprocess.run([sys.executable, "-c", INGEST_CHILD, json.dumps({"reading": argv, "writing": argv})],
                           env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 130 and proc.stderr == "ett: interrupted: nothing was written\n", proc.stderr
+    assert proc.returncode == 0 and proc.stdout.split() == ["reading", "130", "writing", "130"], proc.stderr
+    assert proc.stderr == "ett: interrupted: nothing was written\n--\n" * 2, proc.stderr
     with DuckDBStorage(db, read_only=True) as store:
         assert store.con.execute("SELECT * FROM ohlcv_data ORDER BY timestamp").fetchall() == before
 
