@@ -75,7 +75,7 @@ from ettlib.replay.events import InferenceStepEvent
 from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.coordinator.normalization import compute_norm_params
 from ettlib.replay import ReplayCursor, ReplayEngine, resolve_base_timeframe
-from ettlib.store.schema import CANDLE_COLUMNS
+from ettlib.store.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
 from ettlib.symbols import validate_symbols
 from ettlib.timeframes import TIMEFRAMES, sort_timeframes, timeframe_ms
 from ettlib.times import format_ms, to_ms_or_none
@@ -138,8 +138,12 @@ class Session:
         Timeframe read from the store (default: the finest stored for every symbol).
     pivot_timeframes, pivot_n, pivot_levels
         Where pivots are detected (default every replayed timeframe), and how.
-    pivot_lookback, retention, columns, strict, persist_every, late_registration_ms
+    pivot_lookback, retention, strict, persist_every, late_registration_ms
         The coordinator's (see :class:`~ettlib.coordinator.InferenceTrainingCoordinator`).
+    columns
+        The window columns (default OHLCV; the indicator columns of
+        ``ettlib.store.schema.CANDLE_COLUMNS`` on request: those of the
+        higher timeframes are then computed as the replay aggregates them).
     run_id
         Key of the session's rows (default: a new unique id, ``explore-...``
         without ``results``, ``run-...`` with).
@@ -164,7 +168,7 @@ class Session:
     def __init__(self, store, symbols, start=None, end=None, *, timeframes: Sequence[str] = (),
                  base_timeframe: str | None = None, pivot_timeframes: Sequence[str] | None = None,
                  pivot_n: int = 1, pivot_levels: int = 3, pivot_lookback: int = 30,
-                 retention: int = 60, columns: Sequence[str] = CANDLE_COLUMNS,
+                 retention: int = 60, columns: Sequence[str] = OHLCV_COLUMNS,
                  run_id: str | None = None, results=None, resume: bool = False,
                  replace: bool = False, strict: bool = False, persist_every: int = 10_000,
                  late_registration_ms: int = 0, warmup: int = 1_000, on_error: str = "raise",

@@ -146,9 +146,11 @@ def test_seek_and_cursors_cross_spans(store):
 
 def test_the_cache_holds_recent_rows_only_and_its_windows_equal_the_whole_ranges(store):
     wb = Workbench(store)
-    whole = wb.session(SYMBOLS, START_MS, START_MS + 6_000 * M, timeframes=TIMEFRAMES[1:], warmup=200)
+    whole = wb.session(SYMBOLS, START_MS, START_MS + 6_000 * M, timeframes=TIMEFRAMES[1:], warmup=200,
+                       columns=CANDLE_COLUMNS)
     whole._engine.span_candles = 10**9
-    chunked = wb.session(SYMBOLS, START_MS, START_MS + 6_000 * M, timeframes=TIMEFRAMES[1:], warmup=200)
+    chunked = wb.session(SYMBOLS, START_MS, START_MS + 6_000 * M, timeframes=TIMEFRAMES[1:], warmup=200,
+                         columns=CANDLE_COLUMNS)
     chunked._engine.span_candles = 300
     checked = 0
     for t in range(START_MS + 1_000 * M, START_MS + 6_000 * M, 700 * M):

@@ -59,7 +59,7 @@ def test_higher_timeframe_windows_are_the_replays_own_candles_and_equal_a_stored
     with DuckDBStorage(minute_db) as store:
         store.resample(SYMBOL, "1m", "5m")  # the stored path, to compare against
         stored = store.read_candles(SYMBOL, "5m")
-        session = Workbench(store).session(SYMBOL, timeframes=["5m", "15m"])
+        session = Workbench(store).session(SYMBOL, timeframes=["5m", "15m"], columns=CANDLE_COLUMNS)
         session.run()
         replayed = session.window(SYMBOL, "5m", int(stored.timestamps[0]), int(stored.timestamps[-1]),
                                   CANDLE_COLUMNS)
@@ -67,7 +67,7 @@ def test_higher_timeframe_windows_are_the_replays_own_candles_and_equal_a_stored
         # OHLCV equal bit for bit; the indicators too, computed from the same first candle
         np.testing.assert_array_equal(replayed.values, stored.values)
         # a session that starts later warms the indicators up on the candles before its start
-        late = Workbench(store).session(SYMBOL, START_MS + 1_000 * M, timeframes=["5m"])
+        late = Workbench(store).session(SYMBOL, START_MS + 1_000 * M, timeframes=["5m"], columns=CANDLE_COLUMNS)
         late.run()
         lo = START_MS + 1_000 * M
         window = late.window(SYMBOL, "5m", lo, int(stored.timestamps[-1]), CANDLE_COLUMNS)
@@ -75,7 +75,12 @@ def test_higher_timeframe_windows_are_the_replays_own_candles_and_equal_a_stored
         np.testing.assert_array_equal(window.values[:, :5], stored.values[same][:, :5])
         np.testing.assert_allclose(window.values[:, 5:], stored.values[same][:, 5:], rtol=1e-9)
         assert not np.isnan(window.values[:, 5:]).any()  # warmed up: no indicator gap at the start
-        for s in (session, late):
+        # a session without them up front refuses an indicator of a higher timeframe, clearly
+        plain = Workbench(store).session(SYMBOL, timeframes=["5m"])
+        plain.run(until=START_MS + 600 * M)
+        with pytest.raises(ConfigError, match="name them in the session's columns="):
+            plain.window(SYMBOL, "5m", START_MS, START_MS + 100 * M, ("close", "rsi_14"))
+        for s in (session, late, plain):
             s.close()
 
 

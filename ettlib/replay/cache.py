@@ -150,11 +150,13 @@ class _Entry:
     late_close: np.ndarray | None = None
     #: no row was dropped since the stream's first (indicators need to know)
     whole: bool = True
+    #: the replay's own candles (not rows of the store): no column can be read later
+    aggregated: bool = False
 
 
 def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
            columns: tuple[str, ...], close_time: np.ndarray | None = None,
-           whole: bool = True) -> _Entry:
+           whole: bool = True, aggregated: bool = False) -> _Entry:
     """Hold read-only ``ts`` and ``values``, with their gap-free flag."""
     ts.flags.writeable = False
     values.flags.writeable = False
@@ -165,7 +167,7 @@ def _entry(lo: int, hi: int, tf_ms: int, ts: np.ndarray, values: np.ndarray,
     if close_time is not None and np.any(close_time != ts + tf_ms):
         late = np.asarray(close_time, dtype=np.int64)
         late.flags.writeable = False
-    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms, late, whole)
+    return _Entry(lo, hi, ts, values, columns, first, tf_ms if gap_free else 0, tf_ms, late, whole, aggregated)
 
 
 class CandleCache:
@@ -219,6 +221,11 @@ class CandleCache:
         """Columns not held yet, for a stream's whole covered range (once): read, or computed."""
         entry = self._entries[(symbol, timeframe)]
         missing = tuple(c for c in wanted if c not in entry.columns)
+        if entry.aggregated:
+            raise ConfigError(
+                f"{symbol} {timeframe} candles are aggregated by the replay, and its indicator columns "
+                f"{list(missing)} are computed only when the replay starts with them: name them in the "
+                "session's columns= (the engine's cache_columns=)")
         rows = read_candle_rows(self.storage, symbol, timeframe, entry.lo, entry.hi, missing,
                                 chunk_rows=self.chunk_rows)
         if not np.array_equal(rows.timestamps, entry.timestamps):
@@ -266,34 +273,41 @@ class CandleCache:
         """Hold the replay's own ``timeframe`` candles aggregated from the base candles of ``[start, end]``.
 
         ``candles`` (an :class:`~ettlib.replay.aggregate.AggregatedCandles`)
-        continue the stream held so far; their indicator columns are computed
-        continuing it (:func:`ettlib.store.indicators.continue_indicators`).
+        continue the stream held so far.  When the cache's columns name any
+        indicator, every indicator column is computed, continuing the held
+        rows (:func:`ettlib.store.indicators.continue_indicators`); else the
+        stream holds OHLCV only (computing them costs the replay time).
         Rows opened before ``keep_from`` are dropped, unless a later
         indicator update still needs them.
         """
-        from ettlib.store.indicators import continue_indicators, margin_start
-
         key = (symbol, validate_timeframe(timeframe))
         tf_ms = timeframe_ms(timeframe)
+        columns = CANDLE_COLUMNS if any(c in INDICATOR_COLUMNS for c in self.columns) else OHLCV_COLUMNS
         old = self._entries.get(key)
+        if old is None:
+            old = _entry(int(start), int(start), tf_ms, np.empty(0, np.int64), np.empty((0, len(columns))),
+                         columns)
         new = {"open": candles.open, "high": candles.high, "low": candles.low, "close": candles.close,
                "volume": candles.volume}
-        if old is None:
-            old = _entry(int(start), int(start), tf_ms, np.empty(0, np.int64),
-                         np.empty((0, len(CANDLE_COLUMNS))), CANDLE_COLUMNS)
-        margin = {c: old.values[:, k] for k, c in enumerate(old.columns)}
-        indicators = continue_indicators(margin, new, whole=old.whole)
-        values = np.concatenate((old.values, np.column_stack(
-            [new[c] for c in OHLCV_COLUMNS] + [indicators[c] for c in INDICATOR_COLUMNS])))
+        rows = [new[c] for c in OHLCV_COLUMNS]
+        needed = None
+        if columns is CANDLE_COLUMNS:
+            from ettlib.store.indicators import continue_indicators, margin_start
+
+            margin = {c: old.values[:, k] for k, c in enumerate(old.columns)}
+            indicators = continue_indicators(margin, new, whole=old.whole)
+            rows += [indicators[c] for c in INDICATOR_COLUMNS]
+        values = np.concatenate((old.values, np.column_stack(rows)))
         ts = np.concatenate((old.timestamps, candles.timestamp))
         old_close = old.timestamps + tf_ms if old.late_close is None else old.late_close
         close = np.concatenate((old_close, candles.close_time))
         drop = int(np.searchsorted(ts, keep_from, "left"))
-        needed = margin_start(values[:, CANDLE_COLUMNS.index("close")])  # for the next update
-        drop = min(drop, 0 if needed is None else needed)
+        if columns is CANDLE_COLUMNS:
+            needed = margin_start(values[:, columns.index("close")])  # what the next update reads
+            drop = min(drop, 0 if needed is None else needed)
         lo = max(old.lo, int(ts[drop - 1]) + 1) if drop else old.lo
-        self._entries[key] = _entry(lo, int(end), tf_ms, ts[drop:], values[drop:], CANDLE_COLUMNS,
-                                    close[drop:], whole=old.whole and drop == 0)
+        self._entries[key] = _entry(lo, int(end), tf_ms, ts[drop:], values[drop:], columns, close[drop:],
+                                    whole=old.whole and drop == 0, aggregated=True)
 
     # -- reading -------------------------------------------------------------
 

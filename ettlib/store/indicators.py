@@ -38,7 +38,7 @@ TA-Lib conventions reproduced here (unstable periods at TA-Lib's default 0):
   previous close).
 - Bollinger bands use the population standard deviation over 20 rows.
 
-Recursive filters run as :func:`scipy.signal.lfilter` (compiled), so a year
+Recursive filters run as one compiled loop (:mod:`ettlib.compiled`), so a year
 of 1-minute candles takes a few tens of milliseconds.
 
 Incremental updates
@@ -82,8 +82,8 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pyarrow as pa
-from scipy.signal import lfilter
 
+from ettlib.compiled import kernel
 from ettlib.store.db import registered
 from ettlib.errors import ConfigError
 from ettlib.store.schema import INDICATOR_COLUMNS
@@ -132,12 +132,27 @@ def _nan(n: int) -> np.ndarray:
     return np.full(n, np.nan)
 
 
+def _smooth_rows(x, alpha, y0, out):
+    """The recursion of :func:`_smooth`, one row at a time (compiled by :func:`~ettlib.compiled.kernel`)."""
+    keep = 1.0 - alpha
+    y = y0
+    for i in range(x.shape[0]):
+        y = alpha * x[i] + keep * y
+        out[i] = y
+
+
 def _smooth(x: np.ndarray, alpha: float, y0: float) -> np.ndarray:
-    """``y[i] = y[i-1] + alpha * (x[i] - y[i-1])`` starting from ``y[-1] = y0``."""
-    if len(x) == 0:
-        return np.empty(0)
-    y, _ = lfilter([alpha], [1.0, alpha - 1.0], x, zi=[(1.0 - alpha) * y0])
-    return y
+    """``y[i] = y[i-1] + alpha * (x[i] - y[i-1])`` starting from ``y[-1] = y0``.
+
+    As ``alpha * x[i] + (1 - alpha) * y[i-1]``: the first-order filter
+    ``scipy.signal.lfilter([alpha], [1, alpha - 1], x)`` computes, in the
+    same operations (one compiled loop, without importing ``scipy.signal``,
+    which costs seconds at the start of a process).
+    """
+    out = np.empty(len(x))
+    if len(x):
+        kernel(_smooth_rows)(np.ascontiguousarray(x, dtype=np.float64), float(alpha), float(y0), out)
+    return out
 
 
 def _seeded(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
