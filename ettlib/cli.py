@@ -21,7 +21,8 @@ DEFAULT_DB = Path("data") / "ett.duckdb"
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="DuckDB file (default: %(default)s)")
+    parser.add_argument("--db", default=DEFAULT_DB,
+                        help="DuckDB file, or a Parquet lake to read (default: %(default)s)")
 
 
 def _cmd_data_demo(args) -> int:
@@ -122,16 +123,29 @@ def _cmd_replay(args) -> int:
     return 0
 
 
-def _require_file(db: Path) -> None:
-    if not Path(db).exists():
+def _cmd_data_export(args) -> int:
+    from ettlib.store import DuckDBStorage
+    from ettlib.store.lake import export_parquet
+
+    _require_file(args.db)
+    with DuckDBStorage(args.db, read_only=True) as storage:
+        report = export_parquet(storage, args.parquet, symbols=args.symbols or None)
+    print(f"{args.db}: {report.rows} candles of {', '.join(report.symbols)} -> {report.root}")
+    return 0
+
+
+def _require_file(db) -> None:
+    from ettlib.store.lake import is_lake
+
+    if not is_lake(db) and not Path(db).exists():
         raise EttError(f"{db}: no such database; create one with `ett data demo` or `ett data ingest`")
 
 
 def _cmd_data_info(args) -> int:
-    from ettlib.store import DuckDBStorage
+    from ettlib.store.lake import open_candles
 
     _require_file(args.db)
-    with DuckDBStorage(args.db, read_only=True) as storage:
+    with open_candles(args.db, read_only=True) as storage:
         rows = storage.con.execute(
             "SELECT symbol, timeframe, count(*), min(timestamp), max(timestamp) "
             "FROM ohlcv_data GROUP BY ALL ORDER BY ALL"
@@ -307,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     pivots.add_argument("--n", type=int, default=1, help="bars each side at level 1")
     pivots.add_argument("--levels", type=int, default=3)
     pivots.set_defaults(func=_cmd_data_pivots, on_interrupt="nothing was written")
+
+    export = data.add_parser("export", help="write the candles into a Parquet lake (a folder or s3://...)")
+    _add_db(export)
+    export.add_argument("--parquet", required=True, metavar="ROOT",
+                        help="the lake: a folder, or a URL such as s3://bucket/prefix (through fsspec)")
+    export.add_argument("--symbol", dest="symbols", action="append", help="symbol (repeatable; default: all)")
+    export.set_defaults(func=_cmd_data_export)
 
     info = data.add_parser("info", help="what the store holds")
     _add_db(info)

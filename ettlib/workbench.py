@@ -42,19 +42,27 @@ class Workbench:
     ----------
     path
         The DuckDB file (default ``data/ett.duckdb``, relative to the working
-        directory), ``":memory:"``, or an open
-        :class:`~ettlib.store.DuckDBStorage` (used as it is, not closed here).
+        directory), ``":memory:"``, a Parquet lake (a folder, or a URL such
+        as ``s3://bucket/prefix``: :mod:`ettlib.store.lake`, read-only), or
+        an open :class:`~ettlib.store.DuckDBStorage` (used as it is, not
+        closed here).
     read_only
         Open the file without taking the write lock (several processes may
         read it at once; sessions then keep their results in memory or in
         a results file of their own).
+    storage_options
+        Options of a lake's fsspec filesystem (endpoint, credentials...).
     """
 
-    def __init__(self, path: str | Path | DuckDBStorage | None = None, *, read_only: bool = False):
+    def __init__(self, path: str | Path | DuckDBStorage | None = None, *, read_only: bool = False,
+                 storage_options: dict | None = None):
         if isinstance(path, DuckDBStorage):
             self.store, self._owned = path, False
         else:
-            self.store = DuckDBStorage(DEFAULT_PATH if path is None else path, read_only=read_only)
+            from ettlib.store.lake import open_candles
+
+            self.store = open_candles(DEFAULT_PATH if path is None else path, read_only=read_only,
+                                      storage_options=storage_options)
             self._owned = True
         self.path = self.store.path
 
