@@ -68,7 +68,7 @@ def test_a_folder_lake_replays_the_files_events(db, tmp_path):
     with pytest.raises(ConfigError, match="read-only"):
         lake.ingest(make_candles(3), "ETH/USDT", "1m")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="no Parquet files"):
+    with pytest.raises(ConfigError, match="is a folder, not a DuckDB database file, and holds no Parquet lake"):
         ParquetLake(tmp_path / "empty")  # a folder without a lake's files
 
 

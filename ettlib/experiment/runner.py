@@ -462,13 +462,14 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
     if storage is None:
         from ettlib.store.lake import is_lake, open_candles
 
-        if is_lake(config.db_path) and not separate:
-            raise ConfigError(f"{config.db_path} is a Parquet lake, read-only: give results_db= "
-                              "(where the run's frames, pairs and manifest go)")
         if not is_lake(config.db_path) and not Path(config.db_path).exists():  # a folder or another file: refused by the store
             raise ConfigError(f"{config.db_path}: no such database (write demo candles with "
                               "`ett data demo`, or ingest some with `ett data ingest`)")
         candles = open_candles(config.db_path, read_only=separate)
+        if candles.read_only and not separate:
+            candles.close()
+            raise ConfigError(f"{config.db_path} is a Parquet lake, read-only: give results_db= "
+                              "(where the run's frames, pairs and manifest go)")
     else:
         candles = storage
     results = None

@@ -107,13 +107,13 @@ def read_candle_rows(storage, symbol: str, timeframe: str, start: int, end: int,
                      chunk_rows: int = DEFAULT_CHUNK_ROWS) -> CandleArrays:
     """Rows of ``ohlcv_data`` with open time in ``[start, end]``, sorted, NULL as NaN.
 
-    Reads ``storage.con`` (or ``storage`` itself, a DuckDB connection) with
+    Reads ``storage.reader`` (or ``storage`` itself, a DuckDB connection) with
     parameterized queries of at most ``chunk_rows`` candles each, straight
     into one preallocated array (one copy from DuckDB's result).  A storage
     without a connection is read through its ``read_candles``.
     """
     columns = _check_columns(columns)
-    con = getattr(storage, "con", storage)
+    con = getattr(storage, "reader", getattr(storage, "con", storage))
     if not hasattr(con, "execute"):
         return storage.read_candles(symbol, timeframe, start, end, columns)
     count = con.execute(

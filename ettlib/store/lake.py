@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ettlib.errors import ConfigError
+from ettlib.errors import ConfigError, StoreOpenError
 from ettlib.store.db import connect
 from ettlib.store.schema import CANDLE_COLUMNS
 from ettlib.store.storage import DuckDBStorage
@@ -146,9 +146,13 @@ class ParquetLake(DuckDBStorage):
         pattern = f"{self.path}/**/*.parquet"
         found = fs.glob(pattern.split("://", 1)[-1]) if fs is not None else list(
             Path(self.path).glob("**/*.parquet"))
+        if not found and fs is None:
+            raise StoreOpenError(f"{self.path} is a folder, not a DuckDB database file, and holds no Parquet "
+                                 f"lake; give the path of a file in it (e.g. {Path(self.path) / 'ett.duckdb'}),"
+                                 " or write a lake there with `ett data export --parquet`")
         if not found:
-            raise ConfigError(f"{self.path}: no Parquet files of candles there (write them with "
-                              "`ett data export --parquet ROOT`)")
+            raise StoreOpenError(f"{self.path}: no Parquet files of candles there (write them with "
+                                 "`ett data export --parquet ROOT`)")
         self.con = connect(":memory:")
         if fs is not None:
             self.con.register_filesystem(fs)
@@ -158,6 +162,11 @@ class ParquetLake(DuckDBStorage):
         self.con.execute(
             f"CREATE VIEW ohlcv_data AS SELECT * EXCLUDE (month) FROM read_parquet('{quoted}',"
             f" hive_partitioning = true, hive_types = {{{types}}})")
+
+    @property
+    def reader(self):
+        """The lake's connection (its files are read where they lie)."""
+        return self.con
 
     def __repr__(self) -> str:
         return f"ParquetLake({self.path!r})"

@@ -175,6 +175,11 @@ def _arrays(result: dict, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndar
     return timestamps, values
 
 
+#: Buffer pool of the connection replays read a read-only store through
+#: (:attr:`DuckDBStorage.reader`): what the replay's reads may keep cached.
+READER_MEMORY_LIMIT = "32MB"
+
+
 class DuckDBStorage:
     """One DuckDB file holding candles, indicators, pivots, frames and runs.
 
@@ -250,8 +255,37 @@ class DuckDBStorage:
 
     # -- life cycle ---------------------------------------------------------
 
+    _reader = None
+
+    @property
+    def reader(self):
+        """The connection a replay reads candles through.
+
+        DuckDB keeps every block it has read in its buffer pool until the
+        pool reaches ``memory_limit`` (80% of RAM by default), so a long
+        replay through :attr:`con` would hold the whole range's blocks.  A
+        read-only file store is therefore read, for replays, through a second
+        DuckDB instance that attaches the file read-only with a buffer pool
+        of :data:`READER_MEMORY_LIMIT`; :attr:`con` and its settings stay the
+        user's.  A writable store is read through :attr:`con` (its file is
+        held by this connection alone).
+        """
+        if not self.read_only or self.path == ":memory:":
+            return self.con
+        if self._reader is None:
+            reader = connect()
+            reader.execute(f"SET memory_limit = '{READER_MEMORY_LIMIT}'")
+            quoted = self.path.replace("'", "''")  # the store's own path, as a SQL string
+            reader.execute(f"ATTACH '{quoted}' AS candles (READ_ONLY)")
+            reader.execute("USE candles")
+            self._reader = reader
+        return self._reader
+
     def close(self) -> None:
         """Close the connection (releases the file lock); idempotent."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self.con.close()
 
     def __enter__(self) -> DuckDBStorage:
