@@ -242,6 +242,7 @@ def _cmd_run(args) -> int:
         print(f"ett run: interrupted; continue with: ett run --resume {run_id}{where}",
               file=sys.stderr, flush=True)
         return 130  # the shell's code for SIGINT
+    print(f"ett run: results in {result.results_db}", file=sys.stderr, flush=True)
     print(json.dumps(result.metrics, sort_keys=True) if args.json else result.summary())
     return 0
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ettlib.store.catalog import reading_runs
+
 from ettlib.cli import main
 
 ETT = shutil.which("ett") or str(Path(sys.executable).with_name("ett"))
@@ -33,7 +35,7 @@ def test_demo_info_pivots_replay_round_trip(tmp_path):
 
     pivots = run_ett("data", "pivots", "--db", str(db), "--symbol", "ETH/USDT", cwd=tmp_path)
     assert pivots.returncode == 0, pivots.stderr
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         stored = con.execute("SELECT count(*) FROM pivot_points").fetchone()[0]
     assert stored > 0 and f"{stored} new" in pivots.stdout
 
@@ -65,7 +67,7 @@ def test_bad_file_is_reported_with_row_and_column_and_changes_nothing(tmp_path, 
     assert main(["data", "ingest", str(bad), "--db", str(db), "--symbol", "X", "--timeframe", "1m"]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and "row 2" in err and "'high'" in err
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         assert con.execute("SELECT count(*) FROM ohlcv_data WHERE symbol = 'X'").fetchone()[0] == 0
 
 
@@ -176,7 +178,7 @@ def test_pivots_of_another_n_are_stored_beside_the_first(tmp_path, capsys):
         counts.setdefault(n, []).append((total, new))
     (n1,), (n2, again) = counts[1], counts[2]
     assert n1[0] == n1[1] > 0 and n2[0] == n2[1] > 0 and again == (n2[0], 0)  # both sets, then idempotent
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         stored = dict(con.execute("SELECT n, count(*) FROM pivot_points GROUP BY n").fetchall())
     assert stored == {1: n1[0], 2: n2[0]}
 
@@ -247,7 +249,7 @@ def demo_db(tmp_path_factory) -> Path:
 
 
 def _runs(db) -> list:
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         return con.execute("SELECT run_id, status FROM runs").fetchall()
 
 

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from ettlib.store.catalog import reading_runs
+
 from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.coordinator.frames import InferenceFrameReference
@@ -164,7 +166,7 @@ def _config(db, **changes):
 def _events(path, run_id):
     import duckdb
 
-    with duckdb.connect(str(path), read_only=True) as con:
+    with reading_runs(path) as con:
         return con.execute(
             "SELECT inference_id, event_kind, event_key, subscriber, knowable_time, seq, loss, metrics"
             " FROM training_events WHERE run_id = ? ORDER BY seq, subscriber, inference_id", [run_id]
@@ -174,7 +176,7 @@ def _events(path, run_id):
 def _run_row(path, run_id):
     import duckdb
 
-    with duckdb.connect(str(path), read_only=True) as con:
+    with reading_runs(path) as con:
         cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
         names = [d[0] for d in cursor.description]
         return dict(zip(names, cursor.fetchone()))
@@ -264,7 +266,7 @@ def test_a_failed_run_keeps_its_partial_results_and_manifest(db, exploding):
     assert len(_events(db, err.value.run_id)) > 0  # delivered pairs up to the failure
     import duckdb
 
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         frames = con.execute("SELECT count(*) FROM inference_frames WHERE run_id = ?",
                              [err.value.run_id]).fetchone()[0]
     assert frames == 60
@@ -278,7 +280,7 @@ def test_results_can_go_to_a_separate_file_with_candles_read_only(db, tmp_path):
     assert len(_events(results, result.run_id)) > 0
     import duckdb
 
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
 
 
@@ -302,7 +304,7 @@ def test_parameters_an_adapter_refuses_fail_before_the_run(db):
 
     with pytest.raises(ConfigError, match="d_model"):
         run_experiment(_config(db, adapter="persistence"))  # TINY transformer params
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
 
 
@@ -326,7 +328,7 @@ def test_ett_run_reads_a_config_file_and_flags(db, tmp_path, capsys):
 def _latest_run(path):
     import duckdb
 
-    with duckdb.connect(str(path), read_only=True) as con:
+    with reading_runs(path) as con:
         return con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
+from ettlib.store.catalog import reading_runs
 import torch
 
 import ettlib
@@ -125,7 +127,7 @@ def _stopped(args: list[str], kill_after: int, sig: int = signal.SIGKILL) -> tup
 
 
 def _rows(db, run_id):
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         events = con.execute(
             "SELECT inference_id, event_kind, event_key, subscriber, knowable_time, seq, loss, metrics"
             " FROM training_events WHERE run_id = ? ORDER BY seq, subscriber, inference_id", [run_id]
@@ -214,8 +216,15 @@ def _small(db, **changes) -> ExperimentConfig:
     return ExperimentConfig(**{**values, **changes})
 
 
+def _run_file(db, run_id):
+    """The run's own results file beside the store ``db``."""
+    from ettlib.store.catalog import run_results_path, runs_folder
+
+    return str(run_results_path(runs_folder(db), run_id))
+
+
 def _set_status(db, run_id, status):
-    with duckdb.connect(str(db)) as con:
+    with duckdb.connect(_run_file(db, run_id)) as con:
         con.execute("UPDATE runs SET status = ? WHERE run_id = ?", [status, run_id])
 
 
@@ -247,14 +256,14 @@ def test_resume_refuses_what_it_cannot_continue_exactly(small_db, make_candles):
     with pytest.raises(ConfigError, match="seed: stored 1, given 2"):
         run_experiment(config.replace(seed=2), run_id="r", resume=True)
     # a state that does not restore: refused, and the run stays resumable
-    with duckdb.connect(str(small_db)) as con:
+    with duckdb.connect(_run_file(small_db, "r")) as con:
         good = con.execute("SELECT state FROM subscriber_states WHERE subscriber = 'prequential'"
                            ).fetchone()[0]
         con.execute("UPDATE subscriber_states SET state = 'garbage'::BLOB WHERE subscriber = 'prequential'")
     with pytest.raises(ConfigError, match="not JSON"):
         run_experiment(config, run_id="r", resume=True)
     assert _rows(small_db, "r")[2] == "running"
-    with duckdb.connect(str(small_db)) as con:
+    with duckdb.connect(_run_file(small_db, "r")) as con:
         con.execute("UPDATE subscriber_states SET state = ? WHERE subscriber = 'prequential'", [good])
     # only locations may change; the candles may not
     run_experiment(config.replace(checkpoint=str(small_db.parent / "m.pt")), run_id="r", resume=True)

@@ -40,6 +40,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ettlib.store.catalog import reading_runs
+
 import ettlib
 from ettlib import interrupts
 from ettlib.store import DuckDBStorage
@@ -228,6 +230,7 @@ CHILD = textwrap.dedent(
     import ettlib.experiment.runner as runner
     import ettlib.session as sessions
     from ettlib.cli import main
+    from ettlib.store.catalog import reading_runs
     from ettlib.training.adapters import TrainingAdapter
 
     clean_db, tests = sys.argv[1:3]
@@ -292,7 +295,7 @@ CHILD = textwrap.dedent(
     if not os.path.exists(clean_db):  # the uninterrupted run, to compare with
         shutil.copy(plan[0][0], clean_db)
         assert main(["run", "--db", clean_db, "--run-id", "clean", *config, *common]) == 0
-    with duckdb.connect(clean_db, read_only=True) as con:
+    with reading_runs(clean_db) as con:
         clean = rows(con, "clean")
 
     def interrupt(db, run_id, spec, started):
@@ -312,7 +315,7 @@ CHILD = textwrap.dedent(
         except KeyboardInterrupt:
             late = True  # a delayed SIGINT that came after the run had ended
         timers.clear()
-        with duckdb.connect(db, read_only=True) as con:
+        with reading_runs(db) as con:
             status = rows(con, run_id)[2]
             try:
                 check_committed(con, run_id, clean) if status == "interrupted" else None
@@ -432,7 +435,7 @@ def test_ett_run_interrupted_at_24_points_resumes_identical(candles_db, tmp_path
     chains, err = _child(clean_db, [[str(dbs[c]), f"run-{c}", CHAINS[c], False] for c in CHAINS])
     finals, err_final = _child(clean_db, [[str(dbs[c]), f"run-{c}", [LAST[c]], True] for c in CHAINS])
     assert "Traceback" not in err + err_final and "Query interrupted" not in err + err_final, err[-3000:]
-    with duckdb.connect(str(clean_db), read_only=True) as con:
+    with reading_runs(clean_db) as con:
         clean = rows(con, "clean")
     assert clean[2] == "completed" and len(clean[0]) > 400
 
@@ -449,7 +452,7 @@ def test_ett_run_interrupted_at_24_points_resumes_identical(candles_db, tmp_path
         tried += record["sent"]  # a Ctrl-C inside the last save: the run completes
     identical = 0
     for chain, db in dbs.items():
-        with duckdb.connect(str(db), read_only=True) as con:
+        with reading_runs(db) as con:
             assert rows(con, f"run-{chain}") == clean, chain  # training_events, frames, status, metrics
         identical += sum(r["run"] == f"run-{chain}" for r in chains) + (LAST[chain] == "last flush")
     assert tried == identical == 24
@@ -484,10 +487,10 @@ def test_run_experiment_interrupted_in_process_as_in_a_notebook_resumes_identica
         coordinator.commit_flush = real
     assert isinstance(info.value, KeyboardInterrupt) and info.value.run_id == "cell"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         assert rows(con, "cell")[2] == "interrupted"
         check_committed(con, "cell", rows(con, "clean"))
     resumed = run_experiment(config, run_id="cell", resume=True, persist_every=PERSIST_EVERY, quiet=True)
     assert resumed.metrics == clean.metrics and resumed.pair_losses == clean.pair_losses
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         assert rows(con, "cell") == rows(con, "clean")

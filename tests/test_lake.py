@@ -8,6 +8,7 @@ object storage through fsspec (s3fs) registered on the connection.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -122,7 +123,8 @@ def test_an_experiment_on_a_lake_equals_one_on_the_file(db, tmp_path):
     config = ExperimentConfig(adapter="river", baselines=("persistence",), context_length=16,
                               end=START_MS + 2_000 * M, symbols=("ETH/USDT",))
     on_file = run_experiment(config.replace(db_path=str(db), results_db=str(tmp_path / "a.duckdb")), quiet=True)
-    on_lake = run_experiment(config.replace(db_path=str(lake), results_db=str(tmp_path / "b.duckdb")), quiet=True)
+    on_lake = run_experiment(config.replace(db_path=str(lake)), quiet=True)  # results beside the lake
     assert on_file.metrics == on_lake.metrics and on_file.data_fingerprint == on_lake.data_fingerprint
-    with pytest.raises(ConfigError, match="read-only: give results_db"):
-        run_experiment(config.replace(db_path=str(lake)), quiet=True)
+    assert Path(on_lake.results_db).parent == tmp_path / "exp-lake.runs"
+    with pytest.raises(ConfigError, match="not a local file or folder.*give results_db"):
+        run_experiment(config.replace(db_path="s3://bucket/lake"), quiet=True)

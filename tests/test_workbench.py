@@ -226,7 +226,7 @@ def test_run_experiment_takes_an_adapter_object(minute_db):
                             run_id="mine", quiet=True)
     assert result.config.adapter == "object:ettlib.training.adapters.RiverAdapter"
     assert result.metrics["candle_pairs"] > 400
-    with duckdb.connect(str(minute_db), read_only=True) as con:
+    with duckdb.connect(result.results_db, read_only=True) as con:
         stored = ExperimentConfig.from_json(con.execute("SELECT config FROM runs WHERE run_id = 'mine'").fetchone()[0])
     assert stored.adapter == result.config.adapter
     with pytest.raises(ConfigError, match="pass the same kind of adapter object"):

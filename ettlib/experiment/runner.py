@@ -3,8 +3,10 @@
 :func:`run_experiment` wires the parts of ettlib together for one
 :class:`~ettlib.experiment.config.ExperimentConfig`:
 
-1. open the candle store (read-only when results go to a separate
-   ``results_db``, as in a sweep), check everything that can be checked --
+1. open the candle store read-only -- the run's results go to its own
+   file beside it, ``data/ett.runs/<run id>.duckdb`` for ``data/ett.duckdb``
+   (or to ``results_db``; see :mod:`ettlib.store.catalog`), so other
+   processes may read the store meanwhile -- check everything that can be checked --
    the config, the symbols and their candles, the adapter's parameters, a
    resume's consistency -- and only then write a ``runs`` manifest with
    status ``'running'`` (config JSON, data fingerprint, package version, git
@@ -43,7 +45,7 @@ model's randomness are all deterministic.
 Resume
 ------
 A run whose process dies (SIGKILL, a lost machine) keeps status
-``'running'`` and, in the store, everything of its last coordinator flush,
+``'running'`` and, in its results file, everything of its last coordinator flush,
 committed in one transaction: frames, delivered pairs with their learned
 losses, the coordinator's checkpoint, and two subscriber states -- the
 adapter's (:meth:`~ettlib.training.adapters.TrainingAdapter.checkpoint_state`:
@@ -108,6 +110,7 @@ from ettlib.experiment.runs import (
     now_utc,
     package_version,
     pair_counts,
+    results_location,
     write_manifest,
 )
 
@@ -174,6 +177,7 @@ class ExperimentResult:
     counters: dict = field(default_factory=dict)
     error: str | None = None
     checkpoint: str | None = None
+    results_db: str | None = None
 
     def summary(self) -> str:
         """A small text table: each model's scores side by side."""
@@ -311,6 +315,7 @@ class _Run:
             time.perf_counter() - self.clock_start, self.manifest.fingerprint,
             counters=_counters_dict(counters), error=error,
             checkpoint=config.checkpoint if status == "completed" else None,
+            results_db=self.results.path,
         )
 
     def finish(self) -> ExperimentResult:
@@ -458,19 +463,17 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         raise ConfigError("resume=True needs the run_id of the run to resume")
     if isinstance(persist_every, bool) or not isinstance(persist_every, int) or persist_every < 1:
         raise ConfigError(f"persist_every must be a positive int, got {persist_every!r}")
-    separate = config.results_db is not None and config.results_db != config.db_path
+    run_id = run_id or new_run_id(config.run_name or "run")
     if storage is None:
         from ettlib.store.lake import is_lake, open_candles
 
         if not is_lake(config.db_path) and not Path(config.db_path).exists():  # a folder or another file: refused by the store
             raise ConfigError(f"{config.db_path}: no such database (write demo candles with "
                               "`ett data demo`, or ingest some with `ett data ingest`)")
-        candles = open_candles(config.db_path, read_only=separate)
-        if candles.read_only and not separate:
-            candles.close()
-            raise ConfigError(f"{config.db_path} is a Parquet lake, read-only: give results_db= "
-                              "(where the run's frames, pairs and manifest go)")
+        results_db = results_location(config, run_id, resume=resume)
+        candles = open_candles(config.db_path, read_only=results_db is not None)
     else:
+        results_db = config.results_db if config.results_db not in (None, config.db_path) else None
         candles = storage
     results = None
     try:  # everything checked before anything is written
@@ -479,8 +482,9 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         model = adapter if adapter is not None else build_adapter(config.adapter, config)
         baselines = {name: build_adapter(name, config) for name in config.baselines}
         fingerprint = data_fingerprint(candles, config)
-        results = DuckDBStorage(config.results_db) if separate else candles
-        run_id = run_id or new_run_id(config.run_name or "run")
+        if results_db is not None:
+            Path(results_db).parent.mkdir(parents=True, exist_ok=True)
+        results = DuckDBStorage(results_db) if results_db is not None else candles
         started_at = check_resumable(results, run_id, config, fingerprint) if resume else now_utc()
         manifest = Manifest(run_id, config, fingerprint, started_at, package_version(), git_commit())
         if not quiet:

@@ -34,6 +34,7 @@ __all__ = [
     "Manifest",
     "RESUMABLE",
     "write_manifest",
+    "results_location",
     "load_run_config",
     "check_resumable",
     "learned_pairs",
@@ -82,19 +83,47 @@ def write_manifest(con, manifest: Manifest, *, status: str, finished_at=None, wa
     )
 
 
-def load_run_config(db_path, run_id: str) -> ExperimentConfig:
-    """The config stored in the ``runs`` manifest of ``run_id`` in ``db_path``.
+def results_location(config: ExperimentConfig, run_id: str, *, resume: bool = False) -> str | None:
+    """The file run ``run_id`` writes its results to, or ``None`` for the candle store itself.
 
-    Raises :class:`~ettlib.errors.ConfigError` when the file or the run is not there.
+    ``config.results_db`` when given (``None`` when it is ``db_path``);
+    else the run's own file beside the store,
+    ``<store>.runs/<run id>.duckdb`` (:func:`~ettlib.store.catalog.runs_folder`),
+    so that the store stays read-only and other processes may read it
+    meanwhile; a ``:memory:`` store keeps its results.  A resumed run that
+    has no such file is one recorded in the store itself, by an earlier
+    ettlib: it resumes there.
+
+    >>> results_location(ExperimentConfig(db_path="data/ett.duckdb"), "r1")
+    'data/ett.runs/r1.duckdb'
+    >>> results_location(ExperimentConfig(db_path=":memory:"), "r1") is None
+    True
     """
-    from ettlib.store import DuckDBStorage
+    from ettlib.store.catalog import run_results_path, runs_folder
 
-    if not Path(db_path).is_file():
-        raise ConfigError(f"{db_path}: no such database")
-    with DuckDBStorage(db_path, read_only=True) as storage:
-        row = storage.con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if config.results_db is not None:
+        return None if str(config.results_db) == str(config.db_path) else str(config.results_db)
+    if str(config.db_path) == ":memory:":
+        return None
+    own = run_results_path(runs_folder(config.db_path), run_id)
+    if resume and not own.exists():
+        return None
+    return own.as_posix()
+
+
+def load_run_config(db_path, run_id: str) -> ExperimentConfig:
+    """The config stored in the ``runs`` manifest of ``run_id``, in ``db_path`` or a run file beside it.
+
+    ``db_path`` is the store (its runs and those of its runs folder) or a
+    run's own results file.  Raises :class:`~ettlib.errors.ConfigError` when
+    neither the file nor the run is there.
+    """
+    from ettlib.store.catalog import reading_runs
+
+    with reading_runs(db_path) as con:
+        row = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
-        raise ConfigError(f"{db_path}: no run {run_id!r} in the runs table")
+        raise ConfigError(f"{db_path}: no run {run_id!r} in its runs (nor in the run files beside it)")
     return ExperimentConfig.from_json(row[0])
 
 

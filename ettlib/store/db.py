@@ -61,7 +61,16 @@ import duckdb
 from ettlib.errors import EttError, StoreLockedError, StoreOpenError
 from ettlib.interrupts import held
 
-__all__ = ["connect", "check_database_path", "transaction", "registered", "NO_NETWORK", "COMMITTED"]
+__all__ = [
+    "connect",
+    "attach",
+    "check_database_path",
+    "describe_process",
+    "transaction",
+    "registered",
+    "NO_NETWORK",
+    "COMMITTED",
+]
 
 #: DuckDB settings of every connection: no extension is ever fetched or loaded by itself.
 NO_NETWORK: dict[str, object] = {
@@ -171,7 +180,65 @@ def _existing_parent(p: Path) -> Path:
     return parent
 
 
+def attach(con: duckdb.DuckDBPyConnection, path: str | Path, alias: str) -> None:
+    """ATTACH the DuckDB file ``path`` read-only to ``con`` as ``alias``.
+
+    The file is checked first (:func:`check_database_path`), as by
+    :func:`connect`; a file another process writes is a
+    :class:`~ettlib.errors.StoreLockedError` naming that process.  ``alias``
+    must be ettlib's own identifier, never a user's text.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.duckdb"
+    >>> connect(path).execute("CREATE TABLE t AS SELECT 42 AS x").close()
+    >>> con = connect()
+    >>> attach(con, path, "a")
+    >>> con.execute("SELECT x FROM a.t").fetchone()
+    (42,)
+    """
+    check_database_path(path, read_only=True)
+    try:
+        con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)])
+    except (duckdb.IOException, duckdb.BinderException, duckdb.ConnectionException) as exc:
+        raise _refused(str(path), True, exc) from None
+
+
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<holder>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def process_arguments(pid: int) -> list[str]:
+    """The command line of process ``pid`` (empty when it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).cmdline()
+    except Exception:  # no psutil, no such process, no permission: nothing to tell
+        return []
+
+
+def describe_process(pid: int | None, program: str | None = None) -> str:
+    """Who process ``pid`` is, in words: a Jupyter kernel, an ``ett`` command, or its program.
+
+    >>> describe_process(None)
+    'another process'
+    """
+    if pid is None:
+        return "another process"
+    args = process_arguments(pid)
+    text = " ".join(args)
+    if "ipykernel" in text or ("jupyter" in text and "kernel" in text):
+        connection = next((a for a in args if a.endswith(".json")), None)
+        detail = f", connection file {Path(connection).name}" if connection else ""
+        return f"a Jupyter kernel (PID {pid}{detail})"
+    ett = next((i for i, a in enumerate(args) if Path(a).name == "ett"), None)
+    if ett is not None:
+        return f"`ett {' '.join(args[ett + 1:ett + 4])}` (PID {pid})"
+    return f"{program or (args[0] if args else 'a process')} (PID {pid})"
 
 
 def _refused(path: str, read_only: bool, exc: duckdb.Error) -> EttError:
@@ -186,11 +253,18 @@ def _refused(path: str, read_only: bool, exc: duckdb.Error) -> EttError:
         match = _LOCK_HOLDER.search(message)
         holder = match["holder"] if match else None
         pid = int(match["pid"]) if match else None
-        who = f"{holder} (PID {pid})" if match else "another process"
+        who = describe_process(pid, holder)
+        if read_only:
+            advice = ("it is being written (candles ingested, resampled, indicators or pivots stored, "
+                      "a migration, or a run writing its results); wait for that to finish")
+        else:
+            advice = ("writing candles (ingest, resample, indicators, pivots, a schema migration) needs "
+                      "the file to itself, while sessions, runs, reports and `ett data info` only read it "
+                      "and may share it; shut that kernel down or close its Workbench (or wait for the "
+                      "command to finish), then run this again")
         return StoreLockedError(
-            f"cannot open {path} {mode}: it is held by another process, {who}. DuckDB lets one "
-            "process write a file, or several processes read it read-only, not both; close the "
-            "other connection first", path=path, holder=holder, pid=pid)
+            f"cannot open {path} {mode}: it is held by another process, {who}: {advice}",
+            path=path, holder=holder, pid=pid)
     return StoreOpenError(f"cannot open {path} {mode}: {message}")
 
 

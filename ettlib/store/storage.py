@@ -54,7 +54,7 @@ import numpy as np
 import pyarrow as pa
 
 from ettlib.store.candles import CandleArrays
-from ettlib.store.db import check_database_path, connect, registered, transaction
+from ettlib.store.db import attach, check_database_path, connect, registered, transaction
 from ettlib.errors import (
     ConfigError,
     DataValidationError,
@@ -275,8 +275,7 @@ class DuckDBStorage:
         if self._reader is None:
             reader = connect()
             reader.execute(f"SET memory_limit = '{READER_MEMORY_LIMIT}'")
-            quoted = self.path.replace("'", "''")  # the store's own path, as a SQL string
-            reader.execute(f"ATTACH '{quoted}' AS candles (READ_ONLY)")
+            attach(reader, self.path, "candles")
             reader.execute("USE candles")
             self._reader = reader
         return self._reader
