@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ettlib.errors import ConfigError
+from ettlib.store.catalog import open_runs
 
 __all__ = [
     "resolve_db_path",
@@ -230,18 +231,6 @@ def _rounded(value, digits: int = 6):
     return float(f"{value:.{digits}g}") if isinstance(value, float) else value
 
 
-def _connect_read_only(database):
-    import duckdb
-
-    from ettlib.store.db import connect
-
-    if isinstance(database, duckdb.DuckDBPyConnection):
-        return database, False
-    if not Path(database).is_file():
-        raise ConfigError(f"{database}: no such database")
-    return connect(str(database), read_only=True), True
-
-
 def pair_metrics(database, run_id: str, subscriber: str = "prequential"):
     """Per-pair metrics of a run's candle pairs, in delivery order (a DataFrame).
 
@@ -251,7 +240,7 @@ def pair_metrics(database, run_id: str, subscriber: str = "prequential"):
     """
     import pandas as pd
 
-    con, owned = _connect_read_only(database)
+    con, catalog = open_runs(database)
     try:
         rows = con.execute(
             "SELECT knowable_time, seq, metrics FROM training_events"
@@ -260,8 +249,8 @@ def pair_metrics(database, run_id: str, subscriber: str = "prequential"):
             [run_id, subscriber],
         ).fetchall()
     finally:
-        if owned:
-            con.close()
+        if catalog is not None:
+            catalog.close()
     records = []
     for knowable_time, seq, metrics in rows:
         record = {"knowable_time": knowable_time, "seq": seq}
@@ -287,7 +276,7 @@ def manifest_table(database, run_id: str):
     """
     import pandas as pd
 
-    con, owned = _connect_read_only(database)
+    con, catalog = open_runs(database)
     try:
         row = con.execute(
             "SELECT run_id, status, seed, data_fingerprint, package_version, git_commit,"
@@ -295,8 +284,8 @@ def manifest_table(database, run_id: str):
             [run_id],
         ).fetchone()
     finally:
-        if owned:
-            con.close()
+        if catalog is not None:
+            catalog.close()
     if row is None:
         raise ConfigError(f"run {run_id!r} is not in the runs table of {database}")
     names = ("run id", "status", "seed", "data fingerprint", "package version", "git commit",
@@ -386,7 +375,7 @@ def learning_losses(database, run_ids: Sequence[str]) -> dict[str, Any]:
     """``{run_id: losses}``: each run's learned-pair losses in delivery order (from ``training_events``)."""
     import numpy as np
 
-    con, owned = _connect_read_only(database)
+    con, catalog = open_runs(database)
     try:
         out = {}
         for run_id in run_ids:
@@ -398,8 +387,8 @@ def learning_losses(database, run_ids: Sequence[str]) -> dict[str, Any]:
             out[run_id] = np.array([r[0] for r in rows], dtype=float)
         return out
     finally:
-        if owned:
-            con.close()
+        if catalog is not None:
+            catalog.close()
 
 
 def has_score(table, score: str) -> bool:

@@ -183,12 +183,7 @@ def read_runs(database: str | Path | duckdb.DuckDBPyConnection, run_ids: Sequenc
 
     ``config`` and ``metrics`` stay JSON strings; see :func:`compare_runs`.
     """
-    if isinstance(database, duckdb.DuckDBPyConnection):
-        con, owned = database, False
-    else:
-        if not Path(database).is_file():
-            raise ConfigError(f"{database}: no such database")
-        con, owned = connect(str(database), read_only=True), True
+    con, catalog = open_runs(database)
     try:
         if run_ids is None:
             return con.execute("SELECT * FROM runs ORDER BY started_at NULLS LAST, run_id").df()
