@@ -16,7 +16,8 @@ import pytest
 from ettlib.errors import ConfigError, SchemaError, StoreLockedError, UnknownNameError
 from ettlib.store.results import compare_runs, merge_run_results, read_runs, run_results_path
 from ettlib.store.schema import ensure_schema
-from ettlib.experiment.sweep import configure_sweep_parser, expand_grid, load_parameter_sets, run_sweep
+from ettlib.cli import configure_sweep_parser
+from ettlib.experiment.sweep import expand_grid, load_parameter_sets, run_sweep
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 FIXTURE = NOTEBOOKS / "report_fixture.ipynb"

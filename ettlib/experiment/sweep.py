@@ -49,14 +49,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ettlib.errors import ConfigError, EttError, UnknownNameError
+from ettlib.errors import ConfigError, ConfigTypeError, EttError, UnknownNameError, positive_int
 from ettlib.reports import (
     ReportError,
     load_parameter_file,
     notebook_parameters,
     run_report,
     validate_parameters,
-    with_database,
 )
 from ettlib.store.results import MergeReport, compare_runs, merge_run_results, run_results_path
 
@@ -71,7 +70,6 @@ __all__ = [
     "execute_sweep_task",
     "run_sweep",
     "write_comparison_html",
-    "configure_sweep_parser",
 ]
 
 #: The executors :func:`run_sweep` knows.
@@ -89,7 +87,7 @@ def expand_grid(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     An empty grid gives one empty parameter set.
     """
     if not isinstance(grid, Mapping):
-        raise ConfigError(f"a grid is a mapping of parameter name to values, got {type(grid).__name__}")
+        raise ConfigTypeError(f"a grid is a mapping of parameter name to values, got {type(grid).__name__}")
     names, choices = [], []
     for name, values in grid.items():
         if not isinstance(name, str) or not name.isidentifier():
@@ -360,8 +358,7 @@ def run_sweep(
         raise UnknownNameError("executor", executor, EXECUTORS)
     if executor == "dask" and not scheduler_address:
         raise ConfigError("the dask executor needs a scheduler address (e.g. tcp://127.0.0.1:8786)")
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    positive_int("workers", workers)
     if isinstance(parameter_sets, Mapping):
         parameter_sets = expand_grid(parameter_sets)
     parameter_sets = [dict(p) for p in parameter_sets]
@@ -486,40 +483,3 @@ def write_comparison_html(path: str | Path, database: str | Path, run_ids: Seque
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
-
-
-# --------------------------------------------------------------------------
-# Command line (the lead wires this into ettlib.cli)
-# --------------------------------------------------------------------------
-
-
-def configure_sweep_parser(parser, default_db: Path | None = None) -> None:
-    """Add ``ett sweep`` arguments to an argparse parser; sets ``func``."""
-    from ettlib.reports import EXPERIMENT_NOTEBOOK
-
-    parser.add_argument("notebook", nargs="?", type=Path, default=EXPERIMENT_NOTEBOOK,
-                        help="notebook to run (default: %(default)s)")
-    parser.add_argument("--grid", type=Path, required=True,
-                        help="YAML/JSON: a grid mapping, a list of parameter sets, or {base, grid, runs}")
-    parser.add_argument("--executor", choices=EXECUTORS, default="local")
-    parser.add_argument("--scheduler", dest="scheduler_address", help="Dask scheduler address (dask executor)")
-    parser.add_argument("--workers", type=int, default=2, help="local worker processes (default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, help="default: reports/sweeps/NAME")
-    parser.add_argument("--name", help="sweep name (default: NOTEBOOK-sweep)")
-    parser.add_argument("--db", type=Path, default=default_db,
-                        help="candle database: each run reads it read-only (as db_path), and the runs "
-                        "are merged into it afterwards" + (" (default: %(default)s)" if default_db else ""))
-    parser.add_argument("--show-code", action="store_true")
-    parser.add_argument("--no-compare", dest="compare", action="store_false", help="skip the comparison report")
-    parser.set_defaults(func=_cmd_sweep)
-
-
-def _cmd_sweep(args) -> int:
-    sets = [with_database(args.notebook, p, args.db) for p in load_parameter_sets(args.grid)]
-    result = run_sweep(
-        args.notebook, sets, executor=args.executor, workers=args.workers,
-        scheduler_address=args.scheduler_address, output_dir=args.output_dir, name=args.name,
-        database=args.db, show_code=args.show_code, compare=args.compare, progress=True,
-    )
-    print(result.summary())
-    return 1 if result.failures or result.merge_error else 0
