@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ettlib.errors import EttError
+from ettlib.errors import EttError, StoreOpenError
 from ettlib.timeframes import TIMEFRAMES
 
-__all__ = ["main", "DEFAULT_DB", "parse_overrides"]
+__all__ = ["main", "DEFAULT_DB", "parse_overrides", "configure_sweep_parser"]
 
 #: The embedded database every command uses unless told otherwise.
 DEFAULT_DB = Path("data") / "ett.duckdb"
@@ -138,7 +138,7 @@ def _require_file(db) -> None:
     from ettlib.store.lake import is_lake
 
     if not is_lake(db) and not Path(db).exists():
-        raise EttError(f"{db}: no such database; create one with `ett data demo` or `ett data ingest`")
+        raise StoreOpenError(f"{db}: no such database; create one with `ett data demo` or `ett data ingest`")
 
 
 def _cmd_data_info(args) -> int:
@@ -247,6 +247,50 @@ def _cmd_run(args) -> int:
     return 0
 
 
+# -- ett sweep -------------------------------------------------------------
+
+
+def configure_sweep_parser(parser, default_db: Path | None = None) -> None:
+    """Add ``ett sweep`` arguments to an argparse parser; sets ``func``."""
+    from ettlib.experiment.sweep import EXECUTORS
+    from ettlib.reports import EXPERIMENT_NOTEBOOK
+
+    parser.add_argument("notebook", nargs="?", type=Path, default=EXPERIMENT_NOTEBOOK,
+                        help="notebook to run (default: %(default)s)")
+    parser.add_argument("--grid", type=Path, required=True,
+                        help="YAML/JSON: a grid mapping, a list of parameter sets, or {base, grid, runs}")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument("--scheduler", dest="scheduler_address", help="Dask scheduler address (dask executor)")
+    parser.add_argument("--workers", type=int, default=2, help="local worker processes (default: %(default)s)")
+    parser.add_argument("--output-dir", type=Path, help="default: reports/sweeps/NAME")
+    parser.add_argument("--name", help="sweep name (default: NOTEBOOK-sweep)")
+    parser.add_argument("--db", default=default_db,
+                        help="candles: a DuckDB file, a Parquet lake folder or URL; each run reads them "
+                        "read-only (as db_path)" + (" (default: %(default)s)" if default_db else ""))
+    parser.add_argument("--results-dir", type=Path,
+                        help="where each run's results file lands (default: the store's runs folder, "
+                        "e.g. data/ett.runs; for a URL, OUTPUT_DIR/runs)")
+    parser.add_argument("--show-code", action="store_true")
+    parser.add_argument("--no-compare", dest="compare", action="store_false", help="skip the comparison report")
+    parser.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    """``ett sweep``: 0, or 1 when a run failed (the summary says which)."""
+    from ettlib.experiment.sweep import load_parameter_sets, run_sweep
+    from ettlib.reports import with_database
+
+    sets = [with_database(args.notebook, p, args.db) for p in load_parameter_sets(args.grid)]
+    result = run_sweep(
+        args.notebook, sets, executor=args.executor, workers=args.workers,
+        scheduler_address=args.scheduler_address, output_dir=args.output_dir, name=args.name,
+        database=args.db, results_dir=args.results_dir, show_code=args.show_code,
+        compare=args.compare, progress=True,
+    )
+    print(result.summary())
+    return 1 if result.failures else 0
+
+
 def _describe(report) -> str:
     """One line for an :class:`~ettlib.store.IngestReport`."""
     span = f" {_iso(report.first)} .. {_iso(report.last)}" if report.first is not None else ""
@@ -350,7 +394,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run, on_interrupt="the run had not started, nothing was written")
 
     from ettlib.reports import configure_report_parser
-    from ettlib.experiment.sweep import configure_sweep_parser
 
     report = commands.add_parser("report", help="run a notebook with papermill and export it to HTML")
     configure_report_parser(report, default_db=DEFAULT_DB)

@@ -13,6 +13,18 @@ Examples
 "btc.csv: row 3, column 'high', value 9.5: high is below max(open, close)"
 >>> isinstance(err, EttError) and isinstance(err, ValueError)
 True
+
+A value of the wrong type is a :class:`ConfigTypeError`, both a
+:class:`ConfigError` and a ``TypeError``:
+
+>>> positive_int("batch_size", 0)
+Traceback (most recent call last):
+...
+ettlib.errors.ConfigError: batch_size must be a positive int, got 0
+>>> positive_int("batch_size", "32")
+Traceback (most recent call last):
+...
+ettlib.errors.ConfigTypeError: batch_size must be a positive int, got '32' (a str)
 """
 
 from __future__ import annotations
@@ -24,8 +36,10 @@ from typing import Any
 __all__ = [
     "EttError",
     "ConfigError",
+    "ConfigTypeError",
     "UnknownNameError",
     "DataValidationError",
+    "StoreError",
     "StoreLockedError",
     "SchemaError",
     "StoreOpenError",
@@ -33,6 +47,7 @@ __all__ = [
     "ClockError",
     "SubscriberError",
     "did_you_mean",
+    "positive_int",
 ]
 
 
@@ -42,6 +57,10 @@ class EttError(Exception):
 
 class ConfigError(EttError, ValueError):
     """A parameter, option or configuration value is invalid."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A parameter or configuration value is of the wrong type (a ``TypeError`` too)."""
 
 
 class UnknownNameError(ConfigError, KeyError):
@@ -91,6 +110,10 @@ class DataValidationError(EttError, ValueError):
         prefix = f"{source}: " if source else ""
         located = f"{', '.join(where)}: " if where else ""
         super().__init__(f"{prefix}{located}{message}")
+
+
+class StoreError(EttError):
+    """The store's contents fail an integrity check: rows changed while read, a state that does not add up."""
 
 
 class StoreLockedError(EttError):
@@ -149,3 +172,16 @@ def did_you_mean(name: object, known: Iterable[str]) -> str:
     if close:
         return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
     return "; known: " + ", ".join(known)
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` when it is an ``int >= 1`` (not a bool).
+
+    Another type is a :class:`ConfigTypeError`, an int below 1 a
+    :class:`ConfigError`; both name ``name`` and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"{name} must be a positive int, got {value!r} (a {type(value).__name__})")
+    if value < 1:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    return value

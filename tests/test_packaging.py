@@ -54,3 +54,42 @@ def test_import_does_no_io_and_exposes_the_public_api(tmp_path):
 def test_console_script_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["ett"] == "ettlib.cli:main"
+
+
+def _fresh_import(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=ROOT).stdout.strip()
+
+
+def test_only_the_transformer_adapter_imports_torch():
+    # River, the baselines, the registry and the package itself work without PyTorch.
+    code = ("import sys, numpy as np\n"
+            "import ettlib\n"
+            "from ettlib.training.adapters import RiverAdapter, PersistenceAdapter, TrainingAdapter\n"
+            "from ettlib.training import registry\n"
+            "river = registry.create('river', seed=1)\n"
+            "river.restore_state(river.checkpoint_state())\n"
+            "registry.create('persistence').predict(np.ones((3, 2)), ('close', 'volume'))\n"
+            "print('torch' in sys.modules)\n"
+            "from ettlib.training.adapters import TransformerAdapter\n"
+            "print('torch' in sys.modules)\n")
+    assert _fresh_import(code).splitlines() == ["False", "True"]
+
+
+def test_the_package_exports_what_a_user_needs():
+    import ettlib
+    from ettlib import errors
+
+    seed_names = {"InferenceTrainingCoordinator", "InferenceFrameReference", "TrainingEventSubscriber",
+                  "CandleCompletionEvent", "PivotEvent", "DataProvider", "ReplayEngine"}
+    entry_points = {"Workbench", "Session", "run_experiment", "ExperimentConfig"}
+    adapters = {"TransformerAdapter", "RealTrainingAdapter", "RiverAdapter", "PersistenceAdapter",
+                "TrainingAdapter"}
+    error_names = {n for n in errors.__all__ if n[0].isupper()} | {"ExperimentError", "ReportError"}
+    assert set(ettlib.__all__) == seed_names | entry_points | adapters | error_names
+    for name in ettlib.__all__:  # each resolves (the lazy ones on first use)
+        assert getattr(ettlib, name).__name__ == {"RealTrainingAdapter": "TransformerAdapter"}.get(name, name)
+    assert issubclass(ettlib.ExperimentError, ettlib.EttError)
+    # importing the package loads neither torch nor papermill (a fresh interpreter)
+    assert _fresh_import("import sys, ettlib; print('torch' in sys.modules, 'papermill' in sys.modules)") \
+        == "False False"

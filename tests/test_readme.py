@@ -35,7 +35,7 @@ def test_readme_tour_runs_twice_in_the_same_folder(tmp_path, capsys):
         counters = session.coordinator.counters()
         assert counters.registered > 0 and counters.delivered >= ns["adapter"].pairs
         assert "mae_close" in ns["result"].summary()
-        assert ns["mine"].config.adapter == "object:ettlib.training.adapters.RiverAdapter"
+        assert ns["mine"].config.adapter == "object:ettlib.training.adapters.river.RiverAdapter"
     runs = {first["result"].run_id, first["mine"].run_id, second["result"].run_id, second["mine"].run_id}
     assert len(runs) == 4 and all(f"run {run_id}" in printed for run_id in runs)
     assert first["result"].metrics["model.mae_close"] == second["result"].metrics["model.mae_close"]

@@ -157,7 +157,7 @@ def test_a_missing_store_read_only_and_a_file_as_folder(tmp_path):
 
 
 def test_store_locked_errors_carry_path_holder_and_pid_from_one_place(tmp_path):
-    from ettlib.store.results import merge_run_results
+    from ettlib.store.catalog import RunCatalog
     from test_store_concurrency import Holder
 
     path = tmp_path / "held.duckdb"
@@ -165,7 +165,7 @@ def test_store_locked_errors_carry_path_holder_and_pid_from_one_place(tmp_path):
     holder = Holder(path, "rw")
     try:
         for opener in (lambda: DuckDBStorage(path), lambda: DuckDBStorage(path, read_only=True),
-                       lambda: merge_run_results(path, [])):
+                       lambda: RunCatalog(path)):
             with pytest.raises(StoreLockedError) as info:
                 opener()
             err = info.value

@@ -1,4 +1,4 @@
-"""Sweeps on a real process pool and a real Dask LocalCluster; results merged into `runs`."""
+"""Sweeps on a real process pool and a real Dask LocalCluster; each run's results file lands in the runs folder."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ettlib.errors import ConfigError, SchemaError, StoreLockedError, UnknownNameError
-from ettlib.store.results import compare_runs, merge_run_results, read_runs, run_results_path
+from ettlib.errors import ConfigError, UnknownNameError
+from ettlib.store.catalog import read_runs, reading_runs, run_results_path, runs_folder
 from ettlib.store.schema import ensure_schema
-from ettlib.experiment.sweep import configure_sweep_parser, expand_grid, load_parameter_sets, run_sweep
+from ettlib.cli import configure_sweep_parser
+from ettlib.experiment.sweep import expand_grid, load_parameter_sets, run_sweep
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 FIXTURE = NOTEBOOKS / "report_fixture.ipynb"
@@ -29,7 +30,7 @@ def _expected_run_id(params: dict) -> str:
 
 
 def _main_db_with_candles(path: Path, n: int) -> Path:
-    """A main database holding ``n`` candles: the sweep's read-only source and merge target."""
+    """A store holding ``n`` candles: the sweep's read-only source; its runs folder gets the results."""
     con = duckdb.connect(str(path))
     ensure_schema(con)
     frame = pd.DataFrame({
@@ -74,74 +75,6 @@ def test_load_parameter_sets_forms(tmp_path):
         load_parameter_sets(tmp_path / "bad.yaml")
 
 
-# ---------------------------------------------------------------- merging
-
-
-def _per_run_file(path: Path, run_id: str, events: int) -> Path:
-    con = duckdb.connect(str(path))
-    ensure_schema(con)
-    con.execute("INSERT INTO runs (run_id, status, config, metrics) VALUES (?, 'ok', ?, ?)",
-                [run_id, json.dumps({"k": run_id}), json.dumps({"m": events})])
-    con.executemany("INSERT INTO training_events (run_id, inference_id, event_kind, event_key, subscriber, "
-                    "knowable_time, seq) VALUES (?, ?, 'candle', ?, 's', ?, ?)",
-                    [[run_id, f"{run_id}-{i}", f"k{i}", i, i] for i in range(events)])
-    con.close()
-    return path
-
-
-def test_merge_is_atomic_and_idempotent(tmp_path):
-    main = tmp_path / "main.duckdb"
-    good = [_per_run_file(tmp_path / f"r{i}.duckdb", f"r{i}", i + 1) for i in range(3)]
-    not_duckdb = tmp_path / "broken.duckdb"
-    not_duckdb.write_bytes(b"this is not a database")
-    with pytest.raises(ConfigError, match="broken.duckdb"):
-        merge_run_results(main, [good[0], not_duckdb, good[1]])
-    con = duckdb.connect(str(main))
-    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0  # rolled back
-    assert con.execute("SELECT count(*) FROM training_events").fetchone()[0] == 0
-    con.close()
-
-    report = merge_run_results(main, good + [tmp_path / "absent.duckdb"])
-    assert sorted(report.run_ids) == ["r0", "r1", "r2"]
-    assert report.rows_by_table["training_events"] == 1 + 2 + 3
-    assert report.missing_files == (tmp_path / "absent.duckdb",)
-    again = merge_run_results(main, good)
-    assert again.runs_added == 0 and sorted(again.skipped_run_ids) == ["r0", "r1", "r2"]
-    con = duckdb.connect(str(main), read_only=True)
-    per_run = dict(con.execute("SELECT run_id, count(*) FROM training_events GROUP BY run_id").fetchall())
-    con.close()
-    assert per_run == {"r0": 1, "r1": 2, "r2": 3}
-    table = compare_runs(main, ["r2", "r0"])
-    assert list(table["run_id"]) == ["r2", "r0"] and list(table["metrics.m"]) == [3, 1]
-
-
-def test_merge_into_a_database_held_by_another_process_is_a_store_locked_error(tmp_path):
-    main = tmp_path / "main.duckdb"
-    run = _per_run_file(tmp_path / "r.duckdb", "r", 1)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-         "print('ready', flush=True); time.sleep(60)", str(main)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreLockedError, match="held by another process"):
-            merge_run_results(main, [run])
-    finally:
-        holder.kill()
-        holder.wait()
-    assert merge_run_results(main, [run]).run_ids == ("r",)  # kept, mergeable once released
-
-
-def test_merge_refuses_a_file_of_another_schema_version(tmp_path):
-    other = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(other))
-    con.execute("CREATE TABLE runs (run_id VARCHAR)")
-    con.close()
-    with pytest.raises(SchemaError, match="old.duckdb"):
-        merge_run_results(tmp_path / "main.duckdb", [other])
-
-
 # ---------------------------------------------------------------- validation before any run
 
 
@@ -166,7 +99,7 @@ def test_a_bad_parameter_set_stops_the_sweep_before_it_starts(tmp_path):
 
 
 def _check_sweep(result, sets, main_db, source_rows):
-    """Every run is in the main `runs` table with the metrics its parameters imply."""
+    """Every run is in the store's runs (its runs folder) with the metrics its parameters imply."""
     assert [r.name for r in result.runs] == [f"{result.name}-{i:03d}" for i in range(len(sets))]
     assert len({r.html_path for r in result.runs}) == len(sets)
     assert all(r.html_path is not None and r.html_path.is_file() for r in result.runs)
@@ -182,16 +115,15 @@ def _check_sweep(result, sets, main_db, source_rows):
         assert metrics["score"] == pytest.approx(params["seed"] + lr * epochs)
         assert metrics["source_rows"] == source_rows
         assert row["status"] == ("failed" if params.get("fail") else "ok")
-    con = duckdb.connect(str(main_db), read_only=True)
-    events = dict(con.execute("SELECT run_id, count(*) FROM training_events GROUP BY run_id").fetchall())
-    con.close()
+    with reading_runs(main_db) as con:
+        events = dict(con.execute("SELECT run_id, count(*) FROM training_events GROUP BY run_id").fetchall())
     assert events == {_expected_run_id(p): p.get("epochs", 3) for p in sets}
     assert result.comparison_path is not None and result.comparison_path.is_file()
     comparison = result.comparison_path.read_text()
     assert all(_expected_run_id(p) in comparison for p in sets)
 
 
-def test_local_pool_sweep_isolates_a_failure_and_merges_every_run(tmp_path):
+def test_local_pool_sweep_isolates_a_failure_and_lands_every_run(tmp_path):
     main_db = _main_db_with_candles(tmp_path / "main.duckdb", 17)
     sets = expand_grid({"seed": [1, 2, 3], "epochs": [2]}) + [{"seed": 9, "fail": True}]
     sets = [{**p, "source_db": str(main_db)} for p in sets]
@@ -202,10 +134,12 @@ def test_local_pool_sweep_isolates_a_failure_and_merges_every_run(tmp_path):
     failure = result.failures[0]
     assert failure.ename == "RuntimeError" and "fixture asked to fail" in failure.evalue
     assert failure.html_path.is_file()  # its partial report is kept
-    assert result.merge.runs_added == 4  # the failed run recorded itself too
+    assert len(result.run_ids) == 4  # the failed run recorded itself too
     _check_sweep(result, [{k: v for k, v in p.items() if k != "source_db"} for p in sets], main_db, 17)
     assert "FAILED" in result.summary()
-    assert run_results_path(tmp_path / "sweep" / "results", "local-000").is_file()
+    assert result.results_dir == runs_folder(main_db)
+    assert result.runs[0].results_db == run_results_path(runs_folder(main_db), "local-000")
+    assert not list(runs_folder(main_db).glob("*.landing"))
 
 
 @pytest.fixture
@@ -217,21 +151,6 @@ def dask_cluster():
         yield cluster
     finally:
         cluster.close()
-
-
-def test_dask_sweep_merges_every_run(tmp_path, dask_cluster):
-    main_db = _main_db_with_candles(tmp_path / "main.duckdb", 5)
-    sets = [{"seed": s, "epochs": 1 + s % 2} for s in range(4)]
-    result = run_sweep(FIXTURE, [{**p, "source_db": str(main_db)} for p in sets], executor="dask",
-                       scheduler_address=dask_cluster.scheduler_address, output_dir=tmp_path / "sweep",
-                       name="dask", database=main_db, compare_notebook=NOTEBOOKS / "compare_fixture.ipynb")
-    assert not result.failures, result.summary()
-    assert result.merge.runs_added == 4
-    _check_sweep(result, sets, main_db, 5)
-    # The comparison is the compare notebook's report, run over exactly this sweep's runs.
-    assert result.comparison_path == tmp_path / "sweep" / "comparison.html" and result.comparison_error is None
-    executed = tmp_path / "sweep" / "comparison.ipynb"
-    assert executed.is_file() and "Compare runs (fixture)" in result.comparison_path.read_text()
 
 
 def test_cli_sweep_arguments(tmp_path):
@@ -248,39 +167,69 @@ def test_cli_sweep_arguments(tmp_path):
         parser.parse_args(["--grid", str(grid), "--executor", "ray"])
 
 
-def test_a_sweep_of_real_experiments_lands_in_runs(tmp_path):
-    """run_experiment in 4 kernels: candles read-only from the main file, results merged into it."""
-    pytest.importorskip("ettlib.experiment.runner")
-    from ettlib.store.demo import write_demo_data
+def _runs_by_seed(where) -> dict:
+    """Per seed: the run's status, metrics and delivered pairs (run ids and times of day left out)."""
+    out = {}
+    with reading_runs(where) as con:
+        for run_id, status, config, metrics in con.execute(
+                "SELECT run_id, status, config, metrics FROM runs").fetchall():
+            pairs = con.execute(
+                "SELECT event_kind, event_key, subscriber, knowable_time, seq, loss, metrics FROM training_events "
+                "WHERE run_id = ? ORDER BY subscriber, seq", [run_id]).fetchall()
+            frames = con.execute("SELECT count(*) FROM inference_frames WHERE run_id = ?", [run_id]).fetchone()[0]
+            kept = {k: v for k, v in json.loads(metrics).items() if k not in ("wall_s", "cache_misses")}
+            out[json.loads(config)["seed"]] = (status, kept, pairs, frames)
+    return out
+
+
+def test_a_dask_sweep_without_a_shared_disk_equals_a_local_sweep(tmp_path, dask_cluster):
+    """run_experiment in kernels: locally on the store file, then on Dask workers in their own folders,
+    reading the candles from a Parquet lake, with the client's store moved away."""
+    import shutil
+
     from ettlib.reports import experiment_config_names, register_notebook_validator, validate_experiment_parameters
     from ettlib.store import DuckDBStorage
+    from ettlib.store.demo import write_demo_data
+    from ettlib.store.lake import export_parquet
 
     notebook = NOTEBOOKS / "experiment_mini.ipynb"
     register_notebook_validator(notebook.name, validate_experiment_parameters, typed_names=experiment_config_names)
-    main_db = tmp_path / "ett.duckdb"
-    with DuckDBStorage(main_db) as storage:
+    store = tmp_path / "ett.duckdb"
+    with DuckDBStorage(store) as storage:
         write_demo_data(storage, days=1)
-    out = tmp_path / "sweep"
+    lake = tmp_path / "lake"
+    with DuckDBStorage(store, read_only=True) as storage:
+        export_parquet(storage, lake)
     with pytest.raises(ConfigError, match="context_length"):  # ExperimentConfig's own rule, before any kernel
-        run_sweep(notebook, [{"context_length": 0}], output_dir=out, database=main_db)
-    assert not out.exists()
+        run_sweep(notebook, [{"context_length": 0}], output_dir=tmp_path / "never", database=store)
+    assert not (tmp_path / "never").exists()
 
-    sets = [{"seed": seed, "db_path": str(main_db), "end": "2024-01-01T03:00:00"} for seed in range(4)]
-    result = run_sweep(notebook, sets, workers=2, output_dir=out, name="exp", database=main_db)
-    assert not result.failures, result.summary()
-    assert result.merge.runs_added == 4
-    con = duckdb.connect(str(main_db), read_only=True)
-    rows = con.execute("SELECT run_id, status, config FROM runs ORDER BY run_id").fetchall()
-    assert len(rows) == 4 and {r[1] for r in rows} == {"completed"}
-    assert sorted(json.loads(r[2])["seed"] for r in rows) == [0, 1, 2, 3]
-    merged = {t: dict(con.execute(f"SELECT run_id, count(*) FROM {t} GROUP BY run_id").fetchall())
-              for t in ("inference_frames", "training_events")}
-    con.close()
-    for run in result.runs:  # every row of every per-run file arrived, per table
-        src = duckdb.connect(str(run.results_db), read_only=True)
-        (run_id,) = src.execute("SELECT run_id FROM runs").fetchone()
-        for table, counts in merged.items():
-            expected = src.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            assert counts.get(run_id, 0) == expected
-        src.close()
-    assert sum(merged["inference_frames"].values()) > 0
+    sets = [{"seed": seed, "end": "2024-01-01T03:00:00"} for seed in range(2)]
+    local = run_sweep(notebook, [{**p, "db_path": str(store)} for p in sets], workers=2,
+                      output_dir=tmp_path / "local", name="exp", database=store)
+    assert not local.failures, local.summary()
+    assert len(local.run_ids) == 2 and local.results_dir == runs_folder(store)
+    expected = _runs_by_seed(store)
+
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    shutil.move(store, away / store.name)  # no worker can reach the client's store now
+    shutil.move(runs_folder(store), away / runs_folder(store).name)
+    results = tmp_path / "client-results"
+    remote = run_sweep(notebook, [{**p, "db_path": str(lake)} for p in sets], executor="dask",
+                       scheduler_address=dask_cluster.scheduler_address, output_dir=tmp_path / "remote",
+                       name="exp", database=lake, results_dir=results,
+                       compare_notebook=NOTEBOOKS / "compare_fixture.ipynb")
+    assert not remote.failures, remote.summary()
+    assert all(int(r.worker.rsplit(":", 1)[1]) != os.getpid() for r in remote.runs)
+    assert sorted(p.name for p in results.glob("*.duckdb")) == ["exp-000.duckdb", "exp-001.duckdb"]
+    assert all(r.html_path.is_file() and r.html_path.parent == tmp_path / "remote" for r in remote.runs)
+    got = _runs_by_seed(results)
+    assert got.keys() == expected.keys() == {0, 1}
+    for seed in got:
+        assert got[seed] == expected[seed], seed
+        assert got[seed][0] == "completed" and got[seed][3] > 0 and got[seed][2]
+    # The comparison is the compare notebook's report, run over exactly this sweep's runs.
+    assert remote.comparison_error is None and remote.comparison_path == tmp_path / "remote" / "comparison.html"
+    comparison = remote.comparison_path.read_text()
+    assert "Compare runs (fixture)" in comparison and all(r in comparison for r in remote.run_ids)

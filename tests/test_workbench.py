@@ -224,7 +224,7 @@ def test_run_experiment_takes_an_adapter_object(minute_db):
                               end=START_MS + 600 * M)
     result = run_experiment(config, adapter=RiverAdapter(model="linear", learning_rate=0.005),
                             run_id="mine", quiet=True)
-    assert result.config.adapter == "object:ettlib.training.adapters.RiverAdapter"
+    assert result.config.adapter == "object:ettlib.training.adapters.river.RiverAdapter"
     assert result.metrics["candle_pairs"] > 400
     with duckdb.connect(result.results_db, read_only=True) as con:
         stored = ExperimentConfig.from_json(con.execute("SELECT config FROM runs WHERE run_id = 'mine'").fetchone()[0])

@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ettlib.store.db import registered, transaction
-from ettlib.errors import EttError
+from ettlib.errors import EttError, StoreError
 from ettlib.coordinator.frames import FRAME_COLUMNS, InferenceFrameReference
 
 __all__ = [
@@ -197,7 +197,7 @@ def commit_flush(
             try:
                 _insert(con, "inference_frames", run_id, _frames_table(frames, expired_now), _FRAME_STATUS)
             except duckdb.ConstraintException as exc:
-                raise EttError(
+                raise StoreError(
                     f"run {run_id!r}: an inference_id was registered twice ({exc}); "
                     "ids must be unique within a run (use coordinator.new_inference_id())"
                 ) from exc
@@ -222,7 +222,7 @@ def commit_flush(
             try:
                 _insert(con, "training_events", run_id, pa.table(data))
             except duckdb.ConstraintException as exc:
-                raise EttError(
+                raise StoreError(
                     f"run {run_id!r}: a (frame, event, subscriber) pair was delivered twice "
                     f"({exc}); resume a run with resume=True from its checkpoint, or use a new run_id"
                 ) from exc

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ettlib.errors import ConfigError, UnknownNameError
+from ettlib.errors import ConfigError, ConfigTypeError, UnknownNameError, positive_int
 from ettlib.store.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
 from ettlib.replay.events import pivot_types_up_to, validate_pivot_levels
 from ettlib.symbols import validate_symbol
@@ -122,7 +122,7 @@ class ExperimentConfig:
         for name in ("symbols", "baselines", "columns", "pivot_types"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+                raise ConfigTypeError(f"{name} must be a list of strings, got {value!r}")
             if not all(isinstance(v, str) and v for v in value):
                 raise ConfigError(f"{name} must hold non-empty strings, got {value!r}")
             s(self, name, tuple(value))
@@ -140,14 +140,14 @@ class ExperimentConfig:
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ConfigError(f"start ({self.start}) is after end ({self.end})")
         for name in ("context_length", "pivot_lookback", "pivot_levels", "batch_size", "stride"):
-            _positive_int(name, getattr(self, name))
+            positive_int(name, getattr(self, name))
         if self.train_every is not None:
-            _positive_int("train_every", self.train_every)
+            positive_int("train_every", self.train_every)
         if self.torch_threads is not None:
-            _positive_int("torch_threads", self.torch_threads)
+            positive_int("torch_threads", self.torch_threads)
         validate_pivot_levels(self.pivot_levels)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an int, got {self.seed!r}")
+            raise ConfigTypeError(f"seed must be an int, got {self.seed!r}")
         for column in self.columns:
             if column not in CANDLE_COLUMNS:
                 raise UnknownNameError("column", column, CANDLE_COLUMNS)
@@ -165,7 +165,7 @@ class ExperimentConfig:
         for name in self.baselines:
             registry.check_name(name)
         if not isinstance(self.adapter_params, Mapping):
-            raise ConfigError(f"adapter_params must be a mapping, got {self.adapter_params!r}")
+            raise ConfigTypeError(f"adapter_params must be a mapping, got {self.adapter_params!r}")
         params = dict(self.adapter_params)
         try:
             json.dumps(params)
@@ -174,7 +174,7 @@ class ExperimentConfig:
         s(self, "adapter_params", params)
         for name in ("db_path", "run_name"):
             if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+                raise ConfigTypeError(f"{name} must be a string, got {getattr(self, name)!r}")
         for name in ("results_db", "checkpoint"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -212,7 +212,7 @@ class ExperimentConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:
         """Build from a mapping, refusing unknown names and ill-typed values."""
         if not isinstance(values, Mapping):
-            raise ConfigError(f"an experiment config must be a mapping, got {type(values).__name__}")
+            raise ConfigTypeError(f"an experiment config must be a mapping, got {type(values).__name__}")
         known = [f.name for f in fields(cls)]
         for name in values:
             if name not in known:
@@ -247,6 +247,3 @@ class ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")

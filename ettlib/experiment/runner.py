@@ -36,7 +36,12 @@ A run that raises keeps what it had: the coordinator's buffered frames and
 pairs are flushed, learned losses are written, the manifest gets status
 ``'failed'``, the error and the partial metrics, and
 :class:`ExperimentError` (carrying ``run_id`` and the partial
-:class:`ExperimentResult`) is raised from the original exception.
+:class:`ExperimentResult`) is raised from the original exception.  How a
+run ends -- completed, failed, interrupted -- is
+:class:`~ettlib.experiment.run_state.RunState`'s; the ``runs`` table's rows
+are :mod:`ettlib.experiment.runs`'; the prequential scores
+:mod:`ettlib.experiment.scoring`'s; the command line ``ett run`` is
+:mod:`ettlib.cli`'s.
 
 The same config and seed give identical metrics and identical
 ``training_events`` rows (up to ``run_id``): replay, ids, batching and the
@@ -90,26 +95,22 @@ Examples
 from __future__ import annotations
 
 import functools
-import time
-import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ettlib import interrupts
-from ettlib.errors import ConfigError, EttError
+from ettlib.errors import ConfigError, positive_int
 from ettlib.store.db import transaction
 from ettlib.training import registry
 from ettlib.experiment.config import OBJECT_PREFIX, ExperimentConfig
+from ettlib.experiment.run_state import ExperimentError, ExperimentResult, RunInterrupted, RunState
 from ettlib.experiment.runs import (
     Manifest,
     check_resumable,
     data_fingerprint,
     git_commit,
-    learned_pairs,
     now_utc,
     package_version,
-    pair_counts,
     results_location,
     write_manifest,
 )
@@ -125,79 +126,6 @@ __all__ = [
 ]
 
 _SEQUENCE_ADAPTERS = ("transformer", "frozen")
-
-
-class ExperimentError(EttError):
-    """An experiment run failed; its partial results and manifest were kept.
-
-    Attributes ``run_id`` and ``result`` (the partial
-    :class:`ExperimentResult`, status ``'failed'``).
-    """
-
-    def __init__(self, message: str, *, run_id: str, result: ExperimentResult | None = None):
-        super().__init__(message)
-        self.run_id = run_id
-        self.result = result
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run after its manifest was written: it is resumable.
-
-    A ``KeyboardInterrupt`` (so ``except Exception`` does not catch it), raised
-    by :func:`run_experiment` from the original interrupt once the run is
-    marked ``'interrupted'``.  Attributes ``run_id`` and ``path`` (the store
-    that holds the run: resume it with ``run_experiment(config,
-    run_id=run_id, resume=True)`` or ``ett run --resume RUN_ID``).
-    """
-
-    def __init__(self, run_id: str, path: str):
-        super().__init__(f"run {run_id!r} was interrupted; its last commit is in {path}")
-        self.run_id = run_id
-        self.path = path
-
-
-@dataclass(frozen=True, slots=True)
-class ExperimentResult:
-    """What a run produced.
-
-    ``metrics`` is flat (``"model.mae_close"``, ``"persistence.mae_close"``,
-    ``"frames"``, ...: the JSON of ``runs.metrics``); ``scores`` the same per
-    model as nested dicts; ``pair_losses`` the loss of each learned pair in
-    learning order; ``counters`` the coordinator's counters.
-    """
-
-    run_id: str
-    status: str
-    config: ExperimentConfig
-    metrics: dict
-    scores: dict
-    pair_losses: tuple
-    wall_s: float
-    data_fingerprint: str
-    counters: dict = field(default_factory=dict)
-    error: str | None = None
-    checkpoint: str | None = None
-    results_db: str | None = None
-
-    def summary(self) -> str:
-        """A small text table: each model's scores side by side."""
-        names = list(self.scores)
-        rows = ["mae_close", "mae_close_first_half", "mae_close_second_half",
-                "direction_accuracy", "pivot_accuracy", "pivot_majority_accuracy", "n_candles",
-                "n_pivot_pairs"]
-        width = max(12, *(len(n) for n in names)) if names else 12
-        lines = [f"run {self.run_id} ({self.status}, {self.wall_s:.1f} s)",
-                 f"{'':24}" + "".join(f"{n:>{width + 2}}" for n in names)]
-        for row in rows:
-            cells = []
-            for n in names:
-                value = self.scores[n].get(row)
-                cells.append(f"{'-' if value is None else format(value, '.6g'):>{width + 2}}")
-            lines.append(f"{row:24}" + "".join(cells))
-        for key in ("frames", "candle_pairs", "pivot_pairs", "train_steps", "mean_pair_loss"):
-            if key in self.metrics:
-                lines.append(f"{key:24}{self.metrics[key]}")
-        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------
@@ -265,10 +193,6 @@ def _replay_range(candles, config: ExperimentConfig) -> tuple[int, int]:
     return start, end
 
 
-def _counters_dict(counters) -> dict:
-    return asdict(counters) if counters is not None else {}
-
-
 @contextmanager
 def _torch_threads(count: int | None):
     """Run the block with PyTorch on ``count`` CPU threads (``None``: as it is), then restore."""
@@ -283,105 +207,6 @@ def _torch_threads(count: int | None):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@dataclass
-class _Run:
-    """What a run has built so far: everything its end, or its failure, needs."""
-
-    manifest: Manifest
-    results: object  # the DuckDBStorage the run writes to
-    adapter: object
-    clock_start: float
-    session: object = None
-    scorer: object = None
-    scoring: object = None
-    extra: dict = field(default_factory=dict)
-
-    def learned(self) -> list[tuple[str, float]]:
-        return learned_pairs(self.results.con, self.manifest.run_id, self.adapter.subscriber_name)
-
-    def result(self, status: str, learned, counters, error: str | None = None) -> ExperimentResult:
-        scores = self.scorer.metrics() if self.scorer is not None else {}
-        from ettlib.experiment.scoring import flat_metrics
-
-        extra = {**self.extra, **pair_counts(learned)}
-        if status == "completed":
-            extra.update(train_steps=getattr(self.adapter, "steps", 0), failed_pairs=counters.failed)
-        metrics = flat_metrics(scores, extra)
-        config = self.manifest.config
-        return ExperimentResult(
-            self.manifest.run_id, status, config, metrics, scores, tuple(loss for _, loss in learned),
-            time.perf_counter() - self.clock_start, self.manifest.fingerprint,
-            counters=_counters_dict(counters), error=error,
-            checkpoint=config.checkpoint if status == "completed" else None,
-            results_db=self.results.path,
-        )
-
-    def finish(self) -> ExperimentResult:
-        """Close the session (its last flush writes the last learned losses) and complete the manifest.
-
-        A Ctrl-C until the adapter has learned its last pairs stops the run
-        there (resumable); from the last flush on, the run completes.
-        """
-        self.adapter.flush()
-        interrupts.check()
-        self.extra["frames"] = sum(loop.frames_registered for loop in self.scoring.loops)
-        self.extra["cache_misses"] = self.session.window_misses
-        self.session.close()
-        if self.manifest.config.checkpoint:
-            self.adapter.save(self.manifest.config.checkpoint)
-        result = self.result("completed", self.learned(), self.session.coordinator.counters())
-        with transaction(self.results.con):
-            write_manifest(self.results.con, self.manifest, status="completed", finished_at=now_utc(),
-                           wall_s=result.wall_s, metrics=result.metrics)
-        return result
-
-    def fail(self, exc: BaseException):
-        """Keep the partial state, mark the run, and raise.
-
-        A ``KeyboardInterrupt`` (Ctrl-C) -- or any exception once a Ctrl-C
-        asked the run to stop (a second Ctrl-C may break a statement) --
-        keeps the last commit untouched, marks the run ``'interrupted'``
-        (resumable) and raises :class:`RunInterrupted` from it; any other
-        exception flushes what was buffered, marks the run ``'failed'`` and
-        raises :class:`ExperimentError` from it.  A further Ctrl-C is held
-        until the manifest is written.
-        """
-        with interrupts.held():
-            return self._fail(exc)
-
-    def _fail(self, exc: BaseException):
-        interrupted = not isinstance(exc, Exception) or interrupts.requested()
-        notes, counters = [], None
-        if self.session is not None:
-            try:
-                # flushes buffered frames, pairs and learned losses; not when interrupted:
-                # the last commit is a consistent state to resume from
-                self.session.close(flush=not interrupted)
-                counters = self.session.coordinator.counters()
-            except Exception as inner:  # keep going: the manifest matters most
-                notes.append(f"while saving partial results: {type(inner).__name__}: {inner}")
-        try:
-            learned = self.learned()
-        except Exception as inner:
-            learned = []
-            notes.append(f"while reading the learned losses: {type(inner).__name__}: {inner}")
-        error = f"{type(exc).__name__}: {exc}"
-        result = self.result("interrupted" if interrupted else "failed", learned, counters, error)
-        detail = "".join(traceback.format_exception(exc)) + "".join(f"\n{n}" for n in notes)
-        with transaction(self.results.con):
-            write_manifest(self.results.con, self.manifest, status=result.status, finished_at=now_utc(),
-                           wall_s=result.wall_s, metrics=result.metrics, error=detail)
-        if interrupted:
-            if isinstance(exc, (KeyboardInterrupt, Exception)):
-                raise RunInterrupted(self.manifest.run_id, self.results.path) from exc
-            raise exc  # SystemExit and the like
-        raise ExperimentError(
-            f"experiment run {self.manifest.run_id!r} failed: {error} (partial results and the "
-            f"manifest are in {self.results.path}, runs.status = 'failed')",
-            run_id=self.manifest.run_id, result=result,
-        ) from exc
 
 
 # ---------------------------------------------------------------------------
@@ -457,21 +282,11 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
     from ettlib.coordinator import new_run_id
     from ettlib.store import DuckDBStorage
 
-    if not isinstance(config, ExperimentConfig):
-        config = ExperimentConfig.from_dict(config)
-    if resume and not run_id:
-        raise ConfigError("resume=True needs the run_id of the run to resume")
-    if isinstance(persist_every, bool) or not isinstance(persist_every, int) or persist_every < 1:
-        raise ConfigError(f"persist_every must be a positive int, got {persist_every!r}")
+    config = _checked_arguments(config, resume, run_id, persist_every)
     run_id = run_id or new_run_id(config.run_name or "run")
     if storage is None:
-        from ettlib.store.lake import is_lake, open_candles
-
-        if not is_lake(config.db_path) and not Path(config.db_path).exists():  # a folder or another file: refused by the store
-            raise ConfigError(f"{config.db_path}: no such database (write demo candles with "
-                              "`ett data demo`, or ingest some with `ett data ingest`)")
         results_db = results_location(config, run_id, resume=resume)
-        candles = open_candles(config.db_path, read_only=results_db is not None)
+        candles = _open_candles(config, read_only=results_db is not None)
     else:
         results_db = config.results_db if config.results_db not in (None, config.db_path) else None
         candles = storage
@@ -494,22 +309,11 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         interrupts.check()  # a Ctrl-C so far: stop before anything is written
         with transaction(results.con):
             write_manifest(results.con, manifest, status="running")
-        run = _Run(manifest, results, model, time.perf_counter())
+        run = RunState(manifest, results, model, resume=resume)
+        build = functools.partial(_build, candles=candles, baselines=baselines, start=start, end=end,
+                                  progress=progress, persist_every=persist_every)
         with _torch_threads(config.torch_threads):
-            try:
-                _build(run, candles, config, baselines, start, end, progress, persist_every, resume)
-            except BaseException as exc:
-                if not resume or not isinstance(exc, Exception) or interrupts.requested():
-                    run.fail(exc)
-                if run.session is not None:  # e.g. a state that does not restore: still resumable
-                    run.session.close(flush=False)
-                raise
-            try:
-                run.session.run()
-                return run.finish()
-            except BaseException as exc:
-                run.fail(exc)
-                raise  # not reached: fail raises
+            return run.execute(build)
     finally:
         if results is not None and results is not candles:
             results.close()
@@ -517,15 +321,40 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
             candles.close()
 
 
-def _build(run: _Run, candles, config: ExperimentConfig, baselines: dict, start: int, end: int,
-           progress: bool, persist_every: int, resume: bool) -> None:
+def _checked_arguments(config, resume: bool, run_id: str | None, persist_every: int) -> ExperimentConfig:
+    """The config as an :class:`ExperimentConfig`, once the call's own arguments are checked."""
+    if not isinstance(config, ExperimentConfig):
+        config = ExperimentConfig.from_dict(config)
+    if resume and not run_id:
+        raise ConfigError("resume=True needs the run_id of the run to resume")
+    positive_int("persist_every", persist_every)
+    return config
+
+
+def _open_candles(config: ExperimentConfig, *, read_only: bool):
+    """The candle source ``config.db_path`` (a DuckDB file or a Parquet lake), checked."""
+    from ettlib.store.lake import is_lake, open_candles
+
+    if not is_lake(config.db_path) and not Path(config.db_path).exists():  # a folder or another file: refused by the store
+        raise ConfigError(f"{config.db_path}: no such database (write demo candles with "
+                          "`ett data demo`, or ingest some with `ett data ingest`)")
+    candles = open_candles(config.db_path, read_only=read_only)
+    if candles.read_only and not read_only:
+        candles.close()
+        raise ConfigError(f"{config.db_path} is a Parquet lake, read-only: give results_db= another "
+                          "file (where the run's frames, pairs and manifest go)")
+    return candles
+
+
+def _build(run: RunState, *, candles, baselines: dict, start: int, end: int, progress: bool,
+           persist_every: int) -> None:
     """Build the session; subscribe the model, the scorer and the inference loops."""
     from ettlib.session import Session
     from ettlib.training.inference_loop import InferenceLoop
     from ettlib.experiment.metrics import PrequentialScorer
     from ettlib.experiment.scoring import ExperimentScoring
 
-    adapter = run.adapter
+    adapter, config, resume = run.adapter, run.manifest.config, run.resume
     run.session = session = Session(
         candles, config.symbols, start, end, timeframes=config.timeframes,
         base_timeframe=config.base_timeframe, pivot_timeframes=(config.timeframe,),

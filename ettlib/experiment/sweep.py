@@ -8,25 +8,34 @@ kernel starts**, then runs one :func:`ettlib.reports.run_report` per set on
   ``workers`` processes (spawned, not forked), each running one papermill
   kernel at a time; or
 * ``executor="dask"``: an existing Dask cluster, ``distributed.Client(
-  scheduler_address)``.  Its workers must import the same ettlib and see
-  the notebook and output folder at the same absolute paths (one machine,
-  or a shared file system).
+  scheduler_address)``.  Its workers need the same ettlib installed and must
+  reach the candles (``db_path``: a Parquet lake in a bucket, or a path they
+  see); they need **no disk shared with this machine**.
+
+Each task carries the notebook's text, not its path.  A worker runs it in a
+temporary folder of its own (the kernel's working directory, unless ``cwd``
+is given; the local executor passes this process's), with the notebook's
+``results_db`` parameter, when it declares one, set to a file in that
+folder, and sends back the executed notebook, its HTML report and the
+results file as bytes (:attr:`SweepRun.files`).  The client lands them:
+reports in ``output_dir``, results files in ``results_dir`` -- by default
+the runs folder of ``database`` (``data/ett.runs`` for ``data/ett.duckdb``,
+:func:`ettlib.store.catalog.runs_folder`), where every run of the store
+keeps its results, so notebook 03 and ``read_runs`` see the sweep's runs
+beside the others with nothing merged.  A file is landed whole (written
+beside, then renamed), so a reader never sees half of one.  After the last
+run the sweep builds a comparison report: ``notebooks/03_compare_runs.ipynb``
+executed with ``db_path`` and ``run_ids`` when that notebook exists, else a
+plain HTML table from :func:`ettlib.store.catalog.compare_runs`.
 
 A run that fails is recorded (cell, error, its partial report) and the other
-runs go on; :attr:`SweepResult.failures` lists them.  Each run gets its own
-results file (see :mod:`ettlib.store.results` for why): when the notebook declares
-a ``results_db`` parameter the sweep sets it to
-``<output_dir>/results/<run name>.duckdb``.  After the last run the sweep
-merges every results file into ``database`` in one transaction, then builds
-a comparison report: ``notebooks/03_compare_runs.ipynb`` executed with
-``db_path`` and ``run_ids`` when that notebook exists, else a plain HTML
-table from :func:`ettlib.store.results.compare_runs`.
+runs go on; :attr:`SweepResult.failures` lists them.
 
-Layout of ``output_dir`` (default ``reports/sweeps/<name>``)::
+Layout::
 
-    <name>-000.ipynb, <name>-000.html, ...   one executed notebook + report per run
-    results/<name>-000.duckdb, ...           one results file per run
-    comparison.html                          the comparison report
+    <output_dir>/<name>-000.ipynb, <name>-000.html, ...   one executed notebook + report per run
+    <output_dir>/comparison.html                          the comparison report
+    <results_dir>/<name>-000.duckdb, ...                   one results file per run
 
 Examples
 --------
@@ -38,27 +47,28 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import multiprocessing
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ettlib.errors import ConfigError, EttError, UnknownNameError
+from ettlib.errors import ConfigError, ConfigTypeError, EttError, UnknownNameError, positive_int
 from ettlib.reports import (
     ReportError,
     load_parameter_file,
     notebook_parameters,
     run_report,
     validate_parameters,
-    with_database,
 )
-from ettlib.store.results import MergeReport, compare_runs, merge_run_results, run_results_path
+from ettlib.store.catalog import RunCatalog, compare_runs, run_results_path, runs_folder
 
 __all__ = [
     "EXECUTORS",
@@ -70,8 +80,8 @@ __all__ = [
     "load_parameter_sets",
     "execute_sweep_task",
     "run_sweep",
+    "default_results_dir",
     "write_comparison_html",
-    "configure_sweep_parser",
 ]
 
 #: The executors :func:`run_sweep` knows.
@@ -89,7 +99,7 @@ def expand_grid(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     An empty grid gives one empty parameter set.
     """
     if not isinstance(grid, Mapping):
-        raise ConfigError(f"a grid is a mapping of parameter name to values, got {type(grid).__name__}")
+        raise ConfigTypeError(f"a grid is a mapping of parameter name to values, got {type(grid).__name__}")
     names, choices = [], []
     for name, values in grid.items():
         if not isinstance(name, str) or not name.isidentifier():
@@ -141,14 +151,20 @@ def load_parameter_sets(path: str | Path) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class SweepTask:
-    """One run of a sweep, as shipped to a worker (plain, picklable values)."""
+    """One run of a sweep, as shipped to a worker: plain, picklable values, no client paths.
+
+    ``notebook_text`` is the notebook's JSON; ``results_parameter`` the
+    notebook parameter the worker points at its results file (``None``: the
+    notebook declares none); ``cwd`` the kernel's working directory
+    (``None``: the worker's own temporary folder).
+    """
 
     index: int
     name: str
-    notebook: str
+    notebook_name: str
+    notebook_text: str
     parameters: dict[str, Any]
-    output_dir: str
-    results_db: str | None
+    results_parameter: str | None
     show_code: bool = False
     kernel_name: str | None = None
     cwd: str | None = None
@@ -156,36 +172,40 @@ class SweepTask:
 
 @dataclass(frozen=True, slots=True)
 class SweepRun:
-    """How one run of a sweep went."""
+    """How one run of a sweep went, and where its files landed.
+
+    ``files`` holds what a worker sent back (``"html"``, ``"notebook"``,
+    ``"results"``: bytes) until the client lands them; the paths are set then.
+    """
 
     index: int
     name: str
     parameters: dict[str, Any]
     ok: bool
-    html_path: Path | None
-    executed_notebook_path: Path | None
-    results_db: Path | None
     wall_s: float
     worker: str
+    html_path: Path | None = None
+    executed_notebook_path: Path | None = None
+    results_db: Path | None = None
     error: str | None = None
     cell_index: int | None = None
     ename: str | None = None
     evalue: str | None = None
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class SweepResult:
-    """The outcome of :func:`run_sweep`: every run, the merge, the comparison."""
+    """The outcome of :func:`run_sweep`: every run, where their results are, the comparison."""
 
     name: str
     output_dir: Path
-    database: Path
+    results_dir: Path
     runs: tuple[SweepRun, ...]
-    merge: MergeReport | None
+    run_ids: tuple[str, ...]
     comparison_path: Path | None
     comparison_error: str | None
     wall_s: float
-    merge_error: str | None = None
 
     @property
     def failures(self) -> tuple[SweepRun, ...]:
@@ -198,19 +218,12 @@ class SweepResult:
     def summary(self) -> str:
         """A readable table of the runs, then the failures and the comparison."""
         lines = [f"sweep {self.name}: {len(self.succeeded)} ok, {len(self.failures)} failed, "
-                 f"{self.wall_s:.1f} s; results in {self.database}"]
+                 f"{self.wall_s:.1f} s; {len(self.run_ids)} runs recorded in {self.results_dir}"]
         for run in self.runs:
             state = "ok    " if run.ok else "FAILED"
             lines.append(f"  {run.name}  {state} {run.wall_s:7.1f} s  {run.parameters}  {run.html_path}")
         for run in self.failures:
             lines.append(f"  failure {run.name}: {run.error}")
-        if self.merge is not None:
-            lines.append(f"  merged {self.merge.runs_added} runs into {self.database}"
-                         + (f" ({len(self.merge.skipped_run_ids)} already there)" if self.merge.skipped_run_ids else ""))
-            for path in self.merge.missing_files:
-                lines.append(f"  no results file (the run wrote none): {path}")
-        if self.merge_error:
-            lines.append(f"  MERGE FAILED: {self.merge_error}")
         if self.comparison_path is not None:
             lines.append(f"  comparison: {self.comparison_path}")
         if self.comparison_error:
@@ -219,43 +232,63 @@ class SweepResult:
 
 
 def execute_sweep_task(task: SweepTask) -> SweepRun:
-    """Run one task's report; never raises for a failed notebook (records it)."""
+    """Run one task's report in a temporary folder; its files come back as bytes.
+
+    Never raises for a failed notebook: the failure is recorded, with
+    whatever files the run wrote.
+    """
     started = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    results_db = Path(task.results_db) if task.results_db else None
-    try:
-        result = run_report(
-            task.notebook, task.parameters, output_dir=task.output_dir, name=task.name,
-            show_code=task.show_code, kernel_name=task.kernel_name, cwd=task.cwd, validate=None,
-        )
-    except ReportError as err:
-        return SweepRun(
-            task.index, task.name, task.parameters, False, err.html_path, err.executed_notebook_path,
-            results_db, time.perf_counter() - started, worker, error=str(err).splitlines()[0],
-            cell_index=err.cell_index, ename=err.ename, evalue=err.evalue,
-        )
-    except Exception as err:  # anything else: still isolate it
-        return SweepRun(
-            task.index, task.name, task.parameters, False, None, None, results_db,
-            time.perf_counter() - started, worker, error=f"{type(err).__name__}: {err}",
-            ename=type(err).__name__, evalue=str(err),
-        )
-    return SweepRun(
-        task.index, task.name, task.parameters, True, result.html_path, result.executed_notebook_path,
-        results_db, time.perf_counter() - started, worker,
-    )
+    with tempfile.TemporaryDirectory(prefix=f"ett-sweep-{task.name}-") as folder:
+        folder = Path(folder)
+        notebook = folder / task.notebook_name
+        notebook.write_text(task.notebook_text, encoding="utf-8")
+        out = folder / "out"
+        results = folder / f"{task.name}.duckdb"
+        params = dict(task.parameters)
+        if task.results_parameter:
+            params[task.results_parameter] = str(results)
+        outcome: dict[str, Any] = {"ok": True}
+        try:
+            run_report(notebook, params, output_dir=out, name=task.name, show_code=task.show_code,
+                       kernel_name=task.kernel_name, cwd=task.cwd or folder, validate=None)
+        except ReportError as err:
+            outcome = dict(ok=False, error=str(err).splitlines()[0], cell_index=err.cell_index,
+                           ename=err.ename, evalue=err.evalue)
+        except Exception as err:  # anything else: still isolate it
+            outcome = dict(ok=False, error=f"{type(err).__name__}: {err}", ename=type(err).__name__,
+                           evalue=str(err))
+        wanted = {"html": out / f"{task.name}.html", "notebook": out / f"{task.name}.ipynb",
+                  "results": results}
+        files = {kind: path.read_bytes() for kind, path in wanted.items() if path.is_file()}
+    return SweepRun(task.index, task.name, task.parameters, wall_s=time.perf_counter() - started,
+                    worker=worker, files=files, **outcome)
+
+
+def _land(run: SweepRun, output_dir: Path, results_dir: Path) -> SweepRun:
+    """Write what a worker sent back; the run with its files' paths."""
+    places = {"html": output_dir / f"{run.name}.html", "notebook": output_dir / f"{run.name}.ipynb",
+              "results": run_results_path(results_dir, run.name)}
+    landed = {}
+    for kind, data in run.files.items():
+        path = places[kind]
+        partial = path.with_name(path.name + ".landing")  # not *.duckdb: no catalog reads it half-written
+        partial.write_bytes(data)
+        os.replace(partial, path)
+        landed[kind] = path
+    return dataclasses.replace(run, files={}, html_path=landed.get("html"),
+                               executed_notebook_path=landed.get("notebook"),
+                               results_db=landed.get("results"))
 
 
 def _lost_run(task: SweepTask, err: BaseException) -> SweepRun:
     """A run whose worker died or could not return."""
-    return SweepRun(
-        task.index, task.name, task.parameters, False, None, None,
-        Path(task.results_db) if task.results_db else None, 0.0, "?",
-        error=f"worker lost: {type(err).__name__}: {err}", ename=type(err).__name__, evalue=str(err),
-    )
+    return SweepRun(task.index, task.name, task.parameters, False, 0.0, "?",
+                    error=f"worker lost: {type(err).__name__}: {err}", ename=type(err).__name__,
+                    evalue=str(err))
 
 
-def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[SweepRun], None]) -> list[SweepRun]:
+def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[SweepRun], SweepRun]) -> list[SweepRun]:
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads/zmq
     runs = []
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
@@ -265,8 +298,7 @@ def _run_local(tasks: list[SweepTask], workers: int, on_done: Callable[[SweepRun
                 run = future.result()
             except Exception as err:  # BrokenProcessPool, unpicklable result
                 run = _lost_run(futures[future], err)
-            runs.append(run)
-            on_done(run)
+            runs.append(on_done(run))
     return runs
 
 
@@ -281,7 +313,7 @@ def _connect_dask(scheduler_address: str, timeout_s: float):
         raise ConfigError(f"cannot reach the Dask scheduler at {scheduler_address!r}: {err}") from err
 
 
-def _run_dask(tasks: list[SweepTask], client, on_done: Callable[[SweepRun], None]) -> list[SweepRun]:
+def _run_dask(tasks: list[SweepTask], client, on_done: Callable[[SweepRun], SweepRun]) -> list[SweepRun]:
     from distributed import as_completed as dask_as_completed
 
     runs = []
@@ -293,9 +325,21 @@ def _run_dask(tasks: list[SweepTask], client, on_done: Callable[[SweepRun], None
             run = future.result()
         except Exception as err:  # a worker died (KilledWorker) or the task could not run
             run = _lost_run(by_key[future.key], err)
-        runs.append(run)
-        on_done(run)
+        runs.append(on_done(run))
     return runs
+
+
+def default_results_dir(database: str | Path | None, output_dir: Path) -> Path:
+    """Where a sweep lands its results files: the store's runs folder, else ``output_dir/runs``.
+
+    >>> default_results_dir("data/ett.duckdb", Path("reports/sweeps/s")).as_posix()
+    'data/ett.runs'
+    >>> default_results_dir("s3://bucket/lake", Path("reports/sweeps/s")).as_posix()
+    'reports/sweeps/s/runs'
+    """
+    if database is None or "://" in str(database):
+        return output_dir / "runs"
+    return runs_folder(database)
 
 
 def run_sweep(
@@ -308,6 +352,7 @@ def run_sweep(
     output_dir: str | Path | None = None,
     name: str | None = None,
     database: str | Path | None = None,
+    results_dir: str | Path | None = None,
     results_parameter: str = "results_db",
     show_code: bool = False,
     kernel_name: str | None = None,
@@ -318,7 +363,7 @@ def run_sweep(
     progress: bool = False,
     dask_timeout_s: float = 20.0,
 ) -> SweepResult:
-    """Run ``notebook`` once per parameter set, in parallel; merge; compare.
+    """Run ``notebook`` once per parameter set, in parallel; land the results; compare.
 
     Parameters
     ----------
@@ -328,24 +373,29 @@ def run_sweep(
         ``"local"`` with ``workers`` processes, or ``"dask"`` on the cluster at
         ``scheduler_address`` (e.g. ``"tcp://10.0.0.5:8786"``).
     output_dir, name
-        Where reports and results files go (default ``reports/sweeps/<name>``;
-        ``name`` defaults to ``<notebook stem>-sweep``).  Run ``i`` is named
+        Where reports go (default ``reports/sweeps/<name>``; ``name``
+        defaults to ``<notebook stem>-sweep``).  Run ``i`` is named
         ``<name>-<i:03d>``.
     database
-        The DuckDB file the runs are merged into (default
-        ``<output_dir>/sweep.duckdb``).  It must not be open for writing by
-        another process when the merge starts.
+        The candle store the runs read (a file, a lake folder or a URL): its
+        runs folder is the default ``results_dir``, and the comparison reads
+        its runs (the sweep's among them).
+    results_dir
+        Where each run's results file lands (default
+        :func:`default_results_dir`).
     results_parameter
         The notebook parameter that receives each run's own results file; a
-        notebook without it runs all the same, and nothing is merged.
+        notebook without it runs all the same, and records nothing.
     cwd
-        Working directory of every kernel (default: this process's, passed
-        explicitly so relative paths mean the same on every worker).
+        Working directory of every kernel.  Default: this process's for the
+        local executor (so relative paths mean the same), and each worker's
+        own temporary folder for Dask.
     compare, compare_notebook, compare_parameters
-        Build a comparison report after the merge: ``compare_notebook``
+        Build a comparison report after the last run: ``compare_notebook``
         (default :data:`COMPARE_NOTEBOOK` when it exists) executed with
-        ``compare_parameters(database, run_ids)`` (default ``{"db_path":
-        str(database), "run_ids": run_ids}``), else a plain HTML table.
+        ``compare_parameters(where, run_ids)`` (default ``{"db_path":
+        str(where), "run_ids": run_ids}``, ``where`` the store file, or
+        else the results folder), else a plain HTML table.
 
     Raises
     ------
@@ -360,8 +410,7 @@ def run_sweep(
         raise UnknownNameError("executor", executor, EXECUTORS)
     if executor == "dask" and not scheduler_address:
         raise ConfigError("the dask executor needs a scheduler address (e.g. tcp://127.0.0.1:8786)")
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    positive_int("workers", workers)
     if isinstance(parameter_sets, Mapping):
         parameter_sets = expand_grid(parameter_sets)
     parameter_sets = [dict(p) for p in parameter_sets]
@@ -379,67 +428,63 @@ def run_sweep(
 
     name = name or f"{notebook.stem}-sweep"
     output_dir = Path(output_dir if output_dir is not None else Path("reports") / "sweeps" / name).resolve()
-    results_dir = output_dir / "results"
-    database = Path(database).resolve() if database is not None else output_dir / "sweep.duckdb"
-    writes_results = results_parameter in declared
-
-    tasks = []
-    for i, params in enumerate(parameter_sets):
-        run_name = f"{name}-{i:03d}"
-        results_db = run_results_path(results_dir, run_name) if writes_results else None
-        if results_db is not None:
-            params = {**params, results_parameter: str(results_db)}
-        tasks.append(SweepTask(i, run_name, str(notebook), params, str(output_dir),
-                               str(results_db) if results_db else None, show_code, kernel_name,
-                               str(Path(cwd if cwd is not None else os.getcwd()).resolve())))
+    results_dir = Path(results_dir).resolve() if results_dir is not None else default_results_dir(database, output_dir)
+    if cwd is None and executor == "local":
+        cwd = os.getcwd()
+    text = notebook.read_text(encoding="utf-8")
+    tasks = [SweepTask(i, f"{name}-{i:03d}", notebook.name, text, params,
+                       results_parameter if results_parameter in declared else None, show_code,
+                       kernel_name, None if cwd is None else str(Path(cwd).resolve()))
+             for i, params in enumerate(parameter_sets)]
 
     client = _connect_dask(scheduler_address, dask_timeout_s) if executor == "dask" else None
+    output_dir.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
-    for task in tasks:
-        if task.results_db:
-            Path(task.results_db).unlink(missing_ok=True)  # stale, from an earlier sweep of this name
+    for task in tasks:  # stale, from an earlier sweep of this name
+        run_results_path(results_dir, task.name).unlink(missing_ok=True)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(tasks), desc=f"sweep {name}", unit="run")
 
-    def on_done(run: SweepRun) -> None:
+    def on_done(run: SweepRun) -> SweepRun:
+        run = _land(run, output_dir, results_dir)
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(f"{run.name} {'ok' if run.ok else 'FAILED'}")
+        return run
 
     try:
-        if client is None:
-            runs = _run_local(tasks, workers, on_done)
-        else:
-            runs = _run_dask(tasks, client, on_done)
+        runs = _run_local(tasks, workers, on_done) if client is None else _run_dask(tasks, client, on_done)
     finally:
         if client is not None:
             client.close()
         if bar is not None:
             bar.close()
     runs.sort(key=lambda r: r.index)
-
-    merge, merge_error = None, None
-    run_ids: list[str] = []
-    if writes_results:
-        try:
-            merge = merge_run_results(database, [t.results_db for t in tasks])
-        except EttError as err:  # e.g. the database is held open for writing elsewhere
-            merge_error = (f"{err}; the runs' results are kept in {results_dir}: merge them later with "
-                           f"ettlib.store.results.merge_run_results({str(database)!r}, "
-                           f"sorted(Path({str(results_dir)!r}).glob('*.duckdb')))")
-        else:
-            run_ids = list(merge.run_ids) + list(merge.skipped_run_ids)
+    run_ids = _recorded_run_ids(results_dir, [r.results_db for r in runs if r.results_db is not None])
 
     comparison_path, comparison_error = None, None
     if compare:
+        where = Path(database) if database is not None and Path(database).is_file() else results_dir
         comparison_path, comparison_error = _compare(
-            output_dir, database, run_ids, runs, compare_notebook, compare_parameters, kernel_name, cwd
+            output_dir, where, run_ids, runs, compare_notebook, compare_parameters, kernel_name, cwd
         )
-    return SweepResult(name, output_dir, database, tuple(runs), merge, comparison_path,
-                       comparison_error, time.perf_counter() - started, merge_error)
+    return SweepResult(name, output_dir, results_dir, tuple(runs), tuple(run_ids), comparison_path,
+                       comparison_error, time.perf_counter() - started)
+
+
+def _recorded_run_ids(results_dir: Path, files: list[Path]) -> list[str]:
+    """The run ids the sweep's results files hold, in the order of the files."""
+    if not files:
+        return []
+    with RunCatalog(folder=results_dir) as catalog:
+        rows = catalog.con.execute("SELECT results_file, run_id FROM runs").fetchall()
+    by_file: dict[str, list[str]] = {}
+    for file, run_id in rows:
+        by_file.setdefault(file, []).append(run_id)
+    return [run_id for f in files for run_id in sorted(by_file.get(str(f), []))]
 
 
 def _compare(output_dir, database, run_ids, runs, compare_notebook, compare_parameters, kernel_name, cwd):
@@ -472,7 +517,7 @@ def write_comparison_html(path: str | Path, database: str | Path, run_ids: Seque
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}.failed{color:#b00}</style>",
              f"</head><body><h1>Sweep {escape(path.parent.name)}: comparison</h1>"]
-    if run_ids and Path(database).is_file():
+    if run_ids:
         parts.append(compare_runs(database, run_ids).to_html(index=False, na_rep="", border=0))
     else:
         parts.append("<p>No run wrote results.</p>")
@@ -486,40 +531,3 @@ def write_comparison_html(path: str | Path, database: str | Path, run_ids: Seque
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
-
-
-# --------------------------------------------------------------------------
-# Command line (the lead wires this into ettlib.cli)
-# --------------------------------------------------------------------------
-
-
-def configure_sweep_parser(parser, default_db: Path | None = None) -> None:
-    """Add ``ett sweep`` arguments to an argparse parser; sets ``func``."""
-    from ettlib.reports import EXPERIMENT_NOTEBOOK
-
-    parser.add_argument("notebook", nargs="?", type=Path, default=EXPERIMENT_NOTEBOOK,
-                        help="notebook to run (default: %(default)s)")
-    parser.add_argument("--grid", type=Path, required=True,
-                        help="YAML/JSON: a grid mapping, a list of parameter sets, or {base, grid, runs}")
-    parser.add_argument("--executor", choices=EXECUTORS, default="local")
-    parser.add_argument("--scheduler", dest="scheduler_address", help="Dask scheduler address (dask executor)")
-    parser.add_argument("--workers", type=int, default=2, help="local worker processes (default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, help="default: reports/sweeps/NAME")
-    parser.add_argument("--name", help="sweep name (default: NOTEBOOK-sweep)")
-    parser.add_argument("--db", type=Path, default=default_db,
-                        help="candle database: each run reads it read-only (as db_path), and the runs "
-                        "are merged into it afterwards" + (" (default: %(default)s)" if default_db else ""))
-    parser.add_argument("--show-code", action="store_true")
-    parser.add_argument("--no-compare", dest="compare", action="store_false", help="skip the comparison report")
-    parser.set_defaults(func=_cmd_sweep)
-
-
-def _cmd_sweep(args) -> int:
-    sets = [with_database(args.notebook, p, args.db) for p in load_parameter_sets(args.grid)]
-    result = run_sweep(
-        args.notebook, sets, executor=args.executor, workers=args.workers,
-        scheduler_address=args.scheduler_address, output_dir=args.output_dir, name=args.name,
-        database=args.db, show_code=args.show_code, compare=args.compare, progress=True,
-    )
-    print(result.summary())
-    return 1 if result.failures or result.merge_error else 0

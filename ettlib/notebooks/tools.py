@@ -330,13 +330,13 @@ def plot_confusions(scores: Mapping[str, Mapping[str, Any]], *, figsize_per_mode
 
 
 def select_runs(database, run_ids: Sequence[str] | None = None, last_n: int | None = 10):
-    """The runs to compare, one row each (:func:`ettlib.store.results.compare_runs`).
+    """The runs to compare, one row each (:func:`ettlib.store.catalog.compare_runs`).
 
     ``run_ids`` (non-empty) picks runs in that order; else the ``last_n``
     latest by start time (``None``: all).  Unknown run ids raise
     :class:`ConfigError` naming them.
     """
-    from ettlib.store.results import compare_runs
+    from ettlib.store.catalog import compare_runs
 
     if run_ids:
         table = compare_runs(database, list(run_ids))

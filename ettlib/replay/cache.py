@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ettlib.store.candles import CandleArrays
-from ettlib.errors import ConfigError, EttError, LookAheadError, UnknownNameError
+from ettlib.errors import ConfigError, LookAheadError, StoreError, UnknownNameError
 from ettlib.store.schema import CANDLE_COLUMNS, INDICATOR_COLUMNS, OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
@@ -94,7 +94,7 @@ def _fetch_into(con, symbol, timeframe, start, end, columns, out_ts, out_values,
     ts = np.asarray(result["timestamp"], dtype=np.int64)
     n = len(ts)
     if at + n > len(out_ts):
-        raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
+        raise StoreError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
     out_ts[at:at + n] = ts
     for j, c in enumerate(columns):
         col = result[c]
@@ -128,7 +128,7 @@ def read_candle_rows(storage, symbol: str, timeframe: str, start: int, end: int,
         at += _fetch_into(con, symbol, timeframe, lo, hi, columns, ts, values, at)
         lo = hi + 1
     if at != count:
-        raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
+        raise StoreError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
     if count > 1 and not np.all(ts[1:] > ts[:-1]):
         order = np.argsort(ts, kind="stable")
         ts, values = ts[order], values[order]
@@ -229,7 +229,7 @@ class CandleCache:
         rows = read_candle_rows(self.storage, symbol, timeframe, entry.lo, entry.hi, missing,
                                 chunk_rows=self.chunk_rows)
         if not np.array_equal(rows.timestamps, entry.timestamps):
-            raise EttError(f"ohlcv_data rows of {symbol} {timeframe} changed since they were cached")
+            raise StoreError(f"ohlcv_data rows of {symbol} {timeframe} changed since they were cached")
         values = np.hstack([entry.values, rows.values])
         self._entries[(symbol, timeframe)] = _entry(
             entry.lo, entry.hi, entry.tf_ms, entry.timestamps, values, entry.columns + missing,

@@ -1,11 +1,12 @@
-"""The store: one DuckDB file of candles, indicators, pivots, frames, pairs and runs.
+"""The store: a DuckDB file of candles, indicators and pivots, and the runs' results beside it.
 
 Modules: :mod:`~ettlib.store.db` (connections and transactions),
 :mod:`~ettlib.store.schema` (tables and migrations),
 :mod:`~ettlib.store.storage` (:class:`DuckDBStorage`: ingest, resample,
 windows), :mod:`~ettlib.store.ingest` (validating files),
 :mod:`~ettlib.store.indicators`, :mod:`~ettlib.store.candles` (the array
-form of candles), :mod:`~ettlib.store.results` (merging run files) and
+form of candles), :mod:`~ettlib.store.catalog` (each run's own results file, and one
+read-only view over all of them), :mod:`~ettlib.store.lake` (Parquet) and
 :mod:`~ettlib.store.demo` (seeded demo candles).
 """
 

@@ -50,8 +50,9 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,8 @@ __all__ = [
     "RunCatalog",
     "open_runs",
     "reading_runs",
+    "read_runs",
+    "compare_runs",
 ]
 
 #: Tables whose rows belong to a run (keyed by ``run_id``).
@@ -267,3 +270,43 @@ def reading_runs(database) -> Iterator[duckdb.DuckDBPyConnection]:
     finally:
         if catalog is not None:
             catalog.close()
+
+
+def read_runs(database, run_ids: Sequence[str] | None = None):
+    """The ``runs`` rows (all, or ``run_ids`` in that order) as a pandas DataFrame.
+
+    ``database`` as for :func:`open_runs`.  ``config`` and ``metrics`` stay
+    JSON strings; see :func:`compare_runs`.
+    """
+    with reading_runs(database) as con:
+        if run_ids is None:
+            return con.execute("SELECT * FROM runs ORDER BY started_at NULLS LAST, run_id").df()
+        frame = con.execute(
+            "SELECT * FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [list(run_ids)]
+        ).df()
+        order = {r: i for i, r in enumerate(run_ids)}
+    return frame.sort_values("run_id", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def compare_runs(database, run_ids: Sequence[str] | None = None):
+    """One row per run: id, status, wall time, then ``config.*`` and ``metrics.*`` columns.
+
+    The comparison table of a sweep when no comparison notebook is available.
+    """
+    import pandas as pd
+
+    runs = read_runs(database, run_ids)
+    rows = []
+    for record in runs.to_dict("records"):
+        row = {"run_id": record["run_id"], "status": record["status"], "wall_s": record["wall_s"]}
+        for prefix, column in (("config", "config"), ("metrics", "metrics")):
+            try:
+                values = json.loads(record[column]) if record[column] else {}
+            except (TypeError, ValueError):
+                values = {}
+            if isinstance(values, dict):
+                for key, value in values.items():
+                    row[f"{prefix}.{key}"] = value if not isinstance(value, (list, dict)) else json.dumps(value)
+        row["error"] = record["error"]
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -42,7 +42,7 @@ from ettlib.store.candles import CandleArrays
 from ettlib.replay.events import CandleCompletionEvent
 from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms
-from ettlib.training.models import ACTIONS
+from ettlib.training.adapters.base import ACTIONS
 
 __all__ = [
     "Scenario",

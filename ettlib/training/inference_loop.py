@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from ettlib.errors import ConfigError
+from ettlib.errors import positive_int
 from ettlib.replay.events import InferenceStepEvent
 from ettlib.coordinator.frames import InferenceFrameReference, window_bounds
 from ettlib.coordinator.normalization import compute_norm_params, normalize
@@ -99,13 +99,10 @@ class InferenceLoop:
         on_prediction: Callable | None = None,
         min_rows: int | None = None,
     ):
-        for name, value in (("context_length", context_length), ("stride", stride)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive int, got {value!r}")
-        if train_every is not None and (
-            not isinstance(train_every, int) or isinstance(train_every, bool) or train_every < 1
-        ):
-            raise ConfigError(f"train_every must be None or a positive int, got {train_every!r}")
+        positive_int("context_length", context_length)
+        positive_int("stride", stride)
+        if train_every is not None:
+            positive_int("train_every (or None)", train_every)
         self.adapter = adapter
         self.session = session
         self.coordinator = session.coordinator

@@ -52,7 +52,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ettlib.errors import ConfigError
+from ettlib.errors import ConfigError, positive_int
+from ettlib.training.adapters.base import ACTIONS  # the action head's classes, in logit order
 
 __all__ = [
     "ACTIONS",
@@ -63,9 +64,6 @@ __all__ = [
     "default_device",
     "seeded_rng",
 ]
-
-#: Action classes, in logit order.
-ACTIONS: tuple[str, ...] = ("BUY", "SELL", "HOLD")
 
 _POSITIONS = ("learned", "sinusoidal")
 
@@ -130,9 +128,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("n_features", "context_length", "d_model", "n_heads", "n_layers", "d_ff",
                      "n_targets"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+            positive_int(f"ModelConfig.{name}", getattr(self, name))
         if self.d_model % self.n_heads:
             raise ConfigError(
                 f"ModelConfig.d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})"

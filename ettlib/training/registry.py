@@ -25,10 +25,10 @@ from ettlib.errors import ConfigError, UnknownNameError
 __all__ = ["register", "create", "names", "factory", "check_name"]
 
 _FACTORIES: dict[str, Callable | str] = {
-    "transformer": "ettlib.training.adapters:TransformerAdapter",
-    "frozen": "ettlib.training.adapters:frozen_transformer",
-    "river": "ettlib.training.adapters:RiverAdapter",
-    "persistence": "ettlib.training.adapters:PersistenceAdapter",
+    "transformer": "ettlib.training.adapters.transformer:TransformerAdapter",
+    "frozen": "ettlib.training.adapters.transformer:frozen_transformer",
+    "river": "ettlib.training.adapters.river:RiverAdapter",
+    "persistence": "ettlib.training.adapters.baselines:PersistenceAdapter",
 }
 
 
