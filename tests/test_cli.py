@@ -7,11 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from ettlib.store.catalog import reading_runs
-
 from ettlib.cli import main
 
 ETT = shutil.which("ett") or str(Path(sys.executable).with_name("ett"))

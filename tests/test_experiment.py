@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from ettlib.store.catalog import reading_runs
-
 from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.coordinator.frames import InferenceFrameReference
@@ -164,8 +163,6 @@ def _config(db, **changes):
 
 
 def _events(path, run_id):
-    import duckdb
-
     with reading_runs(path) as con:
         return con.execute(
             "SELECT inference_id, event_kind, event_key, subscriber, knowable_time, seq, loss, metrics"
@@ -174,8 +171,6 @@ def _events(path, run_id):
 
 
 def _run_row(path, run_id):
-    import duckdb
-
     with reading_runs(path) as con:
         cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
         names = [d[0] for d in cursor.description]
@@ -264,7 +259,6 @@ def test_a_failed_run_keeps_its_partial_results_and_manifest(db, exploding):
     assert partial["persistence.n_candles"] > 0  # scores up to the failure were kept
     assert err.value.result.status == "failed"
     assert len(_events(db, err.value.run_id)) > 0  # delivered pairs up to the failure
-    import duckdb
 
     with reading_runs(db) as con:
         frames = con.execute("SELECT count(*) FROM inference_frames WHERE run_id = ?",
@@ -278,7 +272,6 @@ def test_results_can_go_to_a_separate_file_with_candles_read_only(db, tmp_path):
                                     adapter_params={}, results_db=str(results)))
     assert _run_row(results, result.run_id)["status"] == "completed"
     assert len(_events(results, result.run_id)) > 0
-    import duckdb
 
     with reading_runs(db) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
@@ -300,7 +293,6 @@ def test_a_missing_database_is_a_config_error(tmp_path):
 
 
 def test_parameters_an_adapter_refuses_fail_before_the_run(db):
-    import duckdb
 
     with pytest.raises(ConfigError, match="d_model"):
         run_experiment(_config(db, adapter="persistence"))  # TINY transformer params
@@ -326,8 +318,6 @@ def test_ett_run_reads_a_config_file_and_flags(db, tmp_path, capsys):
 
 
 def _latest_run(path):
-    import duckdb
-
     with reading_runs(path) as con:
         return con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
 

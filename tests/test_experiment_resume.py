@@ -32,13 +32,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from ettlib.store.catalog import reading_runs
 import torch
 
 import ettlib
 from ettlib.store.demo import write_demo_data
 from ettlib.store import DuckDBStorage
+from ettlib.store.catalog import reading_runs
 from ettlib.experiment.runner import ExperimentConfig, run_experiment
 
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL"),

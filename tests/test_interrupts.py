@@ -37,14 +37,12 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
-
-from ettlib.store.catalog import reading_runs
 
 import ettlib
 from ettlib import interrupts
 from ettlib.store import DuckDBStorage
+from ettlib.store.catalog import reading_runs
 from ettlib.store.db import COMMITTED, connect, transaction
 from ettlib.store.demo import write_demo_data
 
