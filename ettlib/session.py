@@ -191,6 +191,11 @@ class Session:
                 from ettlib.store import DuckDBStorage
 
                 results = self._owned_results = DuckDBStorage(results)
+            elif getattr(results, "read_only", False):
+                raise ConfigError(
+                    f"results={results.path} is open read-only, so the session cannot record its frames "
+                    "and pairs there: give results= a file of its own (e.g. 'explore.duckdb'), or open the "
+                    "store with Workbench(path, read_only=False) (which takes the file for this process)")
             default_id = "run"
         self.run_id = run_id if run_id is not None else new_run_id(default_id)
         try:

@@ -47,22 +47,30 @@ class Workbench:
         an open :class:`~ettlib.store.DuckDBStorage` (used as it is, not
         closed here).
     read_only
-        Open the file without taking the write lock (several processes may
-        read it at once; sessions then keep their results in memory or in
-        a results file of their own).
+        Open the file without taking the write lock, so that other processes
+        (``ett run``, ``ett report``, a sweep, another kernel) may read it at
+        the same time.  Default: read-only when the file exists, for
+        writing when it is new (or ``:memory:``).  Sessions keep their
+        results in memory or in a results file of their own, and
+        :meth:`run` writes each run's results to its own file, so reading
+        is all a workbench needs; only writing candles (ingest, resample,
+        indicators, pivots) needs ``read_only=False``, and the file to
+        itself.
     storage_options
         Options of a lake's fsspec filesystem (endpoint, credentials...).
     """
 
-    def __init__(self, path: str | Path | DuckDBStorage | None = None, *, read_only: bool = False,
+    def __init__(self, path: str | Path | DuckDBStorage | None = None, *, read_only: bool | None = None,
                  storage_options: dict | None = None):
         if isinstance(path, DuckDBStorage):
             self.store, self._owned = path, False
         else:
             from ettlib.store.lake import open_candles
 
-            self.store = open_candles(DEFAULT_PATH if path is None else path, read_only=read_only,
-                                      storage_options=storage_options)
+            path = DEFAULT_PATH if path is None else path
+            if read_only is None:
+                read_only = Path(path).is_file()
+            self.store = open_candles(path, read_only=read_only, storage_options=storage_options)
             self._owned = True
         self.path = self.store.path
 

@@ -201,7 +201,11 @@ def test_subscriptions_a_session_cannot_serve_are_refused(minute_db):
 
 
 def test_every_run_gets_a_unique_run_id_and_a_repeated_cell_works(minute_db, capsys):
-    with Workbench(minute_db) as wb:
+    with Workbench(minute_db) as wb:  # an existing file: read-only, so results= it is refused
+        assert wb.store.read_only
+        with pytest.raises(ConfigError, match="open read-only.*give results= a file of its own"):
+            wb.session(SYMBOL, results=wb.store)
+    with Workbench(minute_db, read_only=False) as wb:
         ids = {wb.session(SYMBOL).run_id for _ in range(3)}
         assert len(ids) == 3 and all(i.startswith("explore-") for i in ids)
         recorded = wb.session(SYMBOL, end=START_MS + 60 * M, results=wb.store)

@@ -247,7 +247,10 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         ``config.adapter``; the manifest records its class.
     storage
         An open :class:`~ettlib.store.DuckDBStorage` of ``config.db_path``
-        to use (default: the file is opened, and closed at the end).
+        to read the candles from (default: the file is opened read-only, and
+        closed at the end).  The results go where they would for its file
+        (:func:`~ettlib.experiment.runs.results_location`): into the store
+        itself only when it is ``:memory:``.
     progress
         Show the replay's progress bar.
     run_id
@@ -288,7 +291,7 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         results_db = results_location(config, run_id, resume=resume)
         candles = _open_candles(config, read_only=results_db is not None)
     else:
-        results_db = config.results_db if config.results_db not in (None, config.db_path) else None
+        results_db = results_location(config.replace(db_path=storage.path), run_id, resume=resume)
         candles = storage
     results = None
     try:  # everything checked before anything is written

@@ -258,10 +258,12 @@ def _refused(path: str, read_only: bool, exc: duckdb.Error) -> EttError:
             advice = ("it is being written (candles ingested, resampled, indicators or pivots stored, "
                       "a migration, or a run writing its results); wait for that to finish")
         else:
+            then = ("shut that kernel down or close its Workbench" if who.startswith("a Jupyter kernel")
+                    else "wait for it to finish" if who.startswith("`ett")
+                    else "close it")
             advice = ("writing candles (ingest, resample, indicators, pivots, a schema migration) needs "
                       "the file to itself, while sessions, runs, reports and `ett data info` only read it "
-                      "and may share it; shut that kernel down or close its Workbench (or wait for the "
-                      "command to finish), then run this again")
+                      f"and may share it; {then}, then run this again")
         return StoreLockedError(
             f"cannot open {path} {mode}: it is held by another process, {who}: {advice}",
             path=path, holder=holder, pid=pid)
