@@ -277,7 +277,8 @@ def configure_sweep_parser(parser, default_db: Path | None = None) -> None:
 
 def _cmd_sweep(args) -> int:
     """``ett sweep``: 0, or 1 when a run failed (the summary says which)."""
-    from ettlib.experiment.sweep import load_parameter_sets, run_sweep
+    from ettlib.experiment.grids import load_parameter_sets
+    from ettlib.experiment.sweep import run_sweep
     from ettlib.reports import with_database
 
     sets = [with_database(args.notebook, p, args.db) for p in load_parameter_sets(args.grid)]

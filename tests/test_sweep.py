@@ -15,7 +15,8 @@ from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.store.catalog import read_runs, reading_runs, run_results_path, runs_folder
 from ettlib.store.schema import ensure_schema
 from ettlib.cli import configure_sweep_parser
-from ettlib.experiment.sweep import expand_grid, load_parameter_sets, run_sweep
+from ettlib.experiment.grids import expand_grid, load_parameter_sets
+from ettlib.experiment.sweep import run_sweep
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 FIXTURE = NOTEBOOKS / "report_fixture.ipynb"

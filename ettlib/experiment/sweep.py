@@ -1,7 +1,7 @@
 """Parameter sweeps: one report per parameter set, run in parallel.
 
 A sweep takes a notebook and a list of parameter sets (or a grid, expanded by
-:func:`expand_grid`), checks every set against the notebook **before any
+:func:`~ettlib.experiment.grids.expand_grid`), checks every set against the notebook **before any
 kernel starts**, then runs one :func:`ettlib.reports.run_report` per set on
 
 * ``executor="local"``: a :class:`concurrent.futures.ProcessPoolExecutor` of
@@ -36,19 +36,11 @@ Layout::
     <output_dir>/<name>-000.ipynb, <name>-000.html, ...   one executed notebook + report per run
     <output_dir>/comparison.html                          the comparison report
     <results_dir>/<name>-000.duckdb, ...                   one results file per run
-
-Examples
---------
->>> expand_grid({"lr": [0.1, 0.01], "epochs": [1, 2]})
-[{'lr': 0.1, 'epochs': 1}, {'lr': 0.1, 'epochs': 2}, {'lr': 0.01, 'epochs': 1}, {'lr': 0.01, 'epochs': 2}]
->>> expand_grid({"lr": [0.1, 0.01], "seed": 7})   # a scalar is a fixed value
-[{'lr': 0.1, 'seed': 7}, {'lr': 0.01, 'seed': 7}]
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import multiprocessing
 import os
 import socket
@@ -60,10 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ettlib.errors import ConfigError, ConfigTypeError, EttError, UnknownNameError, positive_int
+from ettlib.errors import ConfigError, EttError, UnknownNameError, positive_int
+from ettlib.experiment.grids import expand_grid
 from ettlib.reports import (
     ReportError,
-    load_parameter_file,
     notebook_parameters,
     run_report,
     validate_parameters,
@@ -76,8 +68,6 @@ __all__ = [
     "SweepTask",
     "SweepRun",
     "SweepResult",
-    "expand_grid",
-    "load_parameter_sets",
     "execute_sweep_task",
     "run_sweep",
     "default_results_dir",
@@ -89,64 +79,6 @@ EXECUTORS: tuple[str, ...] = ("local", "dask")
 
 #: The notebook that compares the runs of a sweep, relative to the repository root.
 COMPARE_NOTEBOOK = Path("notebooks") / "03_compare_runs.ipynb"
-
-
-def expand_grid(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every combination of a grid's values, the last name varying fastest.
-
-    A list or tuple value is the values to sweep; any other value is fixed
-    (wrap a list in a list to fix it: ``{"columns": [["open", "close"]]}``).
-    An empty grid gives one empty parameter set.
-    """
-    if not isinstance(grid, Mapping):
-        raise ConfigTypeError(f"a grid is a mapping of parameter name to values, got {type(grid).__name__}")
-    names, choices = [], []
-    for name, values in grid.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ConfigError(f"grid parameter name {name!r} is not a Python identifier")
-        if isinstance(values, (list, tuple)):
-            if not values:
-                raise ConfigError(f"grid parameter {name!r} has no values")
-            choices.append(list(values))
-        else:
-            choices.append([values])
-        names.append(name)
-    return [dict(zip(names, combo)) for combo in itertools.product(*choices)]
-
-
-def load_parameter_sets(path: str | Path) -> list[dict[str, Any]]:
-    """Parameter sets from a YAML/JSON sweep file.
-
-    The file holds one of:
-
-    * a list of mappings: one parameter set each;
-    * a mapping with ``grid`` (expanded by :func:`expand_grid`) and/or
-      ``runs`` (a list of mappings), and optionally ``base`` (values every
-      set starts from);
-    * any other mapping: a grid.
-    """
-    data = load_parameter_file(path)
-    if isinstance(data, list):
-        sets, base = data, {}
-    elif isinstance(data, dict) and data and set(data) <= {"base", "grid", "runs"}:
-        base = data.get("base") or {}
-        if not isinstance(base, dict):
-            raise ConfigError(f"{path}: 'base' must be a mapping")
-        if "grid" not in data and "runs" not in data:
-            raise ConfigError(f"{path}: give 'grid' and/or 'runs' beside 'base'")
-        sets = (expand_grid(data["grid"]) if "grid" in data else []) + list(data.get("runs") or [])
-    elif isinstance(data, dict):
-        sets, base = expand_grid(data), {}
-    else:
-        raise ConfigError(f"{path}: a sweep file holds a list of parameter sets or a grid mapping")
-    out = []
-    for i, params in enumerate(sets):
-        if not isinstance(params, dict):
-            raise ConfigError(f"{path}: parameter set {i} is not a mapping: {params!r}")
-        out.append({**base, **params})
-    if not out:
-        raise ConfigError(f"{path}: no parameter sets")
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +300,7 @@ def run_sweep(
     Parameters
     ----------
     parameter_sets
-        A list of parameter mappings, or a grid mapping (see :func:`expand_grid`).
+        A list of parameter mappings, or a grid mapping (see :func:`~ettlib.experiment.grids.expand_grid`).
     executor, workers, scheduler_address
         ``"local"`` with ``workers`` processes, or ``"dask"`` on the cluster at
         ``scheduler_address`` (e.g. ``"tcp://10.0.0.5:8786"``).
