@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ettlib.store.storage
+import ettlib.store.window_reads
 from conftest import START_MS, make_candles
 from ettlib.store.candles import CandleArrays
 from ettlib.errors import ConfigError, UnknownNameError
@@ -77,11 +77,11 @@ def test_read_windows_equals_one_window_at_a_time(filled, monkeypatch, path):
     """Each fetch strategy of read_windows, forced, gives the reference rows."""
     store, candles = filled
     if path == "range_scan":
-        monkeypatch.setattr(ettlib.store.storage, "_SPAN_FACTOR", 10**9)
+        monkeypatch.setattr(ettlib.store.window_reads, "_SPAN_FACTOR", 10**9)
     else:
-        monkeypatch.setattr(ettlib.store.storage, "_SPAN_FACTOR", 0)
-        monkeypatch.setattr(ettlib.store.storage, "_SPAN_SLACK_ROWS", -(10**9))
-        monkeypatch.setattr(ettlib.store.storage, "_ROWID_FRACTION", 2.0 if path.endswith("rowid") else -1.0)
+        monkeypatch.setattr(ettlib.store.window_reads, "_SPAN_FACTOR", 0)
+        monkeypatch.setattr(ettlib.store.window_reads, "_SPAN_SLACK_ROWS", -(10**9))
+        monkeypatch.setattr(ettlib.store.window_reads, "_ROWID_FRACTION", 2.0 if path.endswith("rowid") else -1.0)
     rng = np.random.default_rng(9)
     starts = START_MS + rng.integers(-100, 8100, 120) * M + rng.choice([0, 0, 0, 1, -1], 120)
     ends = starts + rng.integers(0, 700, 120) * M + rng.choice([0, 0, 0, 1, -1], 120)

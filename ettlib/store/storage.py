@@ -19,10 +19,13 @@ A refused open raises :class:`~ettlib.errors.StoreLockedError` naming the
 file and, as DuckDB reports it, the holder's program and PID (attributes
 ``path``, ``holder``, ``pid``).  Within one process, opening the same file
 twice shares one database; opening it once read-write and once read-only is
-refused by DuckDB (also a ``StoreLockedError``).  So: a notebook that only
-reads should open ``read_only=True`` and close it before a writer runs; a
-writer should close (or use ``with``) as soon as it is done.  A connection
-must not be used by two threads at once; give each thread ``store.con.cursor()``.
+refused by DuckDB (also a ``StoreLockedError``).  So ettlib opens the store
+for writing only to write candles (ingest, resample, indicators, pivots, a
+migration); sessions, runs, reports and sweeps read it read-only
+(:class:`~ettlib.workbench.Workbench` does by default for an existing file)
+and write their results to files of their own (:mod:`ettlib.store.catalog`).
+A connection must not be used by two threads at once; give each thread
+``store.con.cursor()``.
 
 Examples
 --------
@@ -47,34 +50,30 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
 from ettlib.store.candles import CandleArrays
-from ettlib.store.db import attach, check_database_path, connect, registered, transaction
+from ettlib.store.db import attach, check_database_path, connect, transaction
 from ettlib.errors import (
     ConfigError,
-    DataValidationError,
     SchemaError,
     StoreLockedError,
     StoreOpenError,
     UnknownNameError,
 )
-from ettlib.store.ingest import ValidCandles, read_candles_source
+from ettlib.store.ingest import read_candles_source
+from ettlib.store.window_reads import fetched_arrays, read_windows
+from ettlib.store.writes import IngestReport, resample_candles, write_candles
 from ettlib.store.schema import (
     CANDLE_COLUMNS,
-    OHLCV_COLUMNS,
     SCHEMA_VERSION,
     ensure_schema,
     refuse_newer,
     schema_version,
 )
 from ettlib.symbols import validate_symbol
-from ettlib.timeframes import TIMEFRAMES, check_higher, timeframe_ms, validate_timeframe
-from ettlib.times import format_ms, to_ms
+from ettlib.timeframes import TIMEFRAMES, validate_timeframe
+from ettlib.times import to_ms
 
 __all__ = [
     "DEFAULT_PATH",
@@ -87,56 +86,6 @@ __all__ = [
 #: Where the store lives unless a path is given (relative to the working directory).
 DEFAULT_PATH = "data/ett.duckdb"
 
-# The union of the windows asked for is fetched with one range scan when the
-# covering span is at most this many times the union (plus a slack in rows);
-# otherwise with an equality join against the expected open times.
-_SPAN_FACTOR = 2
-_SPAN_SLACK_ROWS = 4096
-# In the join, rows are fetched by rowid when the union is at most this
-# fraction of the covering span (measured: 2x faster for 32 scattered
-# windows over a year of 1m candles, 10% slower for 256).
-_ROWID_FRACTION = 0.15
-# Never expand more open times than this for the join (a window like
-# [0, 2**60] would ask for billions); scan the covering span instead.
-_MAX_JOIN_ROWS = 2_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class IngestReport:
-    """What one :meth:`DuckDBStorage.ingest` (or ``resample``) did.
-
-    Attributes
-    ----------
-    rows_read
-        Candles in the source.
-    rows_added
-        Candles that were not stored before.
-    rows_unchanged
-        Candles already stored with identical values (idempotent re-ingest).
-    rows_replaced
-        Candles stored before with other values and overwritten
-        (``replace=True`` only).
-    gaps
-        Holes (runs of missing candles) between the source's first and last
-        candle; ``missing_candles`` counts the candles in them.
-    first, last
-        Open times of the source's first and last candle (epoch ms);
-        ``None`` when there was no candle (a resample of nothing).
-    """
-
-    symbol: str
-    timeframe: str
-    source: str
-    rows_read: int
-    rows_added: int
-    rows_unchanged: int
-    rows_replaced: int
-    gaps: int
-    missing_candles: int
-    first: int | None
-    last: int | None
-
-
 def _as_columns(columns: Sequence[str]) -> tuple[str, ...]:
     if isinstance(columns, str):
         columns = (columns,)
@@ -147,32 +96,6 @@ def _as_columns(columns: Sequence[str]) -> tuple[str, ...]:
     if len(set(out)) != len(out):
         raise ConfigError(f"columns repeat a name: {out}")
     return out
-
-
-def _arrays(result: dict, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """``fetchnumpy`` output -> (sorted int64 timestamps, float64 [n, c] with NaN for NULL).
-
-    >>> import numpy as np
-    >>> ts, v = _arrays({"timestamp": np.array([120, 60]),
-    ...                  "close": np.ma.masked_array([2.0, 1.0], mask=[True, False])}, ("close",))
-    >>> ts.tolist(), v.ravel().tolist()
-    ([60, 120], [1.0, nan])
-    """
-    timestamps = np.asarray(result["timestamp"], dtype=np.int64)
-    n = len(timestamps)
-    order = None
-    if n > 1 and not np.all(timestamps[1:] > timestamps[:-1]):
-        # Joins return rows in no particular order.
-        order = np.argsort(timestamps, kind="stable")
-        timestamps = timestamps[order]
-    values = np.empty((n, len(columns)), dtype=np.float64)
-    for j, column in enumerate(columns):
-        data = result[column]
-        if np.ma.isMaskedArray(data):
-            mask = np.ma.getmaskarray(data)
-            data = np.where(mask, np.nan, data.data) if mask.any() else data.data
-        values[:, j] = data if order is None else data[order]
-    return timestamps, values
 
 
 #: Buffer pool of the connection replays read a read-only store through
@@ -343,7 +266,7 @@ class DuckDBStorage:
         symbol = validate_symbol(symbol)
         validate_timeframe(timeframe)
         candles = read_candles_source(source, timeframe, format=format, allow_sparse=allow_sparse)
-        return self._write(candles, symbol, timeframe, replace=replace)
+        return write_candles(self.con, candles, symbol, timeframe, replace=replace)
 
     def resample(self, symbol: str, base_timeframe: str, timeframe: str) -> IngestReport:
         """Aggregate ``base_timeframe`` candles into ``timeframe`` and store them.
@@ -358,30 +281,7 @@ class DuckDBStorage:
         Returns the report of the write.
         """
         self._require_writable()
-        symbol = validate_symbol(symbol)
-        check_higher(base_timeframe, timeframe)
-        if timeframe == base_timeframe:
-            raise ConfigError(f"cannot resample {base_timeframe!r} into itself")
-        from ettlib.replay.aggregate import aggregate_candles
-
-        base = self.read_candles(symbol, base_timeframe, columns=OHLCV_COLUMNS)
-        agg = aggregate_candles(base.timestamps, *(base.column(c) for c in OHLCV_COLUMNS),
-                                base_timeframe, timeframe)
-        data = {"timestamp": agg.timestamp, **{c: getattr(agg, c) for c in OHLCV_COLUMNS}}
-        timestamps = data["timestamp"]
-        source = f"resample {symbol} {base_timeframe}->{timeframe}"
-        if len(timestamps) == 0:
-            return IngestReport(symbol, timeframe, source, 0, 0, 0, 0, 0, 0, None, None)
-        steps = np.diff(timestamps) // timeframe_ms(timeframe)
-        candles = ValidCandles(
-            timestamps=timestamps,
-            ohlcv={c: data[c] for c in OHLCV_COLUMNS},
-            rows=np.arange(1, len(timestamps) + 1, dtype=np.int64),
-            source=source,
-            gaps=int(np.count_nonzero(steps > 1)),
-            missing_candles=int(np.sum(steps[steps > 1] - 1)),
-        )
-        return self._write(candles, symbol, timeframe, replace=True)
+        return resample_candles(self, symbol, base_timeframe, timeframe)
 
     def update_indicators(self, symbol: str, timeframe: str) -> int:
         """Recompute every indicator of ``symbol`` / ``timeframe`` in one transaction.
@@ -394,76 +294,6 @@ class DuckDBStorage:
 
         with transaction(self.con):
             return update_indicators(self.con, validate_symbol(symbol), validate_timeframe(timeframe))
-
-    def _write(self, candles: ValidCandles, symbol: str, timeframe: str, *, replace: bool) -> IngestReport:
-        from ettlib.store.indicators import update_indicators
-
-        con = self.con
-        timestamps = candles.timestamps
-        incoming = pa.table({"timestamp": timestamps, **candles.ohlcv})
-        differs_sql = " OR ".join(f"o.{c} IS DISTINCT FROM i.{c}" for c in OHLCV_COLUMNS)
-        key = "o.symbol = $symbol AND o.timeframe = $timeframe AND o.timestamp = i.timestamp"
-        params = {"symbol": symbol, "timeframe": timeframe}
-        with transaction(con), registered(con, "_ett_incoming", incoming) as name:
-            existing = con.execute(
-                f"SELECT i.timestamp, ({differs_sql}) AS differs"
-                f" FROM {name} i JOIN ohlcv_data o ON {key}",
-                params,
-            ).fetchnumpy()
-            existing_ts = np.asarray(existing["timestamp"], dtype=np.int64)
-            differs = np.asarray(existing["differs"], dtype=bool)
-            changed_ts = existing_ts[differs]
-            if changed_ts.size and not replace:
-                self._raise_conflict(candles, symbol, timeframe, int(changed_ts.min()))
-            if changed_ts.size:
-                assignments = ", ".join(f"{c} = i.{c}" for c in OHLCV_COLUMNS)
-                con.execute(
-                    f"UPDATE ohlcv_data AS o SET {assignments} FROM {name} i"
-                    f" WHERE {key} AND ({differs_sql})",
-                    params,
-                )
-            columns = ", ".join(("timestamp",) + OHLCV_COLUMNS)
-            con.execute(
-                f"INSERT INTO ohlcv_data (symbol, timeframe, {columns})"
-                f" SELECT $symbol, $timeframe, {', '.join('i.' + c for c in ('timestamp',) + OHLCV_COLUMNS)}"
-                f" FROM {name} i ANTI JOIN ohlcv_data o ON {key}",
-                params,
-            )
-            added = len(timestamps) - len(existing_ts)
-            new_ts = timestamps[~np.isin(timestamps, existing_ts, assume_unique=True)]
-            touched = np.concatenate([new_ts, changed_ts])
-            if touched.size:
-                update_indicators(con, symbol, timeframe, since=int(touched.min()))
-        return IngestReport(
-            symbol=symbol,
-            timeframe=timeframe,
-            source=candles.source,
-            rows_read=len(timestamps),
-            rows_added=added,
-            rows_unchanged=len(existing_ts) - len(changed_ts),
-            rows_replaced=len(changed_ts),
-            gaps=candles.gaps,
-            missing_candles=candles.missing_candles,
-            first=int(timestamps[0]),
-            last=int(timestamps[-1]),
-        )
-
-    def _raise_conflict(self, candles: ValidCandles, symbol: str, timeframe: str, t: int) -> None:
-        """Name the first candle (in time) that differs from the stored one."""
-        stored = self.con.execute(
-            f"SELECT {', '.join(OHLCV_COLUMNS)} FROM ohlcv_data"
-            " WHERE symbol = ? AND timeframe = ? AND timestamp = ?",
-            [symbol, timeframe, t],
-        ).fetchone()
-        i = int(np.searchsorted(candles.timestamps, t))
-        for column, old in zip(OHLCV_COLUMNS, stored):
-            new = float(candles.ohlcv[column][i])
-            if old != new:
-                raise DataValidationError(
-                    f"the candle at {t} ({format_ms(t)}) is already stored for {symbol} {timeframe} with "
-                    f"{column} = {old!r}; pass replace=True to overwrite stored candles",
-                    source=candles.source, row=int(candles.rows[i]), column=column, value=new,
-                )
 
     # -- reading ------------------------------------------------------------
 
@@ -489,7 +319,7 @@ class DuckDBStorage:
             params.append(to_ms(end, "end"))
         if start is not None and end is not None and params[2] > params[3]:
             raise ConfigError(f"start {params[2]} is after end {params[3]}")
-        timestamps, values = _arrays(self.con.execute(" ".join(sql), params).fetchnumpy(), columns)
+        timestamps, values = fetched_arrays(self.con.execute(" ".join(sql), params).fetchnumpy(), columns)
         return CandleArrays(timestamps, values, columns)
 
     def read_window(
@@ -528,59 +358,7 @@ class DuckDBStorage:
         join against the list of windows measured 5-10x slower.)  Each
         window owns its arrays (copies).
         """
-        columns = _as_columns(columns)
-        tf = timeframe_ms(timeframe)
-        starts = np.asarray([to_ms(s, "start") for s in starts], dtype=np.int64)
-        ends = np.asarray([to_ms(e, "end") for e in ends], dtype=np.int64)
-        if starts.shape != ends.shape:
-            raise ConfigError(f"{len(starts)} starts but {len(ends)} ends")
-        bad = np.flatnonzero(starts > ends)
-        if bad.size:
-            k = int(bad[0])
-            raise ConfigError(f"window {k}: start {starts[k]} is after end {ends[k]}")
-        if starts.size == 0:
-            return []
-        # Open times on the grid that each window can hold: [first, last].
-        first = -(-starts // tf) * tf
-        last = ends - ends % tf
-        keep = first <= last
-        select = f"SELECT {', '.join(('timestamp',) + columns)} FROM ohlcv_data"
-        if not keep.any():
-            timestamps = np.empty(0, np.int64)
-            values = np.empty((0, len(columns)))
-        else:
-            lo, hi = _merge(first[keep], last[keep], tf)
-            union_rows = int(np.sum((hi - lo) // tf + 1))
-            span_rows = int((hi[-1] - lo[0]) // tf + 1)
-            if (span_rows <= _SPAN_FACTOR * union_rows + _SPAN_SLACK_ROWS
-                    or union_rows > _MAX_JOIN_ROWS):
-                result = self.con.execute(
-                    select + " WHERE symbol = ? AND timeframe = ? AND timestamp BETWEEN ? AND ?",
-                    [symbol, timeframe, int(lo[0]), int(hi[-1])],
-                ).fetchnumpy()
-            else:
-                expected = np.concatenate(
-                    [np.arange(a, b + 1, tf, dtype=np.int64) for a, b in zip(lo, hi)]
-                )
-                with registered(self.con, "_ett_window_times", pa.table({"t": expected})) as name:
-                    join = (f"SEMI JOIN {name} w ON timestamp = w.t"
-                            " WHERE symbol = ? AND timeframe = ?")
-                    if union_rows <= _ROWID_FRACTION * span_rows:
-                        # Few rows wanted: find them on the key columns alone,
-                        # then fetch all columns of just those rows by rowid
-                        # (one statement, one snapshot) -- cheaper than
-                        # decoding every column of every scanned row.
-                        sql = f"{select} WHERE rowid IN (SELECT rowid FROM ohlcv_data {join})"
-                    else:
-                        sql = f"{select} {join}"
-                    result = self.con.execute(sql, [symbol, timeframe]).fetchnumpy()
-            timestamps, values = _arrays(result, columns)
-        left = np.searchsorted(timestamps, starts, side="left")
-        right = np.searchsorted(timestamps, ends, side="right")
-        return [
-            CandleArrays(timestamps[a:b].copy(), values[a:b].copy(), columns)
-            for a, b in zip(left.tolist(), right.tolist())
-        ]
+        return read_windows(self.con, symbol, timeframe, starts, ends, _as_columns(columns))
 
     # -- catalogue ----------------------------------------------------------
 
@@ -645,23 +423,3 @@ def stored_timeframes(storage, symbols=None) -> dict[str, list[str]]:
 def describe_stored(stored: dict[str, list[str]]) -> str:
     """``stored_timeframes`` as text for messages: ``'A: 1m 5m; B: 1h'`` (``'nothing'`` if empty)."""
     return "; ".join(f"{s}: {' '.join(tfs)}" for s, tfs in stored.items()) or "nothing"
-
-
-def _merge(first: np.ndarray, last: np.ndarray, tf: int) -> tuple[np.ndarray, np.ndarray]:
-    """Union of grid ranges ``[first, last]`` as sorted, disjoint ``(lo, hi)``.
-
-    >>> lo, hi = _merge(np.array([0, 60, 300]), np.array([120, 180, 360]), 60)
-    >>> lo.tolist(), hi.tolist()
-    ([0, 300], [180, 360])
-    """
-    order = np.argsort(first, kind="stable")
-    first, last = first[order], last[order]
-    reach = np.maximum.accumulate(last)
-    # A new interval starts where a range begins after everything before it ends (+1 step).
-    starts_new = np.empty(len(first), dtype=bool)
-    starts_new[0] = True
-    starts_new[1:] = first[1:] > reach[:-1] + tf
-    idx = np.flatnonzero(starts_new)
-    lo = first[idx]
-    hi = reach[np.append(idx[1:] - 1, len(first) - 1)]
-    return lo, hi
