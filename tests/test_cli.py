@@ -185,7 +185,7 @@ def test_pivots_of_another_n_are_stored_beside_the_first(tmp_path, capsys):
 
 INGEST_CHILD = """
 import json, os, signal, sys
-import ettlib.store.indicators as indicators
+import ettlib.store.indicator_table as indicators
 import ettlib.store.storage as storage
 from ettlib.cli import main
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.store.indicators import RSI_MARGIN, WARMUP, compute_indicators, update_indicators
+from ettlib.store.indicator_table import update_indicators
+from ettlib.store.indicators import RSI_MARGIN, WARMUP, compute_indicators
 from ettlib.store.schema import INDICATOR_COLUMNS, ensure_schema
 
 MINUTE = 60_000

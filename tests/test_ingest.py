@@ -364,7 +364,7 @@ def test_bad_input_raises_clearly_and_changes_nothing(store, tmp_path, case):
 
 def test_an_error_inside_the_transaction_rolls_everything_back(store, monkeypatch):
     """A failure after the insert (here: in the indicator update) undoes the insert."""
-    import ettlib.store.indicators
+    import ettlib.store.indicator_table
 
     store.ingest(make_candles(20), SYMBOL, "1m")
     before = snapshot(store)
@@ -374,7 +374,7 @@ def test_an_error_inside_the_transaction_rolls_everything_back(store, monkeypatc
         assert con.execute("SELECT count(*) FROM ohlcv_data").fetchone()[0] == 40
         raise RuntimeError("indicator failure")
 
-    monkeypatch.setattr(ettlib.store.indicators, "update_indicators", broken)
+    monkeypatch.setattr(ettlib.store.indicator_table, "update_indicators", broken)
     with pytest.raises(RuntimeError, match="indicator failure"):
         store.ingest(make_candles(40), SYMBOL, "1m")
     assert snapshot(store) == before  # ... and gone after the rollback

@@ -43,8 +43,9 @@ of 1-minute candles takes a few tens of milliseconds.
 
 Incremental updates
 -------------------
-:func:`update_indicators` with ``since`` recomputes only rows at or after
-``since``, starting from a margin of earlier rows:
+:func:`continue_indicators` computes the rows after a margin of earlier ones
+-- how :func:`ettlib.store.indicator_table.update_indicators` with ``since``
+recomputes only the stored rows at or after ``since``:
 
 - EMA(12), EMA(26), MACD's signal and ATR continue from their values stored
   at the row before ``since`` (those columns *are* the filter states); MACD's
@@ -79,19 +80,13 @@ True
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
-import pyarrow as pa
 
 from ettlib.compiled import kernel
-from ettlib.store.db import registered
 from ettlib.errors import ConfigError
-from ettlib.store.schema import INDICATOR_COLUMNS
-from ettlib.symbols import validate_symbol
-from ettlib.timeframes import validate_timeframe
 
-__all__ = ["WARMUP", "RSI_MARGIN", "compute_indicators", "continue_indicators", "margin_start",
-           "update_indicators"]
+__all__ = ["WARMUP", "RSI_MARGIN", "STATE_COLUMNS", "compute_indicators", "continue_indicators",
+           "margin_start"]
 
 #: Rows at the start of a series for which each indicator is NaN / NULL.
 WARMUP: dict[str, int] = {
@@ -119,8 +114,8 @@ _RSI_N = 14
 _ATR_N = 14
 _BB_N, _BB_DEV = 20, 2.0
 
-# Columns whose stored value at the row before ``since`` is a filter state.
-_STATE_COLUMNS = ("ema_12", "ema_26", "macd", "macd_signal", "atr_14")
+#: Columns whose stored value at the row before ``since`` is a filter state.
+STATE_COLUMNS = ("ema_12", "ema_26", "macd", "macd_signal", "atr_14")
 
 
 # --------------------------------------------------------------------------
@@ -290,6 +285,7 @@ def compute_indicators(open, high, low, close, volume) -> dict[str, np.ndarray]:
     >>> import numpy as np
     >>> close = np.array([1.0, 2.0, 3.0, 2.0, 1.0] * 4)
     >>> ind = compute_indicators(close, close + 0.5, close - 0.5, close, np.ones(20))
+    >>> from ettlib.store.schema import INDICATOR_COLUMNS
     >>> sorted(ind) == sorted(INDICATOR_COLUMNS)
     True
     >>> float(ind["bb_middle"][19]), float(ind["sma_10"][-1])
@@ -326,7 +322,7 @@ def _continue_from_state(
     margin: dict[str, np.ndarray], new: dict[str, np.ndarray], ind: dict[str, np.ndarray]
 ) -> None:
     """Overwrite the recursive indicators of the new rows, continuing stored states."""
-    state = {c: float(margin[c][-1]) for c in _STATE_COLUMNS}
+    state = {c: float(margin[c][-1]) for c in STATE_COLUMNS}
     close = new["close"]
     ema_12 = _smooth(close, 2.0 / (_FAST + 1), state["ema_12"])
     ema_26 = _smooth(close, 2.0 / (_SLOW + 1), state["ema_26"])
@@ -343,30 +339,6 @@ def _continue_from_state(
     ind["atr_14"] = _smooth(tr, 1.0 / _ATR_N, state["atr_14"])
 
 
-_READ_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume") + _STATE_COLUMNS
-# NULL indicators come back as NaN; identifiers come only from the tuples above.
-_SELECT = ", ".join(
-    c if c not in _STATE_COLUMNS else f"coalesce({c}, 'NaN'::DOUBLE) AS {c}" for c in _READ_COLUMNS
-)
-_UPDATE_VIEW = "_ettlib_indicator_update"
-
-
-def _read(con, where: str, params: list, order: str = "", limit: int | None = None) -> dict[str, np.ndarray]:
-    """Rows of one series as arrays; ``where`` and ``order`` are fixed SQL fragments."""
-    sql = (
-        f"SELECT {_SELECT} FROM ohlcv_data WHERE symbol = ? AND timeframe = ? {where} "
-        f"ORDER BY timestamp {order}"
-    )
-    if limit is not None:
-        sql += " LIMIT ?"
-        params = params + [limit]
-    rows = con.execute(sql, params).fetchnumpy()
-    out = {c: np.asarray(rows[c]) for c in _READ_COLUMNS}
-    if order == "DESC":
-        out = {c: a[::-1].copy() for c, a in out.items()}
-    return out
-
-
 def margin_start(close: np.ndarray) -> int | None:
     """First row of ``close`` that a later incremental update needs, or None if it is too short.
 
@@ -380,99 +352,6 @@ def margin_start(close: np.ndarray) -> int | None:
         return None
     start = min(ups[-1], downs[-1]) - RSI_MARGIN - _RSI_N
     return int(start) if start >= 0 else None
-
-
-def _write(con, symbol: str, timeframe: str, timestamps: np.ndarray, ind: dict[str, np.ndarray]) -> int:
-    if len(timestamps) == 0:
-        return 0
-    table = pa.table(
-        {"timestamp": pa.array(timestamps, type=pa.int64())}
-        | {c: pa.array(ind[c], type=pa.float64(), from_pandas=True) for c in INDICATOR_COLUMNS}
-    )
-    assignments = ", ".join(f"{c} = u.{c}" for c in INDICATOR_COLUMNS)
-    with registered(con, _UPDATE_VIEW, table):
-        result = con.execute(
-            f"UPDATE ohlcv_data SET {assignments} FROM {_UPDATE_VIEW} AS u "
-            "WHERE ohlcv_data.symbol = ? AND ohlcv_data.timeframe = ? "
-            "AND ohlcv_data.timestamp = u.timestamp",
-            [symbol, timeframe],
-        ).fetchone()
-    return int(result[0]) if result else len(timestamps)
-
-
-def update_indicators(
-    con: duckdb.DuckDBPyConnection, symbol: str, timeframe: str, since: int | None = None
-) -> int:
-    """(Re)compute and store the indicator columns of one symbol and timeframe.
-
-    Parameters
-    ----------
-    con
-        A DuckDB connection whose ``ohlcv_data`` has the current schema.  The
-        caller owns the transaction: nothing here begins or commits one.
-    symbol, timeframe
-        The series to update; other series are never touched.
-    since
-        Open time (ms) of the first row to recompute: every row at or after
-        it is updated, rows before it are read but kept.  ``None`` recomputes
-        the whole series.  Pass the earliest open time an ingest added or
-        changed; the rows before it must hold indicators from an earlier call.
-        Where they do not (NULL where a value is due), the whole series is
-        recomputed.
-
-    Returns
-    -------
-    int
-        Number of rows updated.
-
-    Notes
-    -----
-    The incremental path equals a full recomputation within rounding (about
-    1e-15 relative for the filters continued from stored states, and below
-    1e-12 for RSI by the margin argument of the module docstring).
-
-    Examples
-    --------
-    >>> import duckdb, numpy as np, pandas as pd
-    >>> from ettlib.store.schema import ensure_schema
-    >>> con = duckdb.connect()
-    >>> _ = ensure_schema(con)
-    >>> close = 100 + np.sin(np.arange(60) / 5)
-    >>> df = pd.DataFrame({"symbol": "ETH/USDT", "timeframe": "1m",
-    ...     "timestamp": np.arange(60) * 60_000, "open": close, "high": close + 1,
-    ...     "low": close - 1, "close": close, "volume": 1.0})
-    >>> _ = con.execute("INSERT INTO ohlcv_data BY NAME SELECT * FROM df")
-    >>> update_indicators(con, "ETH/USDT", "1m")
-    60
-    >>> con.execute("SELECT count(macd) FROM ohlcv_data").fetchone()[0] == 60 - WARMUP["macd"]
-    True
-    >>> update_indicators(con, "ETH/USDT", "1m", since=50 * 60_000)
-    10
-    """
-    validate_timeframe(timeframe)
-    validate_symbol(symbol)
-    if since is None:
-        return _update_all(con, symbol, timeframe)
-    since = int(since)
-    new = _read(con, "AND timestamp >= ?", [symbol, timeframe, since])
-    if len(new["timestamp"]) == 0:
-        return 0
-    limit = 4 * RSI_MARGIN
-    while True:
-        margin = _read(con, "AND timestamp < ?", [symbol, timeframe, since], "DESC", limit)
-        at_start = len(margin["timestamp"]) < limit
-        start = None if at_start else margin_start(margin["close"])
-        if at_start or start is not None:
-            break
-        limit *= 4
-    states_known = len(margin["timestamp"]) > 0 and all(
-        np.isfinite(margin[c][-1]) for c in _STATE_COLUMNS
-    )
-    if not states_known and len(margin["timestamp"]) > WARMUP["macd"]:
-        return _update_all(con, symbol, timeframe)
-    if not at_start:
-        margin = {c: a[start:] for c, a in margin.items()}
-    return _write(con, symbol, timeframe, new["timestamp"], continue_indicators(margin, new, whole=at_start))
 
 
 def continue_indicators(margin, new, *, whole: bool) -> dict[str, np.ndarray]:
@@ -502,9 +381,3 @@ def continue_indicators(margin, new, *, whole: bool) -> dict[str, np.ndarray]:
     if not whole and skip:
         _continue_from_state(margin, new, ind)
     return ind
-
-
-def _update_all(con, symbol: str, timeframe: str) -> int:
-    rows = _read(con, "", [symbol, timeframe])
-    ind = compute_indicators(rows["open"], rows["high"], rows["low"], rows["close"], rows["volume"])
-    return _write(con, symbol, timeframe, rows["timestamp"], ind)

@@ -258,7 +258,7 @@ class DuckDBStorage:
         Candles already stored with identical values are left alone, so
         ingesting the same file twice adds nothing.  Everything -- the new
         candles and the indicator update
-        (:func:`ettlib.store.indicators.update_indicators` from the first new or
+        (:func:`ettlib.store.indicator_table.update_indicators` from the first new or
         replaced candle on) -- happens in one transaction: on any error the
         database is exactly as it was.
         """
@@ -290,7 +290,7 @@ class DuckDBStorage:
         without indicators.  Returns what ``update_indicators`` returns.
         """
         self._require_writable()
-        from ettlib.store.indicators import update_indicators
+        from ettlib.store.indicator_table import update_indicators
 
         with transaction(self.con):
             return update_indicators(self.con, validate_symbol(symbol), validate_timeframe(timeframe))

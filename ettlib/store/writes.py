@@ -65,7 +65,7 @@ class IngestReport:
 
 def write_candles(con, candles: ValidCandles, symbol: str, timeframe: str, *, replace: bool) -> IngestReport:
     """Store validated ``candles`` on ``con``, with their indicators, in one transaction."""
-    from ettlib.store.indicators import update_indicators
+    from ettlib.store.indicator_table import update_indicators
 
     timestamps = candles.timestamps
     incoming = pa.table({"timestamp": timestamps, **candles.ohlcv})
