@@ -3,7 +3,7 @@
 Modules: :mod:`~ettlib.store.db` (connections and transactions),
 :mod:`~ettlib.store.schema` (tables and migrations),
 :mod:`~ettlib.store.storage` (:class:`DuckDBStorage`: ingest, resample,
-windows), :mod:`~ettlib.store.ingest` (validating files),
+windows), :mod:`~ettlib.store.ingest` (reading files) and :mod:`~ettlib.store.validation` (checking rows),
 :mod:`~ettlib.store.indicators` and :mod:`~ettlib.store.indicator_table`, :mod:`~ettlib.store.candles` (the array
 form of candles), :mod:`~ettlib.store.catalog` (each run's own results file, and one
 read-only view over all of them), :mod:`~ettlib.store.lake` (Parquet) and

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ettlib.errors import ConfigError, DataValidationError
 from ettlib.store.db import registered, transaction
-from ettlib.store.ingest import ValidCandles
+from ettlib.store.validation import ValidCandles
 from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.symbols import validate_symbol
 from ettlib.timeframes import check_higher, timeframe_ms
