@@ -104,6 +104,7 @@ class InferenceLoop:
         if train_every is not None:
             positive_int("train_every (or None)", train_every)
         self.adapter = adapter
+        self._frame_registered = getattr(adapter, "frame_registered", None)
         self.session = session
         self.coordinator = session.coordinator
         self.symbol = symbol
@@ -156,6 +157,8 @@ class InferenceLoop:
             confidence=confidence,
         )
         self.coordinator.register_inference_frame(ref)
+        if self._frame_registered is not None:
+            self._frame_registered(ref)
         self.frames_registered += 1
         if self.on_prediction is not None:
             predictions = {"model": (action, candle, confidence)}
