@@ -37,7 +37,7 @@ import numpy as np
 
 from ettlib.compiled import kernel
 
-__all__ = ["window_features", "reference_features", "feature_names", "FEATURE_HORIZONS",
+__all__ = ["window_features", "block_features", "reference_features", "feature_names", "FEATURE_HORIZONS",
            "SMA_LENGTHS", "RSI_CHANGES"]
 
 #: Return horizons, in rows.
@@ -47,8 +47,6 @@ SMA_LENGTHS: tuple[int, ...] = (10, 30)
 #: Changes the RSI reads.
 RSI_CHANGES = 14
 
-_HORIZONS = np.array(FEATURE_HORIZONS, dtype=np.int64)
-_SMAS = np.array(SMA_LENGTHS, dtype=np.int64)
 
 
 def feature_names(with_range: bool) -> tuple[str, ...]:
@@ -60,45 +58,66 @@ def feature_names(with_range: bool) -> tuple[str, ...]:
 _NAMES = {True: feature_names(True), False: feature_names(False)}
 
 
-def _features(close, high, low, with_range, horizons, smas, rsi_changes, out):
-    """All features into ``out`` (plain Python, compiled by :func:`window_features`)."""
-    n = len(close)
-    last = close[n - 1] if n else 0.0
+def _features(block, close, high, low, out):
+    """All features into ``out`` from ``block[:, close]`` (and ``high``, ``low`` when >= 0).
+
+    Plain Python, compiled by :func:`window_features`; reads the window in place (any
+    float dtype and layout): no column is copied.
+    """
+    n = block.shape[0]
+    last = block[n - 1, close] if n else 0.0
     j = 0
-    for h in horizons:
-        out[j] = last - close[n - 1 - h] if n > h else 0.0
+    for h in FEATURE_HORIZONS:
+        out[j] = last - block[n - 1 - h, close] if n > h else 0.0
         j += 1
     m = n - 1  # one-row changes
     vol = 0.0
     if m > 1:
-        mean = (close[n - 1] - close[0]) / m
+        mean = (block[n - 1, close] - block[0, close]) / m
         total = 0.0
         for i in range(1, n):
-            d = close[i] - close[i - 1] - mean
+            d = block[i, close] - block[i - 1, close] - mean
             total += d * d
         vol = math.sqrt(total / m)
     out[j] = vol
     gains = losses = 0.0
-    for i in range(max(1, n - rsi_changes), n):
-        d = close[i] - close[i - 1]
+    for i in range(max(1, n - RSI_CHANGES), n):
+        d = block[i, close] - block[i - 1, close]
         if d > 0:
             gains += d
         elif d < 0:
             losses -= d
     out[j + 1] = (gains - losses) / (gains + losses) if gains + losses > 0 else 0.0
     j += 2
-    for k in smas:
+    for k in SMA_LENGTHS:
         count = min(k, n)
         total = 0.0
         for i in range(n - count, n):
-            total += close[i]
+            total += block[i, close]
         out[j] = last - total / count if n else 0.0
         j += 1
-    if with_range and n:
-        out[j] = high[n - 1] - low[n - 1]
+    if high >= 0 and low >= 0 and n:
+        out[j] = block[n - 1, high] - block[n - 1, low]
     for i in range(len(out)):
         if not math.isfinite(out[i]):
             out[i] = 0.0
+
+
+def block_features(block: np.ndarray, close: int, high: int | None = None,
+                   low: int | None = None) -> dict[str, float]:
+    """:func:`window_features` of the columns ``close`` (``high``, ``low``) of a window ``[n, m]``.
+
+    The fast path: the window is read where it is.
+
+    >>> block = np.column_stack([np.arange(30.0) + 1, np.arange(30.0) - 1, np.arange(30.0)])
+    >>> block_features(block, 2, 0, 1) == window_features(block[:, 2], block[:, 0], block[:, 1])
+    True
+    """
+    with_range = high is not None and low is not None and block.shape[0] > 0
+    names = _NAMES[with_range]
+    out = np.zeros(len(names))
+    kernel(_features)(block, close, high if with_range else -1, low if with_range else -1, out)
+    return dict(zip(names, out.tolist()))
 
 
 def window_features(
@@ -108,15 +127,10 @@ def window_features(
 ) -> dict[str, float]:
     """Features of one window (see the module doc); NaN-free floats, in :func:`feature_names` order."""
     close = np.asarray(close, dtype=np.float64)
-    with_range = high is not None and low is not None and len(close) > 0
-    if with_range:
-        high, low = np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64)
-    else:
-        high = low = close
-    names = _NAMES[with_range]
-    out = np.zeros(len(names))
-    kernel(_features)(close, high, low, with_range, _HORIZONS, _SMAS, RSI_CHANGES, out)
-    return dict(zip(names, out.tolist()))
+    if high is not None and low is not None and len(close):
+        return block_features(np.column_stack([close, np.asarray(high, dtype=np.float64),
+                                               np.asarray(low, dtype=np.float64)]), 0, 1, 2)
+    return block_features(close.reshape(-1, 1), 0)
 
 
 def _finite_np(x: float) -> float:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ettlib.errors import positive_int
 from ettlib.replay.events import InferenceStepEvent
-from ettlib.coordinator.frames import InferenceFrameReference, window_bounds
+from ettlib.coordinator.frames import InferenceFrameReference, NormParams, window_bounds
 from ettlib.coordinator.normalization import compute_norm_params, normalize
 from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
@@ -140,7 +140,7 @@ class InferenceLoop:
         window = self.session.window(self.symbol, self.timeframe, start, end, self.columns)
         if window is None or len(window) < self.min_rows:
             return None
-        norm_params = compute_norm_params(window)
+        norm_params = NormParams.coerce(compute_norm_params(window))  # the frame's own type: no re-check
         values = normalize(window.values, window.columns, norm_params)
         action, candle, confidence = self.adapter.predict(values, window.columns)
         ref = InferenceFrameReference(

@@ -39,7 +39,7 @@ import numpy as np
 from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.replay.events import event_key
 from ettlib.training.adapters.base import PairResult, Prediction, TrainingAdapter
-from ettlib.training.features import window_features
+from ettlib.training.features import block_features
 
 __all__ = ["RiverAdapter", "MEMO_FRAMES"]
 
@@ -52,6 +52,7 @@ class RiverAdapter(TrainingAdapter):
 
     The regressor predicts the change of the normalized close from the last
     closed candle to the next one, from :func:`~ettlib.training.features.window_features`
+    (computed by :func:`~ettlib.training.features.block_features` on the window in place)
     standardized online (``StandardScaler``; River's default SGD diverges on
     unscaled fat-tailed returns).  Targets are clipped to ``±target_clip``
     normalized units for the same reason.  Pivot pairs train a logistic
@@ -122,8 +123,7 @@ class RiverAdapter(TrainingAdapter):
     def _features_and_close(self, window, columns) -> tuple[dict, float]:
         window = np.asarray(window)
         close, high, low = self._columns(window, columns)
-        feats = window_features(window[:, close], None if high is None else window[:, high],
-                                None if low is None else window[:, low])
+        feats = block_features(window, close, high, low)
         last = float(window[-1, close])
         return feats, (last if math.isfinite(last) else 0.0)
 
