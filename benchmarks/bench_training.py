@@ -32,7 +32,12 @@ DuckDB file:
    path experiments use) and from DuckDB (a session with ``use_cache=False``).
 3. **River**: the River adapter's pairs/s (retrieval + features +
    ``learn_one``, event-driven) beside ``river.evaluate.progressive_val_score``
-   on the same features and targets, pre-computed.
+   on the same features and targets, pre-computed; then like for like
+   (:func:`bench_river_like_for_like`): the whole ettlib River path (replay,
+   frames, matching, features once per frame, predict, learn) against
+   ``progressive_val_score`` with ``moment`` and a one-candle ``delay`` computing
+   the same features from the same windows (``river_path_vs_progressive_val_ratio``,
+   target >= 0.8).
 4. **The default configuration**: a full :func:`run_experiment` with the
    default :class:`ExperimentConfig` (context 64, d_model 32, 2 layers,
    batch 32, 1 torch thread) on demo data: wall time and whether the model
@@ -40,7 +45,8 @@ DuckDB file:
 
 Ends with one JSON line: ``event_driven_vs_prebuilt_ratio``, ``event_driven_vs_offline_ratio``,
 ``retrieval_share_of_step``, ``retrieval_share_uncached``,
-``river_adapter_pairs_per_s``, ``river_progressive_val_items_per_s``, plus more.
+``river_adapter_pairs_per_s``, ``river_progressive_val_items_per_s``,
+``river_path_vs_progressive_val_ratio``, plus more.
 """
 
 from __future__ import annotations
@@ -271,6 +277,98 @@ def bench_river(storage, start, end, context):
             "progressive_val_items_per_s": len(dataset) / river_s}
 
 
+def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
+    """ettlib's River path against River's own ``progressive_val_score``, doing the same work.
+
+    Both sides: the same candles, the same model (:meth:`RiverAdapter._build`'s
+    regressor), the same features from the same normalized windows by the same
+    function (:meth:`RiverAdapter.features_of`), one prediction per frame and one
+    update per label, each label one candle after its prediction.
+
+    * ettlib: a session replays the candles; an :class:`InferenceLoop` predicts at
+      every 1m step and registers the frame; the coordinator matches each candle
+      completion to its frame and hands the pair to the adapter (``batch_size=1``:
+      it learns as the label arrives, before the next prediction).  Timed: the
+      whole ``session.run()`` -- replay, windows, normalization, frames,
+      matching, delivery, features, ``predict_one``, ``learn_one``.  Candle pairs
+      only (no pivot classifier: River's side has none).
+    * River: ``progressive_val_score(moment=..., delay=one candle)`` over a
+      generator that computes each frame's features from its normalized window
+      (recorded from the same replay, untimed) as it is asked for.
+
+    The two end with the same regressor weights (checked).  Median of ``repeats``
+    runs each, alternating.
+    """
+    from river import evaluate, metrics
+
+    recorded, labels = [], {}
+
+    def record(ref, window, predictions):
+        recorded.append((ref, np.array(window.values), tuple(window.columns)))
+
+    session = Workbench(storage).session(SYMBOL, start, end, columns=OHLCV_COLUMNS, warmup=context + 1)
+    session.subscribe_candle_completion(lambda e: labels.__setitem__(e.timestamp, e), SYMBOL, TF)
+    InferenceLoop(RiverAdapter(), session, symbol=SYMBOL, timeframe=TF, context_length=context,
+                  on_prediction=record).attach()
+    session.run()
+    session.close()
+    from ettlib.coordinator.normalization import normalize
+
+    shaper = RiverAdapter()
+    items = []  # (normalized window, columns, target change, moment) of every labelled frame
+    for ref, values, columns in recorded:
+        event = labels.get(ref.target_timestamp)
+        if event is None:
+            continue
+        window = normalize(values, columns, ref.norm_params)
+        last = float(window[-1, columns.index("close")])
+        target = float(normalized_target(event, ref.norm_params, ("close",))[0])
+        items.append((window, columns, float(np.clip(target - last, -5, 5)), ref.prediction_timestamp))
+
+    def river_side():
+        model = RiverAdapter()._build()[0]
+        when = {}
+
+        def dataset():
+            for window, columns, y, t in items:
+                x = shaper.features_of(window, columns)
+                when[id(x)] = t
+                yield x, y
+
+        t0 = time.perf_counter()
+        evaluate.progressive_val_score(dataset(), model, metrics.MAE(), moment=lambda x: when[id(x)],
+                                       delay=60_000)
+        return time.perf_counter() - t0, model
+
+    def ettlib_side():
+        adapter = RiverAdapter(batch_size=1)
+        session = Workbench(storage).session(SYMBOL, start, end, columns=OHLCV_COLUMNS, warmup=context + 1)
+        adapter.attach(session.coordinator, SYMBOL, TF)
+        InferenceLoop(adapter, session, symbol=SYMBOL, timeframe=TF, context_length=context).attach()
+        t0 = time.perf_counter()
+        session.run()
+        adapter.flush()
+        seconds = time.perf_counter() - t0
+        session.close()
+        return seconds, adapter
+
+    river_s, ettlib_s = [], []
+    for _ in range(repeats):
+        seconds, model = river_side()
+        river_s.append(seconds)
+        seconds, adapter = ettlib_side()
+        ettlib_s.append(seconds)
+    ours = adapter.regressor["LinearRegression"].weights
+    theirs = model["LinearRegression"].weights
+    same = set(ours) == set(theirs) and all(abs(ours[k] - theirs[k]) <= 1e-9 * max(1.0, abs(theirs[k]))
+                                            for k in theirs)
+    n = len(items)
+    river_rate = n / float(np.median(river_s))
+    ettlib_rate = adapter.pairs_learned / float(np.median(ettlib_s))
+    return {"items": n, "pairs": adapter.pairs_learned, "river_items_per_s": river_rate,
+            "ettlib_pairs_per_s": ettlib_rate, "ratio": ettlib_rate / river_rate, "same_weights": same}
+
+
 def bench_default_run(path, start, end):
     config = ExperimentConfig(db_path=str(path), start=start, end=end)
     result = run_experiment(config)
@@ -304,6 +402,7 @@ def main(argv=None) -> int:
             cached = bench_transformer(storage, start, end, params)
             uncached = bench_transformer(storage, start, end, params, use_cache=False)
             river = bench_river(storage, start, end, params["context_length"])
+            like = bench_river_like_for_like(storage, start, end, params["context_length"])
             seed_sized = None
             if not args.quick:  # a 600-candle model: about 2.5 s a step on one thread
                 seed_params = dict(params, context_length=600, d_model=64, d_ff=256)
@@ -342,6 +441,10 @@ def main(argv=None) -> int:
         ("event-driven samples/s (DuckDB)", f"{uncached['event_samples_per_s']:.0f}"),
         ("river adapter pairs/s (event-driven)", f"{river['adapter_pairs_per_s']:.0f}"),
         ("river progressive_val_score items/s", f"{river['progressive_val_items_per_s']:.0f}"),
+        (f"like for like ({like['items']} frames): ettlib River path pairs/s / progressive_val_score "
+         "items/s", f"{like['ettlib_pairs_per_s']:.0f} / {like['river_items_per_s']:.0f}"),
+        ("ettlib River path / progressive_val_score (same weights after)",
+         f"{like['ratio']:.3f}  (target >= 0.8; {like['same_weights']})"),
         (f"default run: {default_hours} h of 1m, wall s", f"{default['wall_s']:.1f}"),
         ("default run: MAE model / frozen / persistence",
          f"{default['model_mae']:.4f} / {default['frozen_mae']:.4f} / {default['persistence_mae']:.4f}"),
@@ -373,6 +476,10 @@ def main(argv=None) -> int:
         "predicts_per_step": round(cached["predicts_per_step"], 2),
         "river_adapter_pairs_per_s": round(river["adapter_pairs_per_s"], 1),
         "river_progressive_val_items_per_s": round(river["progressive_val_items_per_s"], 1),
+        "river_path_vs_progressive_val_ratio": round(like["ratio"], 4),
+        "river_path_pairs_per_s": round(like["ettlib_pairs_per_s"], 1),
+        "river_progressive_val_delayed_items_per_s": round(like["river_items_per_s"], 1),
+        "river_like_for_like_same_weights": like["same_weights"],
         "default_run_wall_s": round(default["wall_s"], 2),
         "default_run_hours": default_hours,
         "default_model_mae": default["model_mae"],

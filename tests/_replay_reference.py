@@ -3,15 +3,12 @@
 Written independently of ettlib.replay.aggregate / ettlib.replay / ettlib.replay.pivots:
 loops and lists, straight from the contract's sentences, slow on purpose.
 Strength is not modelled (it is ettlib.replay.pivots' definition); compare events
-with ``strip_strength``.  Also: helpers to write candles into DuckDB and make
-random candle series with gaps.
+with ``strip_strength``.  Also: a helper to write candles into DuckDB (the candles
+themselves come from ``conftest.make_candles``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
 import pandas as pd
 
 from ettlib.replay.events import (
@@ -25,24 +22,6 @@ from ettlib.store.schema import ensure_schema
 from ettlib.timeframes import TIMEFRAMES
 
 MINUTE = 60_000
-
-
-def random_candles(rng, count: int, *, start: int = 0, base_ms: int = MINUTE, gap_prob=0.05,
-                   tick: float = 0.0):
-    """Random-walk candles with random gaps; ``tick > 0`` rounds prices (ties)."""
-    steps = 1 + (rng.random(count) < gap_prob) * rng.integers(1, 8, count)
-    ts = start + np.cumsum(steps) * base_ms - base_ms
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, count)))
-    open_ = np.r_[close[0], close[:-1]]
-    high = np.maximum(open_, close) * (1 + rng.random(count) * 0.002)
-    low = np.minimum(open_, close) * (1 - rng.random(count) * 0.002)
-    if tick:
-        high, low = np.round(high / tick) * tick, np.round(low / tick) * tick
-        open_ = np.clip(np.round(open_ / tick) * tick, low, high)
-        close = np.clip(np.round(close / tick) * tick, low, high)
-    volume = rng.random(count) * 10
-    return pd.DataFrame({"timestamp": ts.astype(np.int64), "open": open_, "high": high,
-                         "low": low, "close": close, "volume": volume})
 
 
 def write_candles(con, symbol: str, timeframe: str, frame: pd.DataFrame) -> None:

@@ -371,3 +371,48 @@ def test_reference_source_serves_what_the_real_coordinator_serves():
         checks.drive(one, scenario, source=checks.RecordingSource(coordinator, checks._Clock()))
         checks.drive(two, scenario)
         assert checks._predictions(one, scenario) == checks._predictions(two, scenario)
+
+
+def test_compiled_features_are_the_numpy_definition():
+    from ettlib.training.features import feature_names, reference_features, window_features
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 14, 15, 16, 31, 64):
+        close = np.cumsum(rng.normal(size=n))
+        for high, low in ((None, None), (close + 1.0, close - 0.5)):
+            mine, numpy_ = window_features(close, high, low), reference_features(close, high, low)
+            assert tuple(mine) == tuple(numpy_) == feature_names(high is not None)
+            assert all(abs(mine[k] - numpy_[k]) <= 1e-12 for k in mine), n
+    close = np.cumsum(rng.normal(size=40))
+    close[5] = np.nan  # not finite: 0, as the definition says
+    assert window_features(close)["vol"] == reference_features(close)["vol"] == 0.0
+
+
+def test_river_features_kept_at_prediction_equal_the_learning_windows(store, make_candles):
+    """Every pair a River adapter learns in a replay: the features it kept from the frame's
+    prediction equal those of the window the coordinator re-reads for the pair."""
+    from ettlib.training.inference_loop import InferenceLoop
+    from ettlib.workbench import Workbench
+
+    store.ingest(make_candles(400), "ETH/USDT", "1m")
+    session = Workbench(store).session("ETH/USDT", columns=OHLCV_COLUMNS, warmup=33)
+    adapter = RiverAdapter(batch_size=4)
+    adapter.attach(session.coordinator, "ETH/USDT", "1m", ["L1L", "L1H", "L2L", "L2H"])
+    compared, learn = [], adapter._learn
+
+    def checked(pairs):
+        data = session.coordinator.get_inference_data_batch([p.ref for p, _ in pairs])
+        for (p, (feats, last, _, _)), d in zip(pairs, data):
+            again = adapter.features_of(d.values, d.columns)
+            assert adapter.memo[p.ref.inference_id][1] is feats  # kept at prediction, not recomputed
+            assert feats == again and last == float(d.values[-1, d.columns.index("close")])
+            compared.append(p.kind)
+        return learn(pairs)
+
+    adapter._learn = checked
+    InferenceLoop(adapter, session, symbol="ETH/USDT", timeframe="1m", context_length=32).attach()
+    session.run()
+    adapter.flush()
+    session.close()
+    assert compared.count("candle") > 300 and compared.count("pivot") > 50
+    assert adapter.pairs_learned == len(compared)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import make_candles
 from ettlib.replay.aggregate import IncrementalAggregator, aggregate_candles
 from ettlib.errors import ConfigError, DataValidationError
 
@@ -15,12 +16,9 @@ M = 60_000
 
 
 def _ohlcv(n, seed=0):
-    rng = np.random.default_rng(seed)
-    close = 100 + np.cumsum(rng.normal(0, 1, n))
-    open_ = close + rng.normal(0, 0.3, n)
-    high = np.maximum(open_, close) + rng.random(n)
-    low = np.minimum(open_, close) - rng.random(n)
-    return open_, high, low, close, rng.random(n) * 10
+    """open, high, low, close, volume of ``make_candles`` (the grid's timestamps come from each test)."""
+    frame = make_candles(n, seed=seed)
+    return tuple(frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume"))
 
 
 def test_complete_data_matches_pandas_resample():

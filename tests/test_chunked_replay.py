@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import START_MS
+from conftest import START_MS, make_candles
 from ettlib.errors import LookAheadError
 from ettlib.replay.aggregate import aggregate_checked
 from ettlib.replay.carry import AggregationCarry, PivotCarry
@@ -29,14 +29,10 @@ TIMEFRAMES = ["1m", "3m", "5m", "15m", "1h"]
 
 
 def _series(n: int, seed: int, gap_p: float = 0.02):
-    rng = np.random.default_rng(seed)
-    steps = 1 + (rng.random(n) < gap_p) * rng.integers(1, 20, n)
-    ts = START_MS + np.cumsum(steps).astype(np.int64) * M
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
-    open_ = np.r_[100.0, close[:-1]]
-    high = np.maximum(open_, close) * (1 + rng.random(n) * 1e-3)
-    low = np.minimum(open_, close) * (1 - rng.random(n) * 1e-3)
-    return ts, open_, high, low, close, rng.gamma(2.0, 5.0, n)
+    """``make_candles`` as arrays: timestamps, open, high, low, close, volume (gaps up to 19)."""
+    frame = make_candles(n, seed=seed, gap_prob=gap_p, max_gap=19)
+    return (frame["timestamp"].to_numpy(np.int64), *(frame[c].to_numpy() for c in
+                                                      ("open", "high", "low", "close", "volume")))
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pytest
+from conftest import make_candles
 from _replay_reference import (
     MINUTE,
     Recorder,
-    random_candles,
     reference_events,
     strip_strength,
     write_candles,
@@ -25,8 +25,7 @@ TFS = ("1m", "3m", "5m", "15m", "1h")
 
 
 def _market(seed, symbols=("ETH/USDT", "BTC/USDT"), count=500, gap_prob=0.1):
-    rng = np.random.default_rng(seed)
-    data = {s: random_candles(rng, count, gap_prob=gap_prob, tick=0.05 if i else 0.0)
+    data = {s: make_candles(count, start=0, seed=10 * seed + i, gap_prob=gap_prob, tick=0.05 if i else 0.0)
             for i, s in enumerate(symbols)}
     con = duckdb.connect()
     ensure_schema(con)
@@ -135,8 +134,7 @@ def test_live_callback_errors_follow_the_policy():
     tick=st.sampled_from([0.0, 0.5]),
 )
 def test_property_live_equals_replay_equals_reference(gaps, seed, n, levels, tick):
-    rng = np.random.default_rng(seed)
-    frame = random_candles(rng, len(gaps), gap_prob=0, tick=tick)
+    frame = make_candles(len(gaps), start=0, seed=seed, tick=tick)
     frame["timestamp"] = np.cumsum(np.array(gaps, dtype=np.int64)) * MINUTE
     con = duckdb.connect()
     ensure_schema(con)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pytest
+from conftest import make_candles
 from _replay_reference import (
     MINUTE,
     Recorder,
     pivots_reference,
-    random_candles,
     write_candles,
 )
 
@@ -26,9 +26,8 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
 @pytest.fixture(scope="module")
 def market():
-    rng = np.random.default_rng(23)
-    data = {"ETH/USDT": random_candles(rng, 600, gap_prob=0.1),
-            "BTC/USDT": random_candles(rng, 600, gap_prob=0.02, tick=0.05)}
+    data = {"ETH/USDT": make_candles(600, start=0, seed=230, gap_prob=0.1),
+            "BTC/USDT": make_candles(600, start=0, seed=231, gap_prob=0.02, tick=0.05)}
     con = duckdb.connect()
     ensure_schema(con)
     for s, f in data.items():

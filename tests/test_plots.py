@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import candle_arrays, make_candles as build_candles  # noqa: E402
 
 from ettlib.store.candles import CandleArrays  # noqa: E402
 from ettlib.errors import ConfigError, UnknownNameError  # noqa: E402
@@ -57,13 +58,8 @@ class Table:
 
 
 def make_candles(n: int = 60, seed: int = 1) -> CandleArrays:
-    rng = np.random.default_rng(seed)
-    close = 100 + np.cumsum(rng.normal(0, 0.5, n))
-    open_ = np.r_[100.0, close[:-1]]
-    high = np.maximum(open_, close) + rng.random(n) * 0.4
-    low = np.minimum(open_, close) - rng.random(n) * 0.4
-    ts = T0 + np.arange(n, dtype=np.int64) * MINUTE
-    return CandleArrays(ts, np.c_[open_, high, low, close, rng.random(n)], ("open", "high", "low", "close", "volume"))
+    """The tests' candles (``conftest.make_candles``) from ``T0``, as arrays."""
+    return candle_arrays(build_candles(n, start=T0, seed=seed))
 
 
 def utc_num(ms: int) -> float:

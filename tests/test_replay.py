@@ -8,10 +8,10 @@ import warnings
 import duckdb
 import numpy as np
 import pytest
+from conftest import make_candles
 from _replay_reference import (
     MINUTE,
     Recorder,
-    random_candles,
     reference_events,
     strip_strength,
     write_candles,
@@ -30,9 +30,8 @@ END = 900 * MINUTE
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
     """Two symbols with gaps (one with rounded prices: ties), in a DuckDB file."""
-    rng = np.random.default_rng(11)
-    data = {"ETH/USDT": random_candles(rng, 700, gap_prob=0.08, tick=0.05),
-            "BTC/USDT": random_candles(rng, 650, gap_prob=0.03)}
+    data = {"ETH/USDT": make_candles(700, start=0, seed=110, gap_prob=0.08, tick=0.05),
+            "BTC/USDT": make_candles(650, start=0, seed=111, gap_prob=0.03)}
     path = tmp_path_factory.mktemp("replay") / "ett.duckdb"
     con = duckdb.connect(str(path))
     ensure_schema(con)
@@ -159,7 +158,7 @@ def test_cursor_of_other_parameters_or_changed_data_is_refused(market, tmp_path)
 def test_speed_paces_with_the_injected_timer():
     con = duckdb.connect()
     ensure_schema(con)
-    write_candles(con, "X", "1m", random_candles(np.random.default_rng(1), 20, gap_prob=0))
+    write_candles(con, "X", "1m", make_candles(20, start=0, seed=1))
     now = [0.0]
     slept = []
 
@@ -181,7 +180,7 @@ def test_speed_paces_with_the_injected_timer():
 def test_pacing_does_not_sleep_when_behind():
     con = duckdb.connect()
     ensure_schema(con)
-    write_candles(con, "X", "1m", random_candles(np.random.default_rng(1), 5, gap_prob=0))
+    write_candles(con, "X", "1m", make_candles(5, start=0, seed=1))
     clock = iter(range(0, 10_000, 100))  # each timer read: 100 s later (slow consumer)
     slept = []
     engine = ReplayEngine(con, DataProvider(), "X", 0, 4 * MINUTE, timeframes=["1m"],
@@ -318,7 +317,7 @@ def test_cache_windows_are_the_stored_rows_and_refuse_the_future(market):
 
 def test_storage_object_with_read_candles(tmp_path):
     store = pytest.importorskip("ettlib.store")
-    frame = random_candles(np.random.default_rng(5), 300, gap_prob=0.05)
+    frame = make_candles(300, start=0, seed=5, gap_prob=0.05)
     with store.DuckDBStorage(tmp_path / "s.duckdb") as storage:
         write_candles(storage.con, "ETH/USDT", "1m", frame)
         got = list(ReplayEngine(storage, DataProvider(), "ETH/USDT", 0, 10**9,

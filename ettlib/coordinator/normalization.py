@@ -66,6 +66,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ettlib.compiled import kernel
 from ettlib.errors import DataValidationError, UnknownNameError
 
 __all__ = [
@@ -146,19 +147,34 @@ def compute_norm_params(candles) -> dict[str, float]:
     volume = _column(candles, "volume")
     if close.size == 0:
         raise DataValidationError("cannot compute norm_params of an empty window")
-    for name, values in (("close", close), ("volume", volume)):
-        if not np.isfinite(values).all():
+    moments = kernel(_mean_std)
+    price_offset, price_std = moments(close)
+    volume_offset, volume_std = moments(volume)
+    for name, value in (("close", price_std), ("volume", volume_std)):
+        if not math.isfinite(value):
             raise DataValidationError(
                 "norm_params need finite values", column=name
             )
-    price_offset = float(close.mean())
-    volume_offset = float(volume.mean())
     return {
         "price_offset": price_offset,
-        "price_scale": _floored(float(close.std()), price_offset),
+        "price_scale": _floored(price_std, price_offset),
         "volume_offset": volume_offset,
-        "volume_scale": _floored(float(volume.std()), volume_offset),
+        "volume_scale": _floored(volume_std, volume_offset),
     }
+
+
+def _mean_std(x):
+    """``(mean, population std)`` of ``x`` in two passes (numpy's ``mean()``, ``std()``);
+    the std is not finite when a value is not.  Compiled by :func:`ettlib.compiled.kernel`."""
+    n = len(x)
+    total = 0.0
+    for v in x:
+        total += v
+    mean = total / n
+    squares = 0.0
+    for v in x:
+        squares += (v - mean) * (v - mean)
+    return mean, math.sqrt(squares / n)
 
 
 #: Kind -> its code in the compiled kernel (see :func:`_normalize_rows`).

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ettlib.errors import positive_int
 from ettlib.replay.events import InferenceStepEvent
-from ettlib.coordinator.frames import InferenceFrameReference, window_bounds
+from ettlib.coordinator.frames import InferenceFrameReference, NormParams, window_bounds
 from ettlib.coordinator.normalization import compute_norm_params, normalize
 from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
@@ -104,6 +104,7 @@ class InferenceLoop:
         if train_every is not None:
             positive_int("train_every (or None)", train_every)
         self.adapter = adapter
+        self._frame_registered = getattr(adapter, "frame_registered", None)
         self.session = session
         self.coordinator = session.coordinator
         self.symbol = symbol
@@ -139,7 +140,7 @@ class InferenceLoop:
         window = self.session.window(self.symbol, self.timeframe, start, end, self.columns)
         if window is None or len(window) < self.min_rows:
             return None
-        norm_params = compute_norm_params(window)
+        norm_params = NormParams.coerce(compute_norm_params(window))  # the frame's own type: no re-check
         values = normalize(window.values, window.columns, norm_params)
         action, candle, confidence = self.adapter.predict(values, window.columns)
         ref = InferenceFrameReference(
@@ -156,6 +157,8 @@ class InferenceLoop:
             confidence=confidence,
         )
         self.coordinator.register_inference_frame(ref)
+        if self._frame_registered is not None:
+            self._frame_registered(ref)
         self.frames_registered += 1
         if self.on_prediction is not None:
             predictions = {"model": (action, candle, confidence)}

@@ -279,18 +279,30 @@ class TrainingAdapter(TrainingEventSubscriber):
         return out
 
     def _train_pending(self, batch: list[PendingPair]) -> None:
-        if self.source is None:
-            raise ConfigError(f"{self.name} adapter has no data source; call attach(coordinator)")
-        data = self.source.get_inference_data_batch([p.ref for p in batch])
+        data = self._inputs(batch)
         usable = [(p, d) for p, d in zip(batch, data) if d is not None]
         if usable:
             self.results.extend(self._learn(usable))
             self.pairs_learned += len(usable)
 
+    def _inputs(self, batch: list[PendingPair]) -> list:
+        """What :meth:`_learn` reads for each pair: its frame's window (``None``: unreadable).
+
+        Read in one batch through the source (the coordinator's
+        ``get_inference_data_batch``).
+        """
+        if self.source is None:
+            raise ConfigError(f"{self.name} adapter has no data source; call attach(coordinator)")
+        return self.source.get_inference_data_batch([p.ref for p in batch])
+
+    def frame_registered(self, ref) -> None:
+        """Called by the inference loop with the frame it registered from this adapter's last
+        :meth:`predict` (an adapter may keep what it computed for the frame; by default nothing)."""
+
     # -- to implement -----------------------------------------------------------
 
     def _learn(self, pairs: list[tuple[PendingPair, Any]]) -> list[PairResult]:
-        """Learn from ``(pending, inference_data)`` pairs; return one result each."""
+        """Learn from ``(pending, input)`` pairs (inputs of :meth:`_inputs`); return one result each."""
         raise NotImplementedError
 
     def predict(self, window: np.ndarray, columns: Sequence[str] | None = None) -> Prediction:

@@ -3,6 +3,22 @@
 Registered as ``"river"`` (:class:`RiverAdapter`).  Its state -- River's
 learners -- is pickled with the rest of the adapter's state.
 
+Features once per frame
+-----------------------
+A frame's features at learning time are, by construction, its features at
+prediction time: the coordinator re-reads exactly the window the frame was
+predicted from and normalizes it with the frame's ``norm_params``.  So
+:meth:`RiverAdapter.predict` keeps what it computed (the features, the last
+close, the regressor's raw guess) until the inference loop hands it the frame
+it registered (:meth:`RiverAdapter.frame_registered`), and the pair's
+learning reads them back instead of re-reading and recomputing the window.
+When the regressor has not learned since (one pair per step, the usual
+online setting) the kept guess *is* its guess now, so the pair's loss needs
+no second prediction.  A frame not kept (one registered by other code, after
+a resume, or one of the oldest beyond :data:`MEMO_FRAMES`) has its window
+read and its features computed as before: the same numbers
+(``tests/test_adapters.py`` checks every learned pair of a replay).
+
 Examples
 --------
 >>> import numpy as np
@@ -14,6 +30,7 @@ Prediction(action='HOLD', predicted_candle=(2.0,), confidence=0.3333333333333333
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Sequence
 
@@ -21,10 +38,13 @@ import numpy as np
 
 from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.replay.events import event_key
-from ettlib.training.adapters.base import PairResult, Prediction, TrainingAdapter, normalized_target
-from ettlib.training.features import window_features
+from ettlib.training.adapters.base import PairResult, Prediction, TrainingAdapter
+from ettlib.training.features import block_features
 
-__all__ = ["RiverAdapter"]
+__all__ = ["RiverAdapter", "MEMO_FRAMES"]
+
+#: Frames whose prediction-time features a River adapter keeps (the most recent).
+MEMO_FRAMES = 4096
 
 
 class RiverAdapter(TrainingAdapter):
@@ -32,10 +52,12 @@ class RiverAdapter(TrainingAdapter):
 
     The regressor predicts the change of the normalized close from the last
     closed candle to the next one, from :func:`~ettlib.training.features.window_features`
+    (computed by :func:`~ettlib.training.features.block_features` on the window in place)
     standardized online (``StandardScaler``; River's default SGD diverges on
     unscaled fat-tailed returns).  Targets are clipped to ``±target_clip``
     normalized units for the same reason.  Pivot pairs train a logistic
-    regression (BUY vs SELL) on the same features.
+    regression (BUY vs SELL) on the same features.  Each frame's features are
+    computed once (see the module doc).
 
     Parameters
     ----------
@@ -67,6 +89,10 @@ class RiverAdapter(TrainingAdapter):
         self.target_clip = float(target_clip)
         self.regressor, self.classifier = self._build()
         self.pivots_seen = 0
+        self._updates = 0  # regressor updates in this process (what a kept guess is valid for)
+        self._last = None  # what the last prediction computed, until its frame is registered
+        self.memo: dict[str, tuple] = {}  # inference_id -> (frame, features, last close, guess, updates)
+        self._where: dict[tuple, tuple] = {}  # window columns -> (close, high, low) indices
 
     def _build(self):
         from river import linear_model, optim, preprocessing, tree
@@ -82,41 +108,89 @@ class RiverAdapter(TrainingAdapter):
         )
         return regressor, classifier
 
+    def _columns(self, window: np.ndarray, columns) -> tuple:
+        """Indices of close, high and low (``None`` where not a feature) in the window's columns."""
+        columns = self.features if columns is None else tuple(columns)
+        where = self._where.get(columns)
+        if where is None:
+            index = dict(zip(self.features, self._column_index(self.features, columns)))
+            where = self._where[columns] = (index["close"], index.get("high"), index.get("low"))
+        if window.ndim != 2 or window.shape[1] != len(columns) or len(window) == 0:
+            raise ConfigError(
+                f"window must be a non-empty [n, {len(columns)}] array, got shape {window.shape}")
+        return where
+
+    def _features_and_close(self, window, columns) -> tuple[dict, float]:
+        window = np.asarray(window)
+        close, high, low = self._columns(window, columns)
+        feats = block_features(window, close, high, low)
+        last = float(window[-1, close])
+        return feats, (last if math.isfinite(last) else 0.0)
+
     def features_of(self, window: np.ndarray, columns: Sequence[str] | None = None) -> dict:
         """The feature dict of one normalized window."""
-        x = self._select(window, columns, self.features)
-        named = dict(zip(self.features, x.T))
-        return window_features(named["close"], named.get("high"), named.get("low"))
+        return self._features_and_close(window, columns)[0]
+
+    def _clip(self, change: float) -> float:
+        return min(max(change, -self.target_clip), self.target_clip)
 
     def predict(self, window: np.ndarray, columns: Sequence[str] | None = None) -> Prediction:
-        x = self._select(window, columns, self.features)
-        last_close = float(np.nan_to_num(x[-1, self.features.index("close")]))
-        feats = self.features_of(window, columns)
-        change = float(self.regressor.predict_one(feats) or 0.0)
-        change = float(np.clip(change, -self.target_clip, self.target_clip))
+        feats, last_close = self._features_and_close(window, columns)
+        guess = float(self.regressor.predict_one(feats) or 0.0)
+        self._last = (feats, last_close, guess, self._updates)
         if self.pivots_seen:
             p_buy = float(self.classifier.predict_proba_one(feats).get(True, 0.5))
             action, confidence = ("BUY", p_buy) if p_buy >= 0.5 else ("SELL", 1.0 - p_buy)
         else:
             action, confidence = "HOLD", 1.0 / 3.0
-        return Prediction(action, (last_close + change,), confidence)
+        return Prediction(action, (last_close + self._clip(guess),), confidence)
+
+    def frame_registered(self, ref) -> None:
+        """Keep what the last :meth:`predict` computed for ``ref``, the frame made from it."""
+        if self._last is not None:
+            self.memo[ref.inference_id] = (ref, *self._last)
+            self._last = None
+            if len(self.memo) > MEMO_FRAMES:
+                del self.memo[next(iter(self.memo))]
+
+    def attach(self, coordinator, symbol: str, timeframe: str, pivot_types: Sequence[str] = ()):
+        self.memo.clear()  # frames of another coordinator
+        return super().attach(coordinator, symbol, timeframe, pivot_types)
+
+    def _kept(self, ref):
+        kept = self.memo.get(ref.inference_id)
+        return kept[1:] if kept is not None and (kept[0] is ref or kept[0] == ref) else None
+
+    def _inputs(self, batch):
+        """Each pair's kept features (its window read and computed when not kept)."""
+        kept = [self._kept(p.ref) for p in batch]
+        missing = [p for p, k in zip(batch, kept) if k is None]
+        read = iter(super()._inputs(missing) if missing else ())
+        out = []
+        for k in kept:
+            if k is None:
+                data = next(read)
+                k = None if data is None else (*self._features_and_close(data.values, data.columns),
+                                               None, None)
+            out.append(k)
+        return out
 
     def _learn(self, pairs):
         results = []
-        for p, data in pairs:
-            feats = self.features_of(data.values, data.columns)
+        for p, (feats, last, guess, updates) in pairs:
             if p.kind == "candle":
-                x = self._select(data.values, data.columns, ("close",))
-                last = float(np.nan_to_num(x[-1, 0]))
-                target = float(normalized_target(p.event, p.ref.norm_params, ("close",))[0])
-                change = float(np.clip(target - last, -self.target_clip, self.target_clip))
-                guess = float(self.regressor.predict_one(feats) or 0.0)
+                params = p.ref.norm_params  # normalized_target's arithmetic, for one price
+                target = (float(p.event.close) - params["price_offset"]) * (1.0 / params["price_scale"])
+                change = self._clip(target - last)
+                if updates != self._updates:  # learned since the prediction: its guess now
+                    guess = float(self.regressor.predict_one(feats) or 0.0)
                 loss = (guess - change) ** 2
                 self.regressor.learn_one(feats, change)
+                self._updates += 1
             else:
                 label = p.event.is_low
                 p_true = float(self.classifier.predict_proba_one(feats).get(True, 0.5))
-                loss = -float(np.log(max(p_true if label else 1.0 - p_true, 1e-12)))
+                loss = -math.log(max(p_true if label else 1.0 - p_true, 1e-12))
                 self.classifier.learn_one(feats, label)
                 self.pivots_seen += 1
             results.append(PairResult(p.ref.inference_id, p.kind, event_key(p.event),
@@ -139,5 +213,4 @@ class RiverAdapter(TrainingAdapter):
             raise ConfigError(f"checkpoint holds river model {state['model']!r}, not {self.model_name!r}")
         self.regressor, self.classifier = pickle.loads(state["learners"])
         self.pivots_seen = int(state["pivots_seen"])
-
-
+        self.memo, self._last, self._updates = {}, None, 0
