@@ -139,7 +139,7 @@ class WindowReader:
                 f"frame {ref.inference_id!r}: its window ends with the candle opened at "
                 f"{format_ms(ref.data_range_end)}, which closes after now ({format_ms(now)})")
 
-    def _cached(self, ref: InferenceFrameReference) -> tuple[np.ndarray, np.ndarray] | None:
+    def cached_rows(self, ref: InferenceFrameReference) -> tuple[np.ndarray, np.ndarray] | None:
         """The cache's ``(timestamps, values)`` of ``ref``'s window (``None``: no cache, or not covered).
 
         A :class:`~ettlib.replay.cache.CandleCache` gives exactly the rows of
@@ -167,7 +167,7 @@ class WindowReader:
         float32 array (nothing is kept between calls).
         """
         self.check_knowable(ref)
-        rows = self._cached(ref)
+        rows = self.cached_rows(ref)
         if rows is None:
             with self._lock:
                 arrays = self.store.read_window(
@@ -184,7 +184,7 @@ class WindowReader:
         out: list[InferenceData | None] = [None] * len(refs)
         missing: dict[tuple[str, str], list[int]] = {}
         for k, ref in enumerate(refs):
-            rows = self._cached(ref)
+            rows = self.cached_rows(ref)
             if rows is None:
                 missing.setdefault((ref.symbol, ref.timeframe), []).append(k)
             else:
