@@ -49,6 +49,7 @@ from ettlib.replay.provider import DataProvider
 from ettlib.store.demo import demo_candles
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.coordinator.windows import WindowReader
 from ettlib.store.schema import CANDLE_COLUMNS
 from ettlib.store import DuckDBStorage
 
@@ -180,7 +181,7 @@ def measure_windows(n_candles: int, n_windows: int, repeat: int) -> dict:
                 get(r)
 
         def lookups():
-            window_of = cached._cached
+            window_of = WindowReader(storage, cache).cached_rows  # what get_inference_data does first
             for _ in range(loops):
                 window_of(ref0)
 

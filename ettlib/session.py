@@ -74,6 +74,7 @@ from ettlib.errors import ConfigError, LookAheadError
 from ettlib.replay.events import InferenceStepEvent
 from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.coordinator.normalization import compute_norm_params
+from ettlib.coordinator.windows import read_window
 from ettlib.replay import ReplayCursor, ReplayEngine, resolve_base_timeframe
 from ettlib.store.schema import CANDLE_COLUMNS, OHLCV_COLUMNS
 from ettlib.symbols import validate_symbols
@@ -351,13 +352,10 @@ class Session:
         ``end`` has not closed at ``clock.now()``.  ``None`` when there is
         no such candle.
         """
-        cache = self._engine.cache
-        window = cache.window(symbol, timeframe, int(start), int(end), columns)
-        if window is None:
-            self.window_misses += 1
-            window = self.candles.read_window(symbol, timeframe, int(start), int(end),
-                                              tuple(columns or cache.columns))
-        return window if len(window) else None
+        window, cached = read_window(self._engine.cache, self.candles, symbol, timeframe, int(start),
+                                     int(end), columns)
+        self.window_misses += not cached
+        return window if window is not None and len(window) else None
 
     def last_candles(self, symbol: str, timeframe: str, n: int, columns: Sequence[str] | None = None):
         """The candles of the last ``n`` grid slots closed at the clock (fewer across gaps), or ``None``."""

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from ettlib.store.db import transaction
 from ettlib.errors import ConfigError, DataValidationError, LookAheadError, UnknownNameError
 from ettlib.replay.events import PivotEvent, event_sort_key, pivot_type_name
-from ettlib.replay.pivots import PivotTable, StreamingPivotDetector, detect_pivots
+from ettlib.replay.pivot_stream import StreamingPivotDetector
+from ettlib.replay.pivots import PivotTable, detect_pivots
 from ettlib.store.pivot_points import store_pivots
 from ettlib.store.schema import ensure_schema
 from ettlib.timeframes import timeframe_ms

@@ -75,21 +75,22 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ettlib.errors import ConfigError, DataValidationError, UnknownNameError
-from ettlib.coordinator.normalization import NORM_PARAM_KEYS
+from ettlib.errors import ConfigError, DataValidationError, LookAheadError, UnknownNameError
+from ettlib.coordinator.normalization import NormParams
 from ettlib.symbols import validate_symbol
 from ettlib.timeframes import TIMEFRAMES
-from ettlib.times import to_ms
+from ettlib.times import format_ms, to_ms
 
 __all__ = [
     "ACTIONS",
     "FRAME_COLUMNS",
     "InferenceFrameReference",
+    "check_registration",
     "NormParams",
     "window_bounds",
 ]
@@ -115,97 +116,6 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "predicted_candle",
     "confidence",
 )
-
-
-class NormParams(Mapping):
-    """A frozen mapping of the four normalization parameters.
-
-    Behaves like a small dict (``p["price_scale"]``, ``dict(p)``,
-    ``==`` with a dict) in 4 slots.
-
-    >>> p = NormParams(1.0, 2.0, 3.0, 4.0)
-    >>> dict(p) == {"price_offset": 1.0, "price_scale": 2.0, "volume_offset": 3.0, "volume_scale": 4.0}
-    True
-    """
-
-    __slots__ = ("price_offset", "price_scale", "volume_offset", "volume_scale")
-
-    def __init__(self, price_offset: float, price_scale: float, volume_offset: float, volume_scale: float):
-        values = (price_offset, price_scale, volume_offset, volume_scale)
-        if not all(type(v) is float for v in values):  # slow path: check and convert
-            for key, value in zip(NORM_PARAM_KEYS, values):
-                if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                    raise DataValidationError("must be a number", column=key, value=value)
-            values = tuple(map(float, values))
-        for key, value in zip(NORM_PARAM_KEYS, values):
-            if not math.isfinite(value):
-                raise DataValidationError("must be finite", column=key, value=value)
-        if not values[1] > 0 or not values[3] > 0:
-            raise DataValidationError(
-                "scales must be > 0", column="norm_params", value=(values[1], values[3])
-            )
-        setter = object.__setattr__
-        setter(self, "price_offset", values[0])
-        setter(self, "price_scale", values[1])
-        setter(self, "volume_offset", values[2])
-        setter(self, "volume_scale", values[3])
-
-    @classmethod
-    def coerce(cls, value) -> NormParams:
-        """A NormParams from a NormParams, a mapping with the four keys, or a 4-sequence."""
-        if isinstance(value, NormParams):
-            return value
-        if type(value) is dict and len(value) == 4:  # fast path: the usual dict
-            try:
-                return cls(value["price_offset"], value["price_scale"], value["volume_offset"],
-                           value["volume_scale"])
-            except KeyError:
-                pass
-        if isinstance(value, Mapping):
-            missing = [k for k in NORM_PARAM_KEYS if k not in value]
-            extra = [k for k in value if k not in NORM_PARAM_KEYS]
-            if missing or extra:
-                bad = (missing or extra)[0]
-                raise UnknownNameError("norm_params key", bad, NORM_PARAM_KEYS)
-            return cls(*(value[k] for k in NORM_PARAM_KEYS))
-        if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 4:
-            return cls(*value)
-        raise DataValidationError(
-            "norm_params must be a mapping with keys " + ", ".join(NORM_PARAM_KEYS),
-            column="norm_params",
-            value=value,
-        )
-
-    def __setattr__(self, name, value):
-        raise AttributeError("NormParams is frozen")
-
-    def __getitem__(self, key: str) -> float:
-        if key in NORM_PARAM_KEYS:
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(NORM_PARAM_KEYS)
-
-    def __len__(self) -> int:
-        return 4
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, NormParams):
-            return self.astuple() == other.astuple()
-        return Mapping.__eq__(self, other)
-
-    def __hash__(self) -> int:
-        return hash(self.astuple())
-
-    def astuple(self) -> tuple[float, float, float, float]:
-        return (self.price_offset, self.price_scale, self.volume_offset, self.volume_scale)
-
-    def __reduce__(self):
-        return (NormParams, self.astuple())
-
-    def __repr__(self) -> str:
-        return "NormParams(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in NORM_PARAM_KEYS) + ")"
 
 
 def _ms(value, name: str) -> int:
@@ -555,3 +465,26 @@ class InferenceFrameReference:
 _SLOT_SETTERS = tuple(
     InferenceFrameReference.__dict__[f.name].__set__ for f in fields(InferenceFrameReference)
 )
+
+
+def check_registration(ref: InferenceFrameReference, now: int, late_ms: int = 0) -> None:
+    """Refuse a frame registered at clock time ``now`` that does not predict at ``now``.
+
+    A frame from after ``now`` would predict from the future; one more than
+    ``late_ms`` before it (backdated) could have seen what happened after its
+    prediction time.  Either is a :class:`~ettlib.errors.LookAheadError`
+    naming both times.
+    """
+    t = ref.prediction_timestamp
+    if now - late_ms <= t <= now:
+        return
+    if t > now:
+        why = "after now: a frame cannot be registered before the instant it predicts at"
+    else:
+        allowed = f"more than the late-registration tolerance of {late_ms} ms " if late_ms else ""
+        why = (f"{allowed}before now: a frame registered at {format_ms(now)} must predict at "
+               f"{format_ms(now)} (a backdated frame could have seen what happened after its "
+               "prediction time)")
+    raise LookAheadError(
+        f"frame {ref.inference_id!r}: prediction_timestamp {format_ms(t)} ({t}) is {why}; "
+        f"the clock reads {format_ms(now)} ({now})")

@@ -60,7 +60,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 import math
 from functools import lru_cache
 
@@ -71,6 +71,7 @@ from ettlib.errors import DataValidationError, UnknownNameError
 
 __all__ = [
     "NORM_PARAM_KEYS",
+    "NormParams",
     "SCALE_FLOOR",
     "compute_norm_params",
     "normalize",
@@ -93,6 +94,97 @@ _PRICE_LEVEL = {"open", "high", "low", "close"}
 _PRICE_LEVEL_PREFIXES = ("sma_", "ema_", "bb_")
 _PRICE_DIFF = {"macd", "macd_signal", "macd_hist"}
 _PRICE_DIFF_PREFIXES = ("atr_",)
+
+
+class NormParams(Mapping):
+    """A frozen mapping of the four normalization parameters.
+
+    Behaves like a small dict (``p["price_scale"]``, ``dict(p)``,
+    ``==`` with a dict) in 4 slots.
+
+    >>> p = NormParams(1.0, 2.0, 3.0, 4.0)
+    >>> dict(p) == {"price_offset": 1.0, "price_scale": 2.0, "volume_offset": 3.0, "volume_scale": 4.0}
+    True
+    """
+
+    __slots__ = ("price_offset", "price_scale", "volume_offset", "volume_scale")
+
+    def __init__(self, price_offset: float, price_scale: float, volume_offset: float, volume_scale: float):
+        values = (price_offset, price_scale, volume_offset, volume_scale)
+        if not all(type(v) is float for v in values):  # slow path: check and convert
+            for key, value in zip(NORM_PARAM_KEYS, values):
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                    raise DataValidationError("must be a number", column=key, value=value)
+            values = tuple(map(float, values))
+        for key, value in zip(NORM_PARAM_KEYS, values):
+            if not math.isfinite(value):
+                raise DataValidationError("must be finite", column=key, value=value)
+        if not values[1] > 0 or not values[3] > 0:
+            raise DataValidationError(
+                "scales must be > 0", column="norm_params", value=(values[1], values[3])
+            )
+        setter = object.__setattr__
+        setter(self, "price_offset", values[0])
+        setter(self, "price_scale", values[1])
+        setter(self, "volume_offset", values[2])
+        setter(self, "volume_scale", values[3])
+
+    @classmethod
+    def coerce(cls, value) -> NormParams:
+        """A NormParams from a NormParams, a mapping with the four keys, or a 4-sequence."""
+        if isinstance(value, NormParams):
+            return value
+        if type(value) is dict and len(value) == 4:  # fast path: the usual dict
+            try:
+                return cls(value["price_offset"], value["price_scale"], value["volume_offset"],
+                           value["volume_scale"])
+            except KeyError:
+                pass
+        if isinstance(value, Mapping):
+            missing = [k for k in NORM_PARAM_KEYS if k not in value]
+            extra = [k for k in value if k not in NORM_PARAM_KEYS]
+            if missing or extra:
+                bad = (missing or extra)[0]
+                raise UnknownNameError("norm_params key", bad, NORM_PARAM_KEYS)
+            return cls(*(value[k] for k in NORM_PARAM_KEYS))
+        if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 4:
+            return cls(*value)
+        raise DataValidationError(
+            "norm_params must be a mapping with keys " + ", ".join(NORM_PARAM_KEYS),
+            column="norm_params",
+            value=value,
+        )
+
+    def __setattr__(self, name, value):
+        raise AttributeError("NormParams is frozen")
+
+    def __getitem__(self, key: str) -> float:
+        if key in NORM_PARAM_KEYS:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(NORM_PARAM_KEYS)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, NormParams):
+            return self.astuple() == other.astuple()
+        return Mapping.__eq__(self, other)
+
+    def __hash__(self) -> int:
+        return hash(self.astuple())
+
+    def astuple(self) -> tuple[float, float, float, float]:
+        return (self.price_offset, self.price_scale, self.volume_offset, self.volume_scale)
+
+    def __reduce__(self):
+        return (NormParams, self.astuple())
+
+    def __repr__(self) -> str:
+        return "NormParams(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in NORM_PARAM_KEYS) + ")"
 
 
 def column_kind(column: str) -> str:

@@ -36,9 +36,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timezone
 
-import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgba
@@ -46,6 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from ettlib.errors import ConfigError, UnknownNameError
+from ettlib.notebooks.figures import figure_and_axes, ms_to_datenum, new_figure, rolling_mean, utc_date_axis
 from ettlib.replay.events import CandleCompletionEvent, InferenceStepEvent, PivotEvent
 from ettlib.timeframes import TIMEFRAMES, timeframe_ms
 
@@ -67,61 +66,6 @@ _DOWN_COLOUR = "#ef5350"
 LEVEL_COLOURS = ("#7f7f7f", "#1f77b4", "#9467bd", "#ff7f0e", "#d62728")
 #: Marker area (points^2) per pivot level (level 1 first).
 LEVEL_SIZES = (14.0, 36.0, 70.0, 110.0, 160.0)
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def new_figure(figsize: tuple[float, float] = (10.0, 4.5), dpi: float = 100) -> tuple[Figure, object]:
-    """A fresh Figure with one Axes, outside pyplot (nothing to close)."""
-    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _figure_and_axes(ax, figsize):
-    if ax is None:
-        return new_figure(figsize)
-    return ax.figure, ax
-
-
-def ms_to_datenum(ms) -> np.ndarray:
-    """Epoch milliseconds (int or array) to matplotlib date numbers (UTC).
-
-    >>> float(ms_to_datenum(86_400_000) - ms_to_datenum(0))
-    1.0
-    """
-    ms = np.asarray(ms, dtype=np.int64)
-    return mdates.date2num(ms.astype("datetime64[ms]"))
-
-
-def _utc_date_axis(ax) -> None:
-    locator = mdates.AutoDateLocator(tz=timezone.utc)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
-    ax.set_xlabel("time (UTC)")
-
-
-def rolling_mean(values, window: int) -> np.ndarray:
-    """Trailing mean over ``window`` items, ignoring NaN, from the first item.
-
-    Item ``i`` is the mean of the non-NaN values among items
-    ``max(0, i - window + 1) .. i`` (NaN where there are none): pandas'
-    ``rolling(window, min_periods=1).mean()``.
-
-    >>> rolling_mean([1, 2, 3, 4], 2).tolist()
-    [1.0, 1.5, 2.5, 3.5]
-    """
-    if not isinstance(window, (int, np.integer)) or window < 1:
-        raise ConfigError(f"window must be a positive integer, got {window!r}")
-    x = np.asarray(values, dtype=np.float64).ravel()
-    finite = ~np.isnan(x)
-    sums = np.concatenate(([0.0], np.cumsum(np.where(finite, x, 0.0))))
-    counts = np.concatenate(([0], np.cumsum(finite)))
-    hi = np.arange(1, len(x) + 1)
-    lo = np.maximum(hi - window, 0)
-    n = counts[hi] - counts[lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
 
 
 def _infer_step_ms(timestamps: np.ndarray) -> int:
@@ -224,7 +168,7 @@ def plot_candles(
     Wicks are one LineCollection and bodies one PolyCollection, so a redraw
     of a few hundred candles costs a few artists, not a few hundred.
     """
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     ts = np.asarray(candles.timestamps, dtype=np.int64)
     o, h, l, c = (candles.column(name) for name in ("open", "high", "low", "close"))
     step_ms = timeframe_ms(timeframe) if timeframe is not None else _infer_step_ms(ts)
@@ -332,7 +276,7 @@ def plot_candles(
     if n:
         ax.set_xlim(x_lo, max([x_hi, *extra_x]))
         ax.set_ylim(y_lo - 6 * pad, y_hi + 6 * pad)
-    _utc_date_axis(ax)
+    utc_date_axis(ax)
     ax.set_ylabel("price")
     ax.grid(True, alpha=0.2)
     if title:
@@ -367,7 +311,7 @@ def plot_learning_curve(
     >>> fig.axes[0].get_lines()[1].get_ydata().tolist()
     [3.0, 2.5, 1.5]
     """
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     series = dict(losses) if isinstance(losses, Mapping) else {label: losses}
     for i, (name, values) in enumerate(series.items()):
         y = np.asarray(values, dtype=np.float64).ravel()
@@ -408,7 +352,7 @@ def plot_rolling_accuracy(
     """
     if not correct_by_model:
         raise ConfigError("correct_by_model is empty: give at least one model's hits")
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     names = list(correct_by_model)
     if model is None:
         model = names[0]
@@ -454,7 +398,7 @@ def plot_pivot_confusion(
         raise ConfigError(f"confusion must be a square 2-D array, got shape {m.shape}")
     if len(labels) != m.shape[0]:
         raise ConfigError(f"{len(labels)} labels for a {m.shape[0]}x{m.shape[1]} confusion matrix")
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     image = ax.imshow(m, cmap="Blues", aspect="equal")
     finite = m[np.isfinite(m)]
     threshold = (finite.max() + finite.min()) / 2 if finite.size else 0.0
@@ -502,7 +446,7 @@ def plot_event_timeline(
     for event in events:
         key, label = _timeline_row(event)
         rows.setdefault(key, (label, []))[1].append(event.knowable_time)
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     ordered = sorted(rows)
     for y, key in enumerate(ordered):
         label, times = rows[key]
@@ -511,7 +455,7 @@ def plot_event_timeline(
                    s=12, c=colour, marker="|" if key[0] == 0 else "o", gid=label)
     ax.set_yticks(range(len(ordered)), [rows[k][0] for k in ordered])
     ax.set_ylim(len(ordered) - 0.5, -0.5)
-    _utc_date_axis(ax)
+    utc_date_axis(ax)
     ax.grid(True, axis="x", alpha=0.2)
     if title:
         ax.set_title(title)

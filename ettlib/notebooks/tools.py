@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ettlib.errors import ConfigError
+# keeping notebooks clean (``python -m ettlib.notebooks.tools strip|check``): its own module
+from ettlib.notebooks.clean import main, notebook_problems, strip_file, strip_notebook
 from ettlib.store.catalog import open_runs
 
 __all__ = [
@@ -425,93 +427,7 @@ def plot_run_metrics(table, score: str = "mae_close", *, figsize=(8.0, 3.5)):
     return fig
 
 
-# ------------------------------------------------------------------- hygiene
-
-#: Notebook-level metadata that a run leaves behind.
-_RUN_METADATA = ("widgets", "papermill")
-
-
-def notebook_problems(nb) -> list[str]:
-    """What makes a notebook unfit to commit: outputs, execution counts, run metadata."""
-    problems = []
-    for key in _RUN_METADATA:
-        if key in nb.get("metadata", {}):
-            problems.append(f"notebook metadata: {key}")
-    for i, cell in enumerate(nb.get("cells", ())):
-        if cell.get("cell_type") != "code":
-            continue
-        if cell.get("outputs"):
-            problems.append(f"cell {i}: {len(cell['outputs'])} output(s)")
-        if cell.get("execution_count") is not None:
-            problems.append(f"cell {i}: execution_count {cell['execution_count']}")
-        for key in ("papermill", "execution"):
-            if key in cell.get("metadata", {}):
-                problems.append(f"cell {i}: metadata {key}")
-    return problems
-
-
-def strip_notebook(nb) -> bool:
-    """Remove outputs, execution counts and run metadata in place; True when something changed."""
-    changed = False
-    for key in _RUN_METADATA:
-        if key in nb.get("metadata", {}):
-            del nb["metadata"][key]
-            changed = True
-    for cell in nb.get("cells", ()):
-        if cell.get("cell_type") != "code":
-            continue
-        if cell.get("outputs"):
-            cell["outputs"] = []
-            changed = True
-        if cell.get("execution_count") is not None:
-            cell["execution_count"] = None
-            changed = True
-        for key in ("papermill", "execution"):
-            if key in cell.get("metadata", {}):
-                del cell["metadata"][key]
-                changed = True
-    return changed
-
-
-def strip_file(path: str | Path) -> bool:
-    """Strip the notebook at ``path`` in place (written only when it changed)."""
-    import nbformat
-
-    path = Path(path)
-    nb = nbformat.read(str(path), as_version=4)
-    if not strip_notebook(nb):
-        return False
-    nbformat.write(nb, str(path))
-    return True
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ettlib.notebooks.tools strip|check NOTEBOOK...``."""
-    import argparse
-
-    import nbformat
-
-    parser = argparse.ArgumentParser(prog="python -m ettlib.notebooks.tools",
-                                     description="Keep committed notebooks free of outputs.")
-    parser.add_argument("command", choices=("strip", "check"),
-                        help="strip: remove outputs in place; check: exit 1 if any notebook has some")
-    parser.add_argument("notebooks", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    dirty = 0
-    for path in args.notebooks:
-        if not path.is_file():
-            print(f"{path}: no such notebook", file=sys.stderr)
-            return 2
-        if args.command == "strip":
-            if strip_file(path):
-                print(f"stripped {path}")
-        else:
-            problems = notebook_problems(nbformat.read(str(path), as_version=4))
-            if problems:
-                dirty += 1
-                print(f"{path}: " + "; ".join(problems))
-    return 1 if dirty else 0
-
+# Keeping notebooks clean: ettlib.notebooks.clean (main, notebook_problems, strip_file, strip_notebook).
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

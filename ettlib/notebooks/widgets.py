@@ -174,8 +174,6 @@ class EventStepper:
     def __init__(self, session, *, window_candles: int = 120, symbol: str | None = None,
                  timeframe: str | None = None, log_size: int = 12, max_scan: int = 1_000_000,
                  figsize: tuple[float, float] = (9.0, 4.0), dpi: float = 80):
-        import ipywidgets as w
-
         for name, value, low in (("window_candles", window_candles, 2), ("log_size", log_size, 1),
                                  ("max_scan", max_scan, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -197,8 +195,6 @@ class EventStepper:
         self._kind_counts = dict.fromkeys(EVENT_KINDS, 0)
         self._pivots: deque = deque(maxlen=20_000)  # every pivot the session delivered
         ptypes = pivot_types_up_to(session.pivot_levels)
-        self._subscriptions = [session.subscribe_pivot_events(self._pivots.append, s, tf, ptypes)
-                               for s in session.symbols for tf in session.pivot_timeframes]
 
         from matplotlib.figure import Figure
 
@@ -207,7 +203,17 @@ class EventStepper:
         self.axes = self.figure.add_subplot()
         self._dpi = dpi
 
-        # --- controls
+        self._build_controls(ptypes)
+        self._build_displays(figsize, dpi)
+        self._subscriptions = [session.subscribe_pivot_events(self._pivots.append, s, tf, ptypes)
+                               for s in session.symbols for tf in session.pivot_timeframes]
+        self.refresh()
+
+    def _build_controls(self, ptypes: list[str]) -> None:
+        """The buttons, the Play widget, the seek slider, the filters and the chart dropdown."""
+        import ipywidgets as w
+
+        session = self.session
         self.step_button = w.Button(
             description="Step", icon="step-forward", tooltip="consume events until one passes the filters")
         self.step_button.add_class("ett-step")
@@ -246,7 +252,10 @@ class EventStepper:
                                        layout=w.Layout(width="220px"))
         self.chart_stream.observe(self._on_chart_stream, names="value")
 
-        # --- displays
+    def _build_displays(self, figsize, dpi) -> None:
+        """The chart image, the counter, the panel, and the whole UI around them."""
+        import ipywidgets as w
+
         self.image = w.Image(format="png", layout=w.Layout(
             width=f"{int(figsize[0] * dpi)}px", height="auto", object_fit="contain", flex="0 1 auto",
             align_self="flex-start"))
@@ -262,7 +271,6 @@ class EventStepper:
             self.counter,
             w.HBox([self.image, self.panel]),
         ])
-        self.refresh()
 
     def _default_stream(self, symbol, timeframe) -> tuple[str, str]:
         if symbol is not None or timeframe is not None:

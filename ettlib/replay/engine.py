@@ -94,11 +94,8 @@ True
 from __future__ import annotations
 
 import gc
-import json
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -107,7 +104,9 @@ from ettlib.clock import ReplayClock
 from ettlib.errors import ConfigError
 from ettlib.replay import plan as event_plan
 from ettlib.replay.cache import CandleCache, ohlcv_columns_first
-from ettlib.replay.feed import FeedConfig, resolve_base_timeframe, resolve_feed_config
+from ettlib.replay.cursor import ReplayCursor
+from ettlib.replay.dispatch import dispatch
+from ettlib.replay.feed import FeedConfig, resolve_base_timeframe, resolve_feed_config, warn_unplanned
 from ettlib.replay.plan import CANDLE, PIVOT, STEP, Plan
 from ettlib.replay.planner import DEFAULT_SPAN_CANDLES, SpanPlanner
 from ettlib.store.schema import OHLCV_COLUMNS
@@ -119,101 +118,6 @@ __all__ = ["ReplayEngine", "ReplayCursor"]
 
 _ITER_CHUNK = 4096  # events built at a time by the generator (it yields to user code)
 _PROGRESS_CHUNK = 1024  # events dispatched between two progress-bar updates
-
-
-# --------------------------------------------------------------------------
-# The cursor
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayCursor:
-    """Where a replay stands, and what it replays: enough to resume it exactly.
-
-    ``position`` counts the events passed (delivered or skipped);
-    ``last_time`` is the knowable time of the last one (``None`` at the start);
-    ``total`` the number of events of the whole replay (a check that the data
-    did not change).
-    """
-
-    symbols: tuple[str, ...]
-    start: int
-    end: int
-    base_timeframe: str
-    timeframes: tuple[str, ...]
-    pivot_timeframes: tuple[str, ...]
-    pivot_n: int
-    pivot_levels: int
-    step_streams: tuple[tuple[str, str], ...]
-    position: int
-    last_time: int | None
-    total: int
-
-    def to_dict(self) -> dict:
-        """Plain JSON types only."""
-        d = asdict(self)
-        d["symbols"] = list(self.symbols)
-        d["timeframes"] = list(self.timeframes)
-        d["pivot_timeframes"] = list(self.pivot_timeframes)
-        d["step_streams"] = [list(p) for p in self.step_streams]
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ReplayCursor:
-        names = {f.name for f in fields(cls)}
-        if set(d) != names:
-            raise ConfigError(f"not a replay cursor: keys {sorted(d)} (expected {sorted(names)})")
-        return cls(
-            symbols=tuple(d["symbols"]),
-            start=int(d["start"]),
-            end=int(d["end"]),
-            base_timeframe=d["base_timeframe"],
-            timeframes=tuple(d["timeframes"]),
-            pivot_timeframes=tuple(d["pivot_timeframes"]),
-            pivot_n=int(d["pivot_n"]),
-            pivot_levels=int(d["pivot_levels"]),
-            step_streams=tuple(tuple(p) for p in d["step_streams"]),
-            position=int(d["position"]),
-            last_time=None if d["last_time"] is None else int(d["last_time"]),
-            total=int(d["total"]),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> ReplayCursor:
-        return cls.from_dict(json.loads(text))
-
-    def config(self) -> FeedConfig:
-        return FeedConfig(self.base_timeframe, self.timeframes, self.pivot_timeframes,
-                          self.pivot_n, self.pivot_levels, self.step_streams)
-
-
-class _FanOut:
-    """Several callbacks of one stream behind one call, with the provider's error policy."""
-
-    __slots__ = ("callbacks", "provider")
-
-    def __init__(self, callbacks: tuple, provider):
-        self.callbacks = callbacks
-        self.provider = provider
-
-    def __call__(self, event) -> None:
-        for cb in self.callbacks:
-            try:
-                cb(event)
-            except Exception as exc:
-                self.provider._handle_error(cb, event, exc)
-
-
-def _target(callbacks: tuple, provider):
-    """What the dispatch loop calls for a stream: None, the callback, or a fan-out."""
-    if not callbacks:
-        return None
-    if len(callbacks) == 1:
-        return callbacks[0]
-    return _FanOut(callbacks, provider)
 
 
 # --------------------------------------------------------------------------
@@ -347,7 +251,7 @@ class ReplayEngine:
         """The span holding the next event, planned when needed; ``None`` at the end."""
         if self._planner is None:
             self._planner = self._new_planner(self._cache)
-            self._warn_unplanned()
+            warn_unplanned(self.provider, self.symbols, self.config)
         plan = self._plan
         while plan is None or self._pos - self._base >= len(plan.time):
             if plan is not None:
@@ -366,23 +270,6 @@ class ReplayEngine:
         self._base = self._pos = 0
         self._last_time = None
         self._pace = None
-
-    def _warn_unplanned(self) -> None:
-        """Warn about subscriptions this replay will never serve (made too late, or elsewhere)."""
-        c = self.config
-        steps = set(c.step_streams)
-        late_steps = sorted(p for p in self.provider.subscribed_streams("step")
-                            if p[0] in self.symbols and p not in steps)
-        other_tfs = sorted({tf for s, tf in self.provider.subscribed_streams()
-                            if s in self.symbols and tf not in c.timeframes})
-        if late_steps:
-            warnings.warn(
-                f"inference-step subscriptions {late_steps} are not scheduled by this replay "
-                "(subscribe before creating the engine, or pass step_timeframes=)", stacklevel=4)
-        if other_tfs:
-            warnings.warn(
-                f"subscriptions on timeframes {other_tfs} are not replayed (timeframes="
-                f"{list(c.timeframes)})", stacklevel=4)
 
     def __len__(self) -> int:
         """Number of events in the whole replay (counted once by planning every span aside)."""
@@ -443,7 +330,7 @@ class ReplayEngine:
                 subscribed = np.fromiter((bool(cbs) for cbs in self._snapshot(plan)), bool)
                 positions = positions[(plan.kind[a:b] != STEP) | subscribed[plan.channel[a:b]]]
             gc_was_enabled = gc.isenabled()
-            gc.disable()  # building many events at once (see _dispatch)
+            gc.disable()  # building many events at once (see ettlib.replay.dispatch)
             try:
                 events = event_plan.events(plan, positions, self.config.pivot_levels)
             finally:
@@ -521,7 +408,9 @@ class ReplayEngine:
                     while self._pos - self._base < stop:
                         interrupts.check()  # a requested stop (Ctrl-C) is honoured between events
                         a = self._pos - self._base
-                        self._dispatch(plan, a, min(stop, a + step))
+                        dispatch(plan, a, min(stop, a + step), self._snapshot(plan), self._clock,
+                                 self.provider, self.config.pivot_levels,
+                                 lambda local, plan=plan: self._passed(plan, local))
                         if bar is not None and self._last_time is not None:
                             done = (self._last_time - self.start) // TIMEFRAMES[self.config.base_timeframe]
                             bar.update(max(0, min(bar.total, done) - bar.n))
@@ -535,61 +424,6 @@ class ReplayEngine:
             if self._clock.time is None or target >= self._clock.time:
                 self._clock.time = target
         return self._pos - first
-
-    def _dispatch(self, plan: Plan, a: int, b: int) -> None:
-        """Deliver the span's events ``[a, b)`` to their subscribers; move the position."""
-        targets = [_target(cbs, self.provider) for cbs in self._snapshot(plan)]
-        has = np.fromiter((t is not None for t in targets), bool, len(targets))
-        positions = a + np.flatnonzero(has[plan.channel[a:b]])
-        if not len(positions):
-            self._passed(plan, b)
-            return
-        # The cyclic GC is paused for the chunk: tens of thousands of (acyclic)
-        # events alive at once would trigger full collections that cost more
-        # than the replay itself.  Cyclic garbage made by callbacks is
-        # collected after the chunk.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            self._deliver_chunk(plan, positions, targets, b)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-
-    def _deliver_chunk(self, plan: Plan, positions: np.ndarray, targets: list, b: int) -> None:
-        provider = self.provider
-        max_level = self.config.pivot_levels
-        kinds = plan.kind[positions]
-        rows = plan.row[positions]
-        ranks = plan.rank[positions]
-        field_rows = []
-        for kind in (CANDLE, PIVOT, STEP):
-            mine = kinds == kind
-            field_rows.append(zip(*event_plan.columns(plan, kind, rows[mine], ranks[mine], max_level)))
-        kind_list = kinds.tolist()
-        kind_iter = iter(kind_list)
-        by_channel = np.empty(len(targets), dtype=object)
-        for i, target in enumerate(targets):  # one by one: a callable may look like a sequence
-            by_channel[i] = target
-        main = zip(kind_iter, by_channel[plan.channel[positions]].tolist())
-        version = provider.version
-        while True:
-            stopped = event_plan.deliver(main, field_rows, self._clock, provider, version)
-            if stopped is None:
-                self._passed(plan, b)
-                return
-            event, cb, exc = stopped
-            # events consumed so far = those the kind iterator has handed out
-            done = len(kind_list) - kind_iter.__length_hint__()
-            if done:
-                self._passed(plan, int(positions[done - 1]) + 1)  # the failing event counts as passed
-            if exc is None:
-                return  # a subscription changed: the caller takes a new snapshot
-            if not isinstance(exc, Exception) or isinstance(cb, _FanOut):
-                raise exc  # interrupts; or a fan-out that already applied the policy
-            provider._handle_error(cb, event, exc)  # raises under on_error="raise"
-            if provider.version != version:
-                return
 
     # -- seeking and cursors -------------------------------------------------------
 
@@ -614,20 +448,14 @@ class ReplayEngine:
 
     def cursor(self) -> ReplayCursor:
         """A JSON-serializable snapshot of the position and the replay's parameters."""
-        c = self.config
-        return ReplayCursor(
-            symbols=self.symbols, start=self.start, end=self.end,
-            base_timeframe=c.base_timeframe, timeframes=c.timeframes,
-            pivot_timeframes=c.pivot_timeframes, pivot_n=c.pivot_n, pivot_levels=c.pivot_levels,
-            step_streams=c.step_streams, position=self._pos, last_time=self._last_time,
-            total=len(self),
-        )
+        return ReplayCursor(self.symbols, self.start, self.end, self.config, position=self._pos,
+                            last_time=self._last_time, total=len(self))
 
     def restore(self, cursor: ReplayCursor) -> None:
         """Continue from ``cursor`` (taken from a replay with the same parameters)."""
         if not isinstance(cursor, ReplayCursor):
             raise ConfigError(f"expected a ReplayCursor, got {type(cursor).__name__}")
-        if (cursor.symbols, cursor.start, cursor.end, cursor.config()) != \
+        if (cursor.symbols, cursor.start, cursor.end, cursor.feed) != \
                 (self.symbols, self.start, self.end, self.config):
             raise ConfigError("the cursor belongs to a replay with other parameters")
         total = len(self)
@@ -649,7 +477,7 @@ class ReplayEngine:
         ``chunk_size``, ``clock``, ...); what is replayed comes from the cursor.
         """
         engine = cls(storage, data_provider, cursor.symbols, cursor.start, cursor.end,
-                     _config=cursor.config(), **options)
+                     _config=cursor.feed, **options)
         engine.restore(cursor)
         return engine
 

@@ -13,6 +13,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,7 +21,8 @@ from ettlib.errors import ConfigError
 from ettlib.replay.events import validate_pivot_levels
 from ettlib.timeframes import TIMEFRAMES, check_higher, sort_timeframes, validate_timeframe
 
-__all__ = ["FeedConfig", "resolve_feed_config", "resolve_base_timeframe", "default_timeframes"]
+__all__ = ["FeedConfig", "resolve_feed_config", "resolve_base_timeframe", "default_timeframes",
+           "warn_unplanned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +174,19 @@ def default_timeframes(base_timeframe: str, count: int = 3) -> list[str]:
     base = TIMEFRAMES[validate_timeframe(base_timeframe)]
     usual = [tf for tf in ("5m", "15m", "1h", "4h", "1d") if TIMEFRAMES[tf] > base and TIMEFRAMES[tf] % base == 0]
     return [base_timeframe, *usual[:count]]
+
+
+def warn_unplanned(provider, symbols, config: FeedConfig) -> None:
+    """Warn about subscriptions a replay of ``config`` will never serve (made too late, or elsewhere)."""
+    steps = set(config.step_streams)
+    late_steps = sorted(p for p in provider.subscribed_streams("step") if p[0] in symbols and p not in steps)
+    other_tfs = sorted({tf for s, tf in provider.subscribed_streams()
+                        if s in symbols and tf not in config.timeframes})
+    if late_steps:
+        warnings.warn(
+            f"inference-step subscriptions {late_steps} are not scheduled by this replay "
+            "(subscribe before creating the engine, or pass step_timeframes=)", stacklevel=4)
+    if other_tfs:
+        warnings.warn(
+            f"subscriptions on timeframes {other_tfs} are not replayed (timeframes="
+            f"{list(config.timeframes)})", stacklevel=4)

@@ -2,7 +2,7 @@
 
 A :class:`LiveFeed` per symbol aggregates higher timeframes incrementally
 (:class:`~ettlib.replay.aggregate.IncrementalAggregator`), detects pivots with
-:class:`~ettlib.replay.pivots.StreamingPivotDetector`, schedules inference steps and
+:class:`~ettlib.replay.pivot_stream.StreamingPivotDetector`, schedules inference steps and
 delivers everything through the :class:`~ettlib.replay.provider.DataProvider`,
 in ``docs/design.md``'s order.  :class:`FeedConfig` (shared with
 :class:`~ettlib.replay.ReplayEngine`) fixes what is produced, so a live feed
@@ -58,7 +58,7 @@ class LiveFeed:
                  pivot_timeframes=None, pivot_n: int = 1, pivot_levels: int = 3,
                  step_timeframes=None, config: FeedConfig | None = None,
                  clock: ReplayClock | None = None):
-        from ettlib.replay.pivots import StreamingPivotDetector
+        from ettlib.replay.pivot_stream import StreamingPivotDetector
 
         validate_symbol(symbol)
         if config is None:

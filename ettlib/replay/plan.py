@@ -8,8 +8,8 @@ a packed int64 key: knowable time, then the event's *rank*; ties keep bar
 order).  :class:`~ettlib.replay.ReplayEngine` walks that order.
 
 Event objects are built only when delivered, chunk by chunk: :func:`events`
-for the generator, :func:`deliver` (build each event, set the clock, call
-its callback) for the fast path.
+for the generator, :func:`columns` for the fast path
+(:mod:`ettlib.replay.dispatch`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ettlib.replay.events import EVENT_CLASSES, pivot_type_name
 from ettlib.replay.feed import FeedConfig
 from ettlib.timeframes import TIMEFRAMES
 
-__all__ = ["Plan", "build_plan", "events", "columns", "deliver", "CANDLE", "PIVOT", "STEP"]
+__all__ = ["Plan", "build_plan", "events", "columns", "CANDLE", "PIVOT", "STEP"]
 
 #: Event kinds, in their order at one instant (indices into ``EVENT_CLASSES``).
 CANDLE, PIVOT, STEP = 0, 1, 2
@@ -52,40 +52,6 @@ def _timeframe_of(rank):
 
 def _symbol_of(rank):
     return rank // (N_KINDS * STREAM_SLOTS)
-
-
-def deliver(main, rows, clock, provider, version):
-    """Build and deliver events: the fast path of :meth:`ReplayEngine.run`.
-
-    ``main`` yields ``(kind, callback)`` pairs; ``rows`` holds one iterator of
-    field tuples per kind, in the event classes' field order.  For each pair
-    the next row of its kind becomes the event, ``clock.time`` becomes its
-    knowable time, and the callback gets it.  Returns ``(event, None, None)``
-    when a subscription changed (``provider.version`` moved), ``(event,
-    callback, exc)`` when a callback raised (the iterators then resume after
-    that event), ``None`` at the end.
-    """
-    next_candle, next_pivot, next_step = (r.__next__ for r in rows)
-    candle, pivot, step = EVENT_CLASSES
-    new = tuple.__new__  # what a named tuple's _make does, without its per-call length check
-    event = callback = None
-    try:
-        for kind, callback in main:
-            if kind == CANDLE:
-                event = new(candle, next_candle())
-                clock.time = event.close_time
-            elif kind == PIVOT:
-                event = new(pivot, next_pivot())
-                clock.time = event.confirmed_at
-            else:
-                event = new(step, next_step())
-                clock.time = event.timestamp
-            callback(event)
-            if provider.version != version:
-                return event, None, None
-    except BaseException as exc:
-        return event, callback, exc
-    return None
 
 
 # --------------------------------------------------------------------------

@@ -313,9 +313,15 @@ class DataProvider:
             try:
                 callback(event)
             except Exception as exc:
-                self._handle_error(callback, event, exc)
+                self.handle_error(callback, event, exc)
 
-    def _handle_error(self, callback: Callable, event, exc: Exception) -> None:
+    def handle_error(self, callback: Callable, event, exc: Exception) -> None:
+        """Apply the ``on_error`` policy to ``callback`` raising ``exc`` on ``event``.
+
+        ``"raise"``: a :class:`~ettlib.errors.SubscriberError`; ``"warn"``: a
+        warning, and ``(callback, event, exc)`` kept in :attr:`errors`.  The
+        delivery loops of a replay call it too.
+        """
         name = getattr(callback, "__qualname__", repr(callback))
         if self.on_error == "raise":
             if isinstance(exc, SubscriberError):  # a coordinator's strict mode named it already

@@ -1,0 +1,127 @@
+"""Delivery: call a subscriber with a (frame, event) pair, and buffer what the next flush commits.
+
+A :class:`DeliveryBuffer` numbers every delivery (``seq``, part of the
+checkpoint), isolates a subscriber that raises (a dead letter: pair, event,
+traceback; re-raised as :class:`~ettlib.errors.SubscriberError` when
+``strict``), and buffers the rows of ``training_events`` and
+``dead_letters`` and the newly registered frames until the coordinator's
+next flush takes them (:meth:`DeliveryBuffer.take`).
+
+Examples
+--------
+>>> buffer = DeliveryBuffer()
+>>> buffer.deliver_candle("printer", lambda event, ref: 0.5, "an event", None, "candle:X:1m:0", 60_000)
+>>> buffer.pairs, buffer.delivered
+([(None, 'candle', 'candle:X:1m:0', 'printer', 60000, 0, 0.5, None)], 1)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+
+import numpy as np
+
+from ettlib.errors import SubscriberError
+
+__all__ = ["DeliveryBuffer", "loss_and_metrics"]
+
+
+def loss_and_metrics(result) -> tuple[float | None, str | None]:
+    """What a subscriber's return value stores: ``(loss, metrics JSON)``.
+
+    >>> loss_and_metrics(0.25), loss_and_metrics({"loss": 1, "n": 2})
+    ((0.25, None), (1.0, '{"loss": 1, "n": 2}'))
+    """
+    if result is None:
+        return None, None
+    if isinstance(result, (int, float, np.floating, np.integer)) and not isinstance(result, bool):
+        value = float(result)
+        return (value if math.isfinite(value) else None), None
+    if isinstance(result, dict):
+        loss = result.get("loss")
+        try:
+            loss = float(loss) if loss is not None else None
+        except (TypeError, ValueError):
+            loss = None
+        return loss, json.dumps(result, default=str, sort_keys=True)
+    return None, None
+
+
+class DeliveryBuffer:
+    """Delivers pairs and buffers their rows until the next flush (see the module doc).
+
+    Attributes
+    ----------
+    seq
+        The next delivery's sequence number.
+    frames, pairs, dead
+        Buffered since the last :meth:`take`: frames registered, rows of
+        ``training_events`` ``(inference_id, kind, event_key, subscriber,
+        event_time, seq, loss, metrics)``, rows of ``dead_letters``.
+    delivered, failed
+        Pairs delivered (including deliveries without a frame) / whose
+        subscriber raised, so far.
+    """
+
+    def __init__(self, *, strict: bool = False, seq: int = 0):
+        self.strict = strict
+        self.seq = seq
+        self.frames: list = []
+        self.pairs: list[tuple] = []
+        self.dead: list[tuple] = []
+        self.delivered = self.failed = 0
+
+    def take(self) -> tuple[list, list, list]:
+        """``(frames, pairs, dead)`` buffered so far; the buffers start empty again."""
+        out = (self.frames, self.pairs, self.dead)
+        self.frames, self.pairs, self.dead = [], [], []
+        return out
+
+    def _dead_letter(self, exc, label, method, event, ids, kind, event_key, t, seq) -> None:
+        """Record a failed delivery (one row per frame); re-raise in strict mode."""
+        tb = traceback.format_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        for iid in ids:
+            self.dead.append((label, iid, kind, event_key, repr(event), error, tb, t, seq))
+        self.failed += len(ids)
+        if self.strict:
+            raise SubscriberError(
+                f"subscriber {label!r} raised {error} on {event!r}", event=event, callback=method
+            ) from exc
+
+    def deliver_candle(self, label, method, event, ref, event_key, t) -> None:
+        """``method(event, ref)``: one candle pair (the hot path of a replay)."""
+        seq = self.seq
+        self.seq = seq + 1
+        try:
+            result = method(event, ref)
+        except Exception as exc:
+            iid = "" if ref is None else str(ref.inference_id)
+            self._dead_letter(exc, label, method, event, [iid], "candle", event_key, t, seq)
+            return
+        # The frame's id as is (int or str; None for no frame): made text at the flush.
+        iid = None if ref is None else ref.inference_id
+        if result is None:
+            self.pairs.append((iid, "candle", event_key, label, t, seq, None, None))
+        else:
+            loss, metrics = loss_and_metrics(result)
+            self.pairs.append((iid, "candle", event_key, label, t, seq, loss, metrics))
+        self.delivered += 1
+
+    def deliver(self, label, method, event, arg, refs, kind, event_key, t) -> None:
+        """``method(event, arg)`` for the pairs of ``event`` with each of ``refs`` (or no frame)."""
+        seq = self.seq
+        self.seq += 1
+        try:
+            result = method(event, arg)
+        except Exception as exc:
+            ids = [str(r.inference_id) for r in refs] or [""]
+            self._dead_letter(exc, label, method, event, ids, kind, event_key, t, seq)
+            return
+        ids = [r.inference_id for r in refs] or [None]  # made text at the flush
+        loss, metrics = loss_and_metrics(result)
+        for iid in ids:
+            self.pairs.append((iid, kind, event_key, label, t, seq, loss, metrics))
+        self.delivered += len(ids)

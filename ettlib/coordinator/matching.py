@@ -1,0 +1,249 @@
+"""Matching and retention: which retained frames an event matches, and when a frame is dropped.
+
+A :class:`FrameIndex` holds the frames a coordinator retains, per stream
+``(symbol, timeframe)``.  It needs no store and no provider: give it frames
+(:meth:`FrameIndex.add`) and events (:meth:`FrameIndex.match_candle`,
+:meth:`FrameIndex.match_pivot`), read what matched.  The coordinator
+(:class:`~ettlib.coordinator.InferenceTrainingCoordinator`) delivers and
+persists around it.
+
+Matching (``docs/design.md``)
+-----------------------------
+- A candle completion of ``(symbol, timeframe, timestamp)`` matches every
+  retained frame with that symbol, timeframe and ``target_timestamp``.
+  O(1): a dict keyed by target.
+- A pivot confirmed at bar time ``t_p`` matches every retained frame of the
+  stream with ``prediction_timestamp`` in ``[t_p - pivot_lookback * tf,
+  t_p]``.  O(log n + matches): a list per stream sorted by prediction time,
+  searched with ``bisect`` (out-of-order registrations from live threads are
+  inserted in place).
+
+Retention
+---------
+A frame is *retained* -- can match -- while the knowable time ``T`` of an
+event satisfies ``T <= expires_at(ref)`` where::
+
+    expires_at = max(target close time, prediction_timestamp + pivot_lookback * tf)
+                 + retention * tf
+
+i.e. until its target candle has closed and no pivot bar it could match is
+left, plus ``retention`` candles of grace for late confirmations.  The rule
+is exact and does not depend on when memory is cleaned: frames past it are
+dropped as the stream's events advance (``O(1)`` amortized) and listed in
+:attr:`FrameIndex.expired` as ``(inference_id, T)``.
+
+Examples
+--------
+>>> from ettlib.coordinator.frames import InferenceFrameReference
+>>> from ettlib.replay.events import CandleCompletionEvent
+>>> index = FrameIndex(pivot_lookback=2, retention=0)
+>>> ref = InferenceFrameReference.for_prediction(
+...     1, "X", "1m", 600_000, context=3, norm_params=(0.0, 1.0, 0.0, 1.0),
+...     predicted_action="BUY", confidence=0.5)
+>>> index.add(ref)
+>>> index.expires_at(ref)      # max(target close 660000, 600000 + 2 * 60000)
+720000
+>>> candle = CandleCompletionEvent("X", "1m", 600_000, 660_000, 1, 1, 1, 1, 1)
+>>> index.match_candle(candle) == (ref,), index.matched
+(True, 1)
+>>> index.drop_expired(("X", "1m"), 780_000)
+>>> index.expired, index.pending
+([(1, 780000)], 0)
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.timeframes import TIMEFRAMES
+
+__all__ = ["FrameIndex", "NO_FRAME"]
+
+#: What a candle that matched no frame is delivered with: one call, ``inference_ref=None``.
+NO_FRAME = (None,)
+
+_COMPACT_AFTER = 1024  # dropped slots kept at a stream's head before the lists are compacted
+
+
+class _Stream:
+    """Retained frames of one (symbol, timeframe), sorted by prediction time."""
+
+    __slots__ = ("times", "refs", "head", "targets", "tf", "span", "grace")
+
+    def __init__(self, tf: int, span: int, grace: int):
+        self.times: list[int] = []
+        self.refs: list[InferenceFrameReference | None] = []
+        self.head = 0  # refs[:head] are dropped (None)
+        #: target_timestamp -> a frame, or a list of frames sharing the target
+        self.targets: dict[int, object] = {}
+        self.tf = tf  # timeframe length, ms
+        self.span = span  # pivot lookback, ms
+        self.grace = grace  # retention, ms
+
+    def expires_at(self, ref: InferenceFrameReference) -> int:
+        a = ref.target_timestamp + self.tf
+        b = ref.prediction_timestamp + self.span
+        return (a if a > b else b) + self.grace
+
+    def add(self, ref: InferenceFrameReference, with_target: bool) -> None:
+        t = ref.prediction_timestamp
+        times = self.times
+        if not times or t >= times[-1]:
+            times.append(t)
+            self.refs.append(ref)
+        else:  # out of order (live threads): keep sorted, stable for equal times
+            i = bisect_right(times, t, self.head)
+            times.insert(i, t)
+            self.refs.insert(i, ref)
+        if with_target:
+            targets = self.targets
+            key = ref.target_timestamp
+            held = targets.get(key)
+            if held is None:
+                targets[key] = ref
+            elif type(held) is list:
+                held.append(ref)
+            else:
+                targets[key] = [held, ref]
+
+    def forget_target(self, ref: InferenceFrameReference) -> None:
+        targets = self.targets
+        key = ref.target_timestamp
+        held = targets.get(key)
+        if held is ref:
+            del targets[key]
+        elif type(held) is list and ref in held:
+            held.remove(ref)
+            if not held:
+                del targets[key]
+
+    def compact(self) -> None:
+        del self.times[: self.head]
+        del self.refs[: self.head]
+        self.head = 0
+
+
+class FrameIndex:
+    """The retained frames of every stream: matching and retention (see the module doc).
+
+    Parameters
+    ----------
+    pivot_lookback
+        Candles before a pivot bar whose frames it matches.
+    retention
+        Extra candles a frame is kept after its last possible match.
+
+    Attributes
+    ----------
+    pending, matched, dropped
+        Frames retained now; (frame, event) matches so far; frames dropped so far.
+    expired
+        ``(inference_id, T)`` of each frame dropped since the list was last
+        emptied (the coordinator takes it at each flush).
+    """
+
+    def __init__(self, pivot_lookback: int, retention: int):
+        self.pivot_lookback = pivot_lookback
+        self.retention = retention
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self._last: dict[tuple[str, str], tuple[object, tuple]] = {}
+        self.pending = self.matched = self.dropped = 0
+        self.expired: list[tuple[object, int]] = []
+
+    def _stream(self, key: tuple[str, str]) -> _Stream:
+        stream = self._streams.get(key)
+        if stream is None:
+            tf = TIMEFRAMES[key[1]]
+            stream = self._streams[key] = _Stream(tf, self.pivot_lookback * tf, self.retention * tf)
+        return stream
+
+    def expires_at(self, ref: InferenceFrameReference) -> int:
+        """Last knowable time at which ``ref`` can match."""
+        return self._stream((ref.symbol, ref.timeframe)).expires_at(ref)
+
+    def add(self, ref: InferenceFrameReference, *, with_target: bool = True) -> None:
+        """Retain ``ref`` (``with_target=False``: for pivots only; its target candle has passed)."""
+        self._stream((ref.symbol, ref.timeframe)).add(ref, with_target)
+        self.pending += 1
+
+    def match_candle(self, event) -> tuple:
+        """The retained frames whose target is the candle ``event`` (:data:`NO_FRAME` if none).
+
+        The target is consumed: a candle closes once.
+        """
+        key = (event.symbol, event.timeframe)
+        t = event.close_time
+        stream = self._streams.get(key)
+        held = None if stream is None else stream.targets.pop(event.timestamp, None)
+        if held is None:
+            refs = NO_FRAME
+        elif type(held) is not list:
+            a = held.target_timestamp + stream.tf  # stream.expires_at(held), inlined
+            b = held.prediction_timestamp + stream.span
+            refs = (held,) if (a if a > b else b) + stream.grace >= t else NO_FRAME
+        else:
+            refs = tuple(r for r in held if stream.expires_at(r) >= t) or NO_FRAME
+        if refs is NO_FRAME:
+            self._last[key] = (event, ())
+        else:
+            self.matched += len(refs)
+            self._last[key] = (event, refs)
+        return refs
+
+    def match_pivot(self, event) -> list[InferenceFrameReference]:
+        """The retained frames made within ``pivot_lookback`` candles before the pivot's bar."""
+        key = (event.symbol, event.timeframe)
+        t = event.confirmed_at
+        stream = self._streams.get(key)
+        refs: list[InferenceFrameReference] = []
+        if stream is not None:
+            self.drop_expired(key, t)
+            lo = event.timestamp - stream.span
+            i = bisect_left(stream.times, lo, stream.head)
+            j = bisect_right(stream.times, event.timestamp, i)
+            refs = [r for r in stream.refs[i:j] if stream.expires_at(r) >= t]
+        self.matched += len(refs)
+        self._last[key] = (event, tuple(refs))
+        return refs
+
+    def drop_expired(self, key: tuple[str, str], now: int) -> None:
+        """Drop the frames of stream ``key`` that can no longer match at knowable time ``now``."""
+        stream = self._streams.get(key)
+        if stream is None:
+            return
+        refs = stream.refs
+        head = first = stream.head
+        n = len(refs)
+        tf, span, grace = stream.tf, stream.span, stream.grace
+        expired = self.expired
+        while head < n:
+            ref = refs[head]
+            a = ref.target_timestamp + tf
+            b = ref.prediction_timestamp + span
+            if (a if a > b else b) + grace >= now:
+                break
+            refs[head] = None  # free it now; compaction removes the slot
+            head += 1
+            stream.forget_target(ref)
+            expired.append((ref.inference_id, now))
+        if head != first:
+            self.pending -= head - first
+            self.dropped += head - first
+            stream.head = head
+            if head > _COMPACT_AFTER and head * 2 > n:
+                stream.compact()
+
+    def drop_all_expired(self, now: int) -> None:
+        """:meth:`drop_expired` for every stream."""
+        for key in self._streams:
+            self.drop_expired(key, now)
+
+    def last_matches(self, symbol: str, timeframe: str) -> tuple[object, list[InferenceFrameReference]]:
+        """``(event, frames)``: the stream's last event matched and its frames (``(None, [])`` before any)."""
+        event, refs = self._last.get((symbol, timeframe), (None, ()))
+        return event, list(refs)
+
+    def retained_frames(self) -> list[InferenceFrameReference]:
+        """Every retained frame, by stream then prediction time (a copy)."""
+        return [r for s in self._streams.values() for r in s.refs[s.head:]]

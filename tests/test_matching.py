@@ -1,0 +1,152 @@
+"""Matching and retention on their own: a FrameIndex, frames and events, no store, no provider."""
+
+from __future__ import annotations
+
+import random
+
+from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.coordinator.matching import NO_FRAME, FrameIndex
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
+
+M = 60_000
+T0 = 1_704_067_200_000
+SYMBOL = "ETH/USDT"
+
+
+def frame(iid, t, *, horizon=1, symbol=SYMBOL, tf="1m", step=M):
+    end = t - step
+    return InferenceFrameReference(
+        inference_id=iid, symbol=symbol, timeframe=tf, prediction_timestamp=t,
+        target_timestamp=end + horizon * step, data_range_start=end - 9 * step, data_range_end=end,
+        norm_params=(100.0, 2.0, 10.0, 3.0), predicted_action="BUY", predicted_candle=(), confidence=0.5)
+
+
+def candle(t, symbol=SYMBOL, tf="1m", step=M):
+    return CandleCompletionEvent(symbol, tf, t, t + step, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def pivot(bar, confirmed, ptype="L1L", symbol=SYMBOL):
+    return PivotEvent(symbol, "1m", ptype, int(ptype[1]), bar, 1.0, 1.0, confirmed)
+
+
+def expires_at(r, lookback, retention, step=M):
+    return max(r.target_timestamp + step, r.prediction_timestamp + lookback * step) + retention * step
+
+
+def test_no_store_is_imported():
+    # matching is testable without DuckDB: the module needs neither the store nor duckdb
+    import ettlib.coordinator.matching as matching
+
+    assert "duckdb" not in vars(matching) and "persistence" not in vars(matching)
+    assert FrameIndex(0, 0).match_candle(candle(T0)) is NO_FRAME
+
+
+def test_candle_matches_every_frame_with_its_target_once():
+    index = FrameIndex(pivot_lookback=3, retention=5)
+    a, b = frame(1, T0 + 5 * M), frame(2, T0 + 5 * M)  # two frames, one target
+    c = frame(3, T0 + 3 * M, horizon=3)  # the same target, further ahead
+    d = frame(4, T0 + 6 * M)
+    for r in (a, b, c, d):
+        index.add(r)
+    assert index.pending == 4
+    assert index.match_candle(candle(T0 + 4 * M)) is NO_FRAME
+    assert index.match_candle(candle(T0 + 5 * M)) == (a, b, c)
+    event, refs = index.last_matches(SYMBOL, "1m")
+    assert event == candle(T0 + 5 * M) and refs == [a, b, c]
+    assert index.match_candle(candle(T0 + 5 * M)) is NO_FRAME  # a candle closes once
+    assert index.matched == 3 and index.last_matches(SYMBOL, "1m")[1] == []
+    assert index.last_matches(SYMBOL, "5m") == (None, [])
+    # another stream's candle with the same open time matches nothing
+    assert index.match_candle(candle(T0 + 6 * M, symbol="BTC/USDT")) is NO_FRAME
+    assert index.match_candle(candle(T0 + 6 * M)) == (d,)
+    assert index.pending == 4  # matched frames stay retained for pivots
+
+
+def test_a_target_candle_after_expiry_matches_nothing():
+    # retention 0, lookback 0: a frame can match until its target closes, not after
+    index = FrameIndex(pivot_lookback=0, retention=0)
+    r = frame(1, T0 + M)
+    index.add(r)
+    late = candle(T0 + M)._replace(close_time=T0 + 3 * M)  # knowable after the expiry (a late candle)
+    assert index.match_candle(late) is NO_FRAME and index.matched == 0
+
+
+def test_pivot_window_and_exact_expiry_against_brute_force():
+    rng = random.Random(7)
+    lookback, retention = 6, 4
+    index = FrameIndex(lookback, retention)
+    refs = [frame(k, T0 + k * M, horizon=rng.choice([1, 2, 5])) for k in range(1, 300)]
+    order = list(refs)
+    for a in range(0, len(order), 7):  # out of order within chunks (live threads)
+        chunk = order[a:a + 7]
+        rng.shuffle(chunk)
+        for r in chunk:
+            index.add(r)
+    events = []
+    for k in range(15, 320, 3):
+        bar = T0 + k * M
+        events.append(pivot(bar, bar + rng.choice([2, 4, 9, 15]) * M, rng.choice(["L1L", "L2H"])))
+    events.sort(key=lambda e: (e.confirmed_at, e.timestamp))
+    got = [[r.inference_id for r in index.match_pivot(e)] for e in events]
+    expected = [
+        sorted(r.inference_id for r in refs
+               if e.timestamp - lookback * M <= r.prediction_timestamp <= e.timestamp
+               and expires_at(r, lookback, retention) >= e.confirmed_at)
+        for e in events]
+    assert got == expected
+    assert any(len(x) > 1 for x in expected) and any(not x for x in expected)
+    assert index.matched == sum(map(len, expected))
+
+
+def test_retention_drops_exactly_the_frames_no_event_can_match():
+    lookback, retention = 2, 3
+    index = FrameIndex(lookback, retention)
+    refs = [frame(k, T0 + k * M) for k in range(1, 61)]
+    for r in refs:
+        index.add(r)
+    now = T0 + 40 * M
+    index.drop_expired((SYMBOL, "1m"), now)
+    gone = {r.inference_id for r in refs if expires_at(r, lookback, retention) < now}
+    assert {iid for iid, _ in index.expired} == gone and {t for _, t in index.expired} == {now}
+    assert index.pending == 60 - len(gone) and index.dropped == len(gone)
+    assert [r.inference_id for r in index.retained_frames()] == \
+        [r.inference_id for r in refs if r.inference_id not in gone]
+    # a dropped frame's target no longer matches; a retained one's does
+    first_kept = min(set(range(1, 61)) - gone)
+    assert index.match_candle(candle(refs[0].target_timestamp)) is NO_FRAME
+    assert index.match_candle(candle(refs[first_kept - 1].target_timestamp)) == (refs[first_kept - 1],)
+    index.drop_all_expired(T0 + 1000 * M)
+    assert index.pending == 0 and index.dropped == 60 and index.retained_frames() == []
+
+
+def test_memory_stays_bounded_over_a_long_stream():
+    # one frame per candle, the stream advancing: what is retained never grows past the horizon
+    lookback, retention = 5, 10
+    index = FrameIndex(lookback, retention)
+    peak = 0
+    for k in range(1, 5000):
+        t = T0 + k * M
+        index.match_candle(candle(t - M))
+        index.drop_expired((SYMBOL, "1m"), t)
+        index.add(frame(k, t))
+        peak = max(peak, index.pending)
+    assert peak <= lookback + retention + 2
+    stream = index._streams[(SYMBOL, "1m")]
+    assert len(stream.refs) < 2 * 1024 + lookback + retention + 2  # the dropped slots are compacted
+    assert index.dropped == 4999 - index.pending
+
+
+def test_frames_added_without_target_match_pivots_only():
+    # a resumed run re-adds pending frames whose target closed before the resume: pivots only
+    index = FrameIndex(pivot_lookback=3, retention=10)
+    r = frame(1, T0 + 5 * M)
+    index.add(r, with_target=False)
+    assert index.match_candle(candle(r.target_timestamp)) is NO_FRAME
+    assert index.match_pivot(pivot(T0 + 6 * M, T0 + 8 * M)) == [r]
+
+
+def test_expires_at_is_the_documented_rule():
+    index = FrameIndex(pivot_lookback=4, retention=2)
+    for horizon in (1, 3, 9):
+        r = frame(horizon, T0 + 10 * M, horizon=horizon)
+        assert index.expires_at(r) == expires_at(r, 4, 2)
