@@ -123,9 +123,10 @@ def experiment_run(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("experiment")
     db = folder / "ett.duckdb"
+    ensure_demo_data(db, days=0.25)  # the notebook writes demo candles only at the default database
     nb = execute(EXPERIMENT, folder, {
-        "db_path": str(db), "demo_days": 0.25, "context_length": 16, "adapter_params": TINY_MODEL,
-        "batch_size": 16, "run_name": "nb-a",
+        "db_path": str(db), "context_length": 16, "adapter_params": TINY_MODEL,
+        "batch_size": 16, "run_name": "nb-a", "bootstrap_reps": 100,
     })
     second = run_experiment(ExperimentConfig(
         db_path=str(db), adapter="river", baselines=("persistence",), context_length=16,
@@ -135,6 +136,10 @@ def experiment_run(tmp_path_factory):
 
 
 def test_experiment_notebook_reports_the_run(experiment_run):
+    from html import unescape
+
+    from ettlib.notebooks.experiment import evaluate_run
+
     db, nb, _ = experiment_run
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT run_id, status, data_fingerprint, metrics, config FROM runs").fetchall()
@@ -145,21 +150,108 @@ def test_experiment_notebook_reports_the_run(experiment_run):
     assert config["context_length"] == 16 and config["adapter_params"] == TINY_MODEL
     assert config["db_path"] == str(db)
 
-    tables = htmls(nb)
-    metrics_html = next(t for t in tables if "mae_close" in t and "persistence" in t)
-    for model in ("model", "persistence", "frozen"):
-        assert f"<th>{model}</th>" in metrics_html
-    # the displayed model MAE is the one stored in the runs table (6 significant digits)
-    shown = float(re.search(r"<th>mae_close</th>\s*<td>([^<]+)</td>", metrics_html).group(1))
-    assert shown == pytest.approx(metrics["model.mae_close"], rel=1e-5)
-    # the manifest: run id, fingerprint, seed, commit/version rows, timings
+    tables = [unescape(t) for t in htmls(nb)]
+    # the verdict: the sentences the stored predictions give, with the demo banner above them
+    evaluation = evaluate_run(db, run_id, timeframe="1m", reps=100, seed=0)
+    box = next(t for t in tables if "ett-verdict" in t)
+    assert evaluation.verdict.text in box and "SYNTHETIC DEMO DATA" in box
+    # every metric against its fair baselines, with intervals and the skill
+    metric_html = next(t for t in tables if "last candle (baseline)" in t)
+    for row in ("persistence (baseline)", "chance (baseline)", "majority so far (baseline)", "95% CI"):
+        assert row in metric_html
+    shown_mae = evaluation.comparison.metrics["mae_close"].values["model"].estimate
+    assert shown_mae == pytest.approx(metrics["model.mae_close"], rel=1e-9)  # the same predictions, scored alike
+    assert f"{shown_mae:#.4g}" in metric_html
+    # the manifest: run id, fingerprint, commit and versions
     manifest = next(t for t in tables if "data fingerprint" in t)
-    for needle in (run_id, fingerprint, "package version", "git commit", "wall time (s)", "config.seed"):
+    for needle in (run_id, fingerprint, "git commit", "git tree", "python version", "torch version"):
         assert needle in manifest
-    # learning curve, rolling accuracy, pivot confusion: three PNG figures
-    assert len(pngs(nb)) == 3
+    # predictions, learning curves, rolling accuracy, pivot confusion, equity: five PNG figures
+    assert len(pngs(nb)) == 5
     assert f"Run `{run_id}` **completed**" in "\n".join(
         o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
+
+
+def test_prediction_table_is_what_the_store_says(experiment_run):
+    """Each scored prediction's candles are the stored ones; the model's errors are the run's MAE."""
+    from ettlib.notebooks.experiment import pivot_table, prediction_table
+
+    db, _, second = experiment_run
+    table = prediction_table(db, second.run_id)
+    with duckdb.connect(str(db), read_only=True) as con:
+        candles = {t: (o, c) for t, o, c in con.execute(
+            "SELECT timestamp, open, close FROM ohlcv_data WHERE timeframe = '1m'").fetchall()}
+    assert len(table) == second.scores["model"]["n_candles"] > 100
+    target = table["target_time"].to_numpy()
+    assert np.array_equal(table["actual_close"], [candles[t][1] for t in target])
+    assert np.array_equal(table["actual_open"], [candles[t][0] for t in target])
+    assert np.array_equal(table["last_close"], [candles[t - MINUTE][1] for t in target])
+    assert np.array_equal(table["last_open"], [candles[t - MINUTE][0] for t in target])
+    assert np.abs(table["pred_close.model"] - table["actual_close"]).mean() == pytest.approx(
+        second.scores["model"]["mae_close"], rel=1e-12)
+    assert np.allclose(table["pred_close.persistence"], table["last_close"], rtol=1e-6)
+    assert set(table["action.model"]) <= {"BUY", "SELL", "HOLD"}
+    pivots = pivot_table(db, second.run_id)
+    assert len(pivots) == second.scores["model"]["n_pivot_pairs"]
+    implied = np.where(pivots["implied_action"] == "BUY", 0, 1)
+    predicted = pivots["action.model"].map({"BUY": 0, "SELL": 1, "HOLD": 2}).to_numpy()
+    confusion = np.zeros((2, 3), dtype=int)
+    np.add.at(confusion, (implied, predicted), 1)
+    assert confusion.tolist() == second.scores["model"]["pivot_confusion"]
+
+
+def test_papermill_called_directly_checks_every_parameter_before_writing(tmp_path):
+    """No ett in between: a string for a list and a misspelt name fail the run, and nothing is written."""
+    import subprocess
+    import sys
+
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    db = tmp_path / "never.duckdb"
+    with pytest.raises(PapermillExecutionError, match="symbols must be a list of strings"):
+        papermill.execute_notebook(str(EXPERIMENT), str(tmp_path / "a.ipynb"), kernel_name="python3",
+                                   parameters={"symbols": "ETH/USDT", "db_path": str(db)},
+                                   progress_bar=False, cwd=str(tmp_path), start_timeout=120)
+    done = subprocess.run([sys.executable, "-m", "papermill", str(EXPERIMENT), str(tmp_path / "b.ipynb"),
+                           "-p", "sedd", "3", "-p", "db_path", str(db), "--cwd", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert "unknown parameter of the experiment notebook 'sedd'" in done.stderr
+    assert "did you mean 'seed'" in done.stderr
+    assert not db.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.ipynb", "b.ipynb"]
+
+
+def test_demo_candles_are_written_only_at_the_default_database(tmp_path):
+    from ettlib.notebooks.experiment import declared_parameters, prepare_report
+    from ettlib.notebooks.provenance import default_db_path, is_default_db
+
+    db = tmp_path / "elsewhere.duckdb"
+    namespace = {**declared_parameters(), "db_path": str(db)}
+    with pytest.raises(ConfigError, match="only at the default database"):
+        prepare_report(namespace, set())
+    assert not db.exists()
+    assert is_default_db(default_db_path()) and not is_default_db(db)
+    assert default_db_path() == Path(__file__).resolve().parents[1] / "data" / "ett.duckdb"
+    ensure_demo_data(db, days=0.1)
+    report = prepare_report(namespace, set())  # there now: used, nothing written
+    assert report.demo_written == () and report.db_path == db
+    with pytest.raises(ConfigError, match="'fee_bps' expects float"):
+        prepare_report({**namespace, "fee_bps": "5"}, set())
+    with pytest.raises(ConfigError, match="did you mean 'bootstrap_reps'"):
+        prepare_report({**namespace, "bootstrap_rep": 10}, set())
+
+
+def test_parameters_cell_has_a_type_and_help_for_every_parameter():
+    import papermill
+
+    from ettlib.notebooks.experiment import PARAMETER_HELP
+
+    declared = papermill.inspect_notebook(str(EXPERIMENT))
+    assert list(declared) == list(PARAMETER_HELP)
+    for name, spec in declared.items():
+        assert spec["inferred_type_name"] not in ("None", "", None), name
+        assert spec["help"] == PARAMETER_HELP[name], name
 
 
 def test_per_pair_direction_hits_add_up_to_the_accuracy(experiment_run):
@@ -218,9 +310,12 @@ def test_compare_notebook_over_runs_without_model_scores(tmp_path):
 def test_experiment_parameters_mirror_the_config():
     import papermill
 
+    from ettlib.notebooks.experiment import NOTEBOOK_PARAMETERS
+
     declared = papermill.inspect_notebook(str(EXPERIMENT))
     fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
-    assert set(declared) == set(fields) | set(NOTEBOOK_ONLY_PARAMETERS)
+    assert set(declared) == set(fields) | set(NOTEBOOK_PARAMETERS)
+    assert set(NOTEBOOK_ONLY_PARAMETERS) <= set(NOTEBOOK_PARAMETERS)
     for name, field in fields.items():
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         shown = ast.literal_eval(declared[name]["default"])

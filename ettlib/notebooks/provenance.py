@@ -190,13 +190,12 @@ def manifest_table(con, run_id: str, *, db_path: str | Path | None = None):
     row = _runs_row(con, run_id)
     env = json.loads(row.get("environment") or "{}")
     dirty = row.get("git_dirty")
-    commit = row.get("git_commit") or "(not a git checkout)"
-    if row.get("git_commit"):
-        commit += {True: " (uncommitted changes: dirty tree)", False: " (clean tree)"}.get(dirty, " (dirty: unknown)")
     fields = {
         "run id": row["run_id"], "status": row["status"], "seed": row.get("seed"),
         "data fingerprint": row.get("data_fingerprint"), "results database": str(db_path or ""),
-        "git commit": commit, "ettlib version": row.get("package_version"),
+        "git commit": row.get("git_commit") or "(not a git checkout)",
+        "git tree": {True: "dirty (uncommitted changes)", False: "clean"}.get(dirty, "unknown"),
+        "ettlib version": row.get("package_version"),
     }
     for name in ("python", "torch", "river", "duckdb", "numpy", "pandas"):
         fields[f"{name} version"] = env.get(name) or ("(not recorded)" if not env else "(not installed)")

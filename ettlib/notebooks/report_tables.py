@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from html import escape
 
+from ettlib.reports.running import REPORT_MIME
+
 __all__ = [
     "REPORT_MIME",
     "DEMO_BANNER",
@@ -35,9 +37,6 @@ __all__ = [
     "trading_table",
     "html",
 ]
-
-#: The mime type of :func:`report_metadata`'s output.
-REPORT_MIME = "application/vnd.ettlib.report+json"
 
 #: The banner of a report on the synthetic demo data.
 DEMO_BANNER = ("SYNTHETIC DEMO DATA: these candles come from ettlib's market simulator, not from a market. "
