@@ -268,39 +268,95 @@ def test_per_pair_direction_hits_add_up_to_the_accuracy(experiment_run):
 
 
 def test_compare_notebook_shows_both_runs(experiment_run, tmp_path):
+    from html import unescape
+
+    from ettlib.notebooks import compare
+
     db, _, second = experiment_run
     with duckdb.connect(str(db), read_only=True) as con:
         run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
     assert len(run_ids) == 2 and second.run_id in run_ids
-    nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": [], "last_n": 10})
-    tables = htmls(nb)
-    scores = next(t for t in tables if "mae_close" in t)
+    nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": [], "last_n": 10, "bootstrap_reps": 50})
+    tables = [unescape(t) for t in htmls(nb)]
+    overview = next(t for t in tables if "first prediction (UTC)" in t)
     for run_id in run_ids:
-        assert run_id in scores
+        assert run_id in overview
+    assert "2024-01-01T" in overview and "1.704" not in overview and "e+12" not in overview  # ISO dates
+    with duckdb.connect(str(db), read_only=True) as con:
+        first, last = con.execute("SELECT min(target_timestamp), max(target_timestamp) FROM inference_frames"
+                                  " WHERE run_id = ?", [second.run_id]).fetchone()
+    assert f"{(last - first + MINUTE) / 3_600_000:.1f} h" in overview  # the second run's length
     differing = next(t for t in tables if "config.adapter" in t)
     assert "config.seed" in differing and "river" in differing and "transformer" in differing
-    assert "config.context_length" not in differing  # the same in both runs
-    assert len(pngs(nb)) == 3  # two metric bar charts, the learning curves
+    assert "config.context_length" not in differing and "config.db_path" not in differing
+    metrics = next(t for t in tables if "skill low" in t and "DM p" in t)
+    assert all(run_id in metrics for run_id in run_ids)
+    assert any("Every run finished." in o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
+    # one interval chart per metric, and the learning curves
+    shown = compare.run_metrics(db, select_runs(db, [], 10), reps=50)
+    assert len(pngs(nb)) == shown["metric"].nunique() + 1
+
+
+def test_compare_helpers_on_recorded_runs(experiment_run):
+    """Intervals are each run's evaluation; seeds group by setup; locations never differ; the chance line."""
+    from ettlib.notebooks import compare
+    from ettlib.notebooks.experiment import evaluate_run
+
+    db, _, second = experiment_run
+    runs = select_runs(db, [], None)
+    metrics = compare.run_metrics(db, runs, reps=50)
+    row = metrics[(metrics["run_id"] == second.run_id) & (metrics["metric"] == "close MAE")].iloc[0]
+    mae = evaluate_run(db, second.run_id, timeframe="1m", reps=50).comparison.metrics["mae_close"]
+    assert (row["model"], row["model low"], row["model high"]) == (
+        mae.values["model"].estimate, mae.values["model"].low, mae.values["model"].high)
+    assert row["best baseline"] == mae.best_baseline and row["DM p"] == mae.test.p_value
+    # the same setup with three seeds is one group; the interval across seeds is Student's t
+    table = runs.iloc[[0, 0, 0]].assign(run_id=["s0", "s1", "s2"], **{"config.seed": [0, 1, 2]},
+                                        **{"config.db_path": ["data/ett.duckdb", str(db), "x"]})
+    groups = compare.seed_groups(pd_concat(table, runs.iloc[[1]]))
+    assert sorted(map(sorted, groups.values())) == sorted([["s0", "s1", "s2"], [runs["run_id"].iloc[1]]])
+    fake = metrics.iloc[[0, 0, 0]].assign(run_id=["s0", "s1", "s2"], model=[0.50, 0.52, 0.54],
+                                          skill=[0.01, 0.02, 0.03])
+    seeds = compare.aggregate_seeds(fake, {"g": ["s0", "s1", "s2"]})
+    first = seeds.iloc[0]
+    assert first["seeds"] == 3 and first["model (mean)"] == pytest.approx(0.52)
+    assert first["across seeds low"] == pytest.approx(0.52 - 4.302652729911275 * 0.02 / 3 ** 0.5)
+    assert first["skill high"] == pytest.approx(0.02 + 4.302652729911275 * 0.01 / 3 ** 0.5)
+    assert compare.differing_configs(table).columns.tolist() == ["config.seed"]  # db_path is a location
+    # accuracies get the 50% chance line, a loss does not
+    accuracy = compare.plot_metric_intervals(metrics, "direction accuracy")
+    assert "chance_line" in [line.get_gid() for line in accuracy.axes[0].get_lines()]
+    loss = compare.plot_metric_intervals(metrics, "close MAE")
+    assert "chance_line" not in [line.get_gid() for line in loss.axes[0].get_lines()]
+    failed = compare.failed_runs(runs.assign(status=["completed", "failed"], error=[None, "boom\nmore"]))
+    assert failed.index.tolist() == [runs["run_id"].iloc[1]] and failed["error"].tolist() == ["boom"]
+
+
+def pd_concat(*frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
 
 
 def test_compare_notebook_over_runs_without_model_scores(tmp_path):
-    """Runs of another notebook (a sweep's): their own metrics are shown, missing plots said so."""
+    """Runs of another notebook (a sweep's): their own metrics are shown, a failed run apart."""
     from ettlib.store.schema import ensure_schema
 
     db = tmp_path / "other.duckdb"
     with duckdb.connect(str(db)) as con:
         ensure_schema(con)
         for i, status in enumerate(("ok", "failed")):
-            con.execute("INSERT INTO runs (run_id, status, config, metrics, started_at) VALUES (?, ?, ?, ?, ?)",
+            con.execute("INSERT INTO runs (run_id, status, config, metrics, started_at, error)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
                         [f"other-{i}", status, json.dumps({"seed": i, "label": "x"}),
-                         json.dumps({"score": 10 + i}), f"2024-01-0{i + 1}"])
+                         json.dumps({"score": 10 + i}), f"2024-01-0{i + 1}", "it broke" if i else None])
     nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": ["other-1", "other-0"]})
     tables = htmls(nb)
-    assert any("other-0" in t and "other-1" in t and "<th>score</th>" in t for t in tables)
-    differing = next(t for t in tables if "config.seed" in t)
-    assert "config.label" not in differing
+    assert any("other-0" in t and ">score<" in t and "other-1" not in t for t in tables)
+    failed = next(t for t in tables if "it broke" in t)
+    assert "other-1" in failed and "other-0" not in failed
     shown = "\n".join(o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
-    assert "No `mae_close` recorded" in shown and "No learned pairs recorded." in shown
+    assert "No run recorded its predictions" in shown and "No learned pairs recorded." in shown
     assert pngs(nb) == []
 
 

@@ -302,8 +302,11 @@ class RunEvaluation:
 
 
 def evaluate_run(database, run_id: str, *, timeframe: str, reps: int = 1000, seed: int = 0,
-                 fee_bps: float = 5.0, slippage_bps: float = 0.0) -> RunEvaluation:
-    """Compare the run's model with its baselines, and follow its actions (see the module doc)."""
+                 fee_bps: float = 5.0, slippage_bps: float = 0.0, trading: bool = True) -> RunEvaluation:
+    """Compare the run's model with its baselines, and follow its actions (see the module doc).
+
+    ``trading=False`` leaves the trading diagnostic out (empty mappings).
+    """
     from ettlib.evaluation import compare_predictions, follow_actions, trading_intervals, verdict
     from ettlib.evaluation.table import ACTION
 
@@ -313,11 +316,11 @@ def evaluate_run(database, run_id: str, *, timeframe: str, reps: int = 1000, see
         return RunEvaluation(run_id, timeframe, predictions, pivots, None, None, {}, {})
     comparison = compare_predictions(predictions, pivots if len(pivots) else None, timeframe=timeframe,
                                      reps=reps, seed=seed)
-    trading, intervals = {}, {}
-    for symbol in dict.fromkeys(predictions["symbol"]):
+    followed, intervals = {}, {}
+    for symbol in dict.fromkeys(predictions["symbol"]) if trading else ():
         rows = predictions[predictions["symbol"] == symbol].reset_index(drop=True)
-        trading[symbol] = follow_actions(rows, timeframe=timeframe, fee_bps=fee_bps, slippage_bps=slippage_bps)
-        intervals[symbol] = (trading_intervals(trading[symbol], reps=reps, seed=seed)
+        followed[symbol] = follow_actions(rows, timeframe=timeframe, fee_bps=fee_bps, slippage_bps=slippage_bps)
+        intervals[symbol] = (trading_intervals(followed[symbol], reps=reps, seed=seed)
                              if len(rows) >= 2 else None)
     return RunEvaluation(run_id, timeframe, predictions, pivots, comparison, verdict(comparison),
-                         trading, intervals)
+                         followed, intervals)
