@@ -161,24 +161,24 @@ def _cmd_data_info(args) -> int:
 
 
 def parse_overrides(pairs) -> dict:
-    """``["key=value", ...]`` -> dict; values are read as JSON when they parse, else strings.
+    """``["key=value", ...]`` -> dict; each value read as ``ett report -p`` reads one.
 
-    >>> parse_overrides(["context_length=32", "symbols=[\\"A/B\\"]", "adapter=river"])
-    {'context_length': 32, 'symbols': ['A/B'], 'adapter': 'river'}
+    That is :func:`ettlib.reports.parameters.parse_value`: JSON when it
+    parses (and ``None``/``True``/``False``), else the text itself, so
+    ``007`` stays ``"007"``.
+
+    >>> parse_overrides(["context_length=32", "symbols=[\\"A/B\\"]", "adapter=river", "run_name=007"])
+    {'context_length': 32, 'symbols': ['A/B'], 'adapter': 'river', 'run_name': '007'}
     """
-    import json
-
     from ettlib.errors import ConfigError
+    from ettlib.reports.parameters import parse_value
 
     out = {}
     for pair in pairs or ():
         key, sep, value = str(pair).partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"expected key=value, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
+        out[key.strip()] = parse_value(value)
     return out
 
 
@@ -315,6 +315,62 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ett: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
+# -- ett report ------------------------------------------------------------
+
+
+def configure_report_parser(parser, default_db: Path | None = None) -> None:
+    """Add ``ett report`` arguments to an argparse parser; sets ``func``."""
+    from ettlib.reports import EXAMPLE_DIR, EXAMPLE_REPORT_NAME, EXPERIMENT_NOTEBOOK
+
+    parser.add_argument("notebook", nargs="?", type=Path, default=EXPERIMENT_NOTEBOOK,
+                        help="notebook to run (default: %(default)s)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        default=[], help="a parameter; VALUE is JSON when it parses (also None, True, "
+                        "False), else text: 007 stays '007', lists are JSON ('[\"ETH/USDT\"]'); repeatable")
+    parser.add_argument("-f", "--parameters-file", type=Path, help="YAML or JSON file of parameters")
+    parser.add_argument("--db", default=default_db,
+                        help="candles (a DuckDB file, a Parquet lake folder or URL), passed as the "
+                        "notebook's db_path parameter"
+                        + (" (default: %(default)s)" if default_db else ""))
+    parser.add_argument("-o", "--output", type=Path,
+                        help="the HTML file to write (default: reports/<notebook>-<run id>.html)")
+    parser.add_argument("--output-dir", type=Path, help="default: reports (with --example: reports/example)")
+    parser.add_argument("--name", help="base name of the report files (default: <notebook>-<run id>)")
+    parser.add_argument("--show-code", action="store_true", help="show code cells in the HTML")
+    parser.add_argument("--kernel", dest="kernel_name", help="Jupyter kernel name (default: the notebook's)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (cells done) on stderr")
+    parser.add_argument("--example", action="store_true",
+                        help=f"regenerate {EXAMPLE_DIR / EXAMPLE_REPORT_NAME}.html from the notebook "
+                        "(on fresh demo data unless --db or -p db_path is given)")
+    parser.set_defaults(func=_cmd_report, _default_db=default_db)
+
+
+def _cmd_report(args) -> int:
+    from ettlib.errors import ConfigError
+    from ettlib.reports import (EXAMPLE_DIR, parse_cli_parameters, regenerate_example_report, run_report,
+                                with_database)
+
+    parameters = parse_cli_parameters([tuple(p) for p in args.parameter], args.parameters_file)
+    if args.output is not None and (args.name or args.output_dir):
+        raise ConfigError("--output names the file: give it without --name or --output-dir")
+    print(f"ett report: running {args.notebook}", file=sys.stderr, flush=True)
+    if args.example:
+        explicit_db = args.db if args.db != args._default_db else None
+        result = regenerate_example_report(
+            args.notebook, output_dir=args.output_dir or EXAMPLE_DIR,
+            parameters=with_database(args.notebook, parameters, explicit_db), progress=not args.no_progress,
+        )
+    else:
+        result = run_report(args.notebook, with_database(args.notebook, parameters, args.db),
+                            output_dir=args.output_dir or "reports", name=args.name, output=args.output,
+                            show_code=args.show_code, kernel_name=args.kernel_name,
+                            progress=not args.no_progress)
+    run = f" (run {result.run_id})" if result.run_id else ""
+    print(f"ett report: done in {result.wall_s:.0f} s{run}", file=sys.stderr, flush=True)
+    print(result.html_path)
+    return 0
+
+
 #: The notebooks ``ett report`` and ``ett sweep`` run by default, wherever ``ett`` is run from.
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -393,8 +449,6 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run an experiment from a config file or flags")
     _add_run_arguments(run)
     run.set_defaults(func=_cmd_run, on_interrupt="the run had not started, nothing was written")
-
-    from ettlib.reports import configure_report_parser
 
     report = commands.add_parser("report", help="run a notebook with papermill and export it to HTML")
     configure_report_parser(report, default_db=DEFAULT_DB)

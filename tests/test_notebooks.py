@@ -123,9 +123,10 @@ def experiment_run(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("experiment")
     db = folder / "ett.duckdb"
+    ensure_demo_data(db, days=0.25)  # the notebook writes demo candles only at the default database
     nb = execute(EXPERIMENT, folder, {
-        "db_path": str(db), "demo_days": 0.25, "context_length": 16, "adapter_params": TINY_MODEL,
-        "batch_size": 16, "run_name": "nb-a",
+        "db_path": str(db), "context_length": 16, "adapter_params": TINY_MODEL,
+        "batch_size": 16, "run_name": "nb-a", "bootstrap_reps": 100,
     })
     second = run_experiment(ExperimentConfig(
         db_path=str(db), adapter="river", baselines=("persistence",), context_length=16,
@@ -135,6 +136,10 @@ def experiment_run(tmp_path_factory):
 
 
 def test_experiment_notebook_reports_the_run(experiment_run):
+    from html import unescape
+
+    from ettlib.notebooks.experiment import evaluate_run
+
     db, nb, _ = experiment_run
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("SELECT run_id, status, data_fingerprint, metrics, config FROM runs").fetchall()
@@ -145,21 +150,108 @@ def test_experiment_notebook_reports_the_run(experiment_run):
     assert config["context_length"] == 16 and config["adapter_params"] == TINY_MODEL
     assert config["db_path"] == str(db)
 
-    tables = htmls(nb)
-    metrics_html = next(t for t in tables if "mae_close" in t and "persistence" in t)
-    for model in ("model", "persistence", "frozen"):
-        assert f"<th>{model}</th>" in metrics_html
-    # the displayed model MAE is the one stored in the runs table (6 significant digits)
-    shown = float(re.search(r"<th>mae_close</th>\s*<td>([^<]+)</td>", metrics_html).group(1))
-    assert shown == pytest.approx(metrics["model.mae_close"], rel=1e-5)
-    # the manifest: run id, fingerprint, seed, commit/version rows, timings
+    tables = [unescape(t) for t in htmls(nb)]
+    # the verdict: the sentences the stored predictions give, with the demo banner above them
+    evaluation = evaluate_run(db, run_id, timeframe="1m", reps=100, seed=0)
+    box = next(t for t in tables if "ett-verdict" in t)
+    assert evaluation.verdict.text in box and "SYNTHETIC DEMO DATA" in box
+    # every metric against its fair baselines, with intervals and the skill
+    metric_html = next(t for t in tables if "last candle (baseline)" in t)
+    for row in ("persistence (baseline)", "chance (baseline)", "majority so far (baseline)", "95% CI"):
+        assert row in metric_html
+    shown_mae = evaluation.comparison.metrics["mae_close"].values["model"].estimate
+    assert shown_mae == pytest.approx(metrics["model.mae_close"], rel=1e-9)  # the same predictions, scored alike
+    assert f"{shown_mae:#.4g}" in metric_html
+    # the manifest: run id, fingerprint, commit and versions
     manifest = next(t for t in tables if "data fingerprint" in t)
-    for needle in (run_id, fingerprint, "package version", "git commit", "wall time (s)", "config.seed"):
+    for needle in (run_id, fingerprint, "git commit", "git tree", "python version", "torch version"):
         assert needle in manifest
-    # learning curve, rolling accuracy, pivot confusion: three PNG figures
-    assert len(pngs(nb)) == 3
+    # predictions, learning curves, rolling accuracy, pivot confusion, equity: five PNG figures
+    assert len(pngs(nb)) == 5
     assert f"Run `{run_id}` **completed**" in "\n".join(
         o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
+
+
+def test_prediction_table_is_what_the_store_says(experiment_run):
+    """Each scored prediction's candles are the stored ones; the model's errors are the run's MAE."""
+    from ettlib.notebooks.experiment import pivot_table, prediction_table
+
+    db, _, second = experiment_run
+    table = prediction_table(db, second.run_id)
+    with duckdb.connect(str(db), read_only=True) as con:
+        candles = {t: (o, c) for t, o, c in con.execute(
+            "SELECT timestamp, open, close FROM ohlcv_data WHERE timeframe = '1m'").fetchall()}
+    assert len(table) == second.scores["model"]["n_candles"] > 100
+    target = table["target_time"].to_numpy()
+    assert np.array_equal(table["actual_close"], [candles[t][1] for t in target])
+    assert np.array_equal(table["actual_open"], [candles[t][0] for t in target])
+    assert np.array_equal(table["last_close"], [candles[t - MINUTE][1] for t in target])
+    assert np.array_equal(table["last_open"], [candles[t - MINUTE][0] for t in target])
+    assert np.abs(table["pred_close.model"] - table["actual_close"]).mean() == pytest.approx(
+        second.scores["model"]["mae_close"], rel=1e-12)
+    assert np.allclose(table["pred_close.persistence"], table["last_close"], rtol=1e-6)
+    assert set(table["action.model"]) <= {"BUY", "SELL", "HOLD"}
+    pivots = pivot_table(db, second.run_id)
+    assert len(pivots) == second.scores["model"]["n_pivot_pairs"]
+    implied = np.where(pivots["implied_action"] == "BUY", 0, 1)
+    predicted = pivots["action.model"].map({"BUY": 0, "SELL": 1, "HOLD": 2}).to_numpy()
+    confusion = np.zeros((2, 3), dtype=int)
+    np.add.at(confusion, (implied, predicted), 1)
+    assert confusion.tolist() == second.scores["model"]["pivot_confusion"]
+
+
+def test_papermill_called_directly_checks_every_parameter_before_writing(tmp_path):
+    """No ett in between: a string for a list and a misspelt name fail the run, and nothing is written."""
+    import subprocess
+    import sys
+
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    db = tmp_path / "never.duckdb"
+    with pytest.raises(PapermillExecutionError, match="symbols must be a list of strings"):
+        papermill.execute_notebook(str(EXPERIMENT), str(tmp_path / "a.ipynb"), kernel_name="python3",
+                                   parameters={"symbols": "ETH/USDT", "db_path": str(db)},
+                                   progress_bar=False, cwd=str(tmp_path), start_timeout=120)
+    done = subprocess.run([sys.executable, "-m", "papermill", str(EXPERIMENT), str(tmp_path / "b.ipynb"),
+                           "-p", "sedd", "3", "-p", "db_path", str(db), "--cwd", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert "unknown parameter of the experiment notebook 'sedd'" in done.stderr
+    assert "did you mean 'seed'" in done.stderr
+    assert not db.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.ipynb", "b.ipynb"]
+
+
+def test_demo_candles_are_written_only_at_the_default_database(tmp_path):
+    from ettlib.notebooks.experiment import declared_parameters, prepare_report
+    from ettlib.notebooks.provenance import default_db_path, is_default_db
+
+    db = tmp_path / "elsewhere.duckdb"
+    namespace = {**declared_parameters(), "db_path": str(db)}
+    with pytest.raises(ConfigError, match="only at the default database"):
+        prepare_report(namespace, set())
+    assert not db.exists()
+    assert is_default_db(default_db_path()) and not is_default_db(db)
+    assert default_db_path() == Path(__file__).resolve().parents[1] / "data" / "ett.duckdb"
+    ensure_demo_data(db, days=0.1)
+    report = prepare_report(namespace, set())  # there now: used, nothing written
+    assert report.demo_written == () and report.db_path == db
+    with pytest.raises(ConfigError, match="'fee_bps' expects float"):
+        prepare_report({**namespace, "fee_bps": "5"}, set())
+    with pytest.raises(ConfigError, match="did you mean 'bootstrap_reps'"):
+        prepare_report({**namespace, "bootstrap_rep": 10}, set())
+
+
+def test_parameters_cell_has_a_type_and_help_for_every_parameter():
+    import papermill
+
+    from ettlib.notebooks.experiment import PARAMETER_HELP
+
+    declared = papermill.inspect_notebook(str(EXPERIMENT))
+    assert list(declared) == list(PARAMETER_HELP)
+    for name, spec in declared.items():
+        assert spec["inferred_type_name"] not in ("None", "", None), name
+        assert spec["help"] == PARAMETER_HELP[name], name
 
 
 def test_per_pair_direction_hits_add_up_to_the_accuracy(experiment_run):
@@ -176,39 +268,95 @@ def test_per_pair_direction_hits_add_up_to_the_accuracy(experiment_run):
 
 
 def test_compare_notebook_shows_both_runs(experiment_run, tmp_path):
+    from html import unescape
+
+    from ettlib.notebooks import compare
+
     db, _, second = experiment_run
     with duckdb.connect(str(db), read_only=True) as con:
         run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
     assert len(run_ids) == 2 and second.run_id in run_ids
-    nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": [], "last_n": 10})
-    tables = htmls(nb)
-    scores = next(t for t in tables if "mae_close" in t)
+    nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": [], "last_n": 10, "bootstrap_reps": 50})
+    tables = [unescape(t) for t in htmls(nb)]
+    overview = next(t for t in tables if "first prediction (UTC)" in t)
     for run_id in run_ids:
-        assert run_id in scores
+        assert run_id in overview
+    assert "2024-01-01T" in overview and "1.704" not in overview and "e+12" not in overview  # ISO dates
+    with duckdb.connect(str(db), read_only=True) as con:
+        first, last = con.execute("SELECT min(target_timestamp), max(target_timestamp) FROM inference_frames"
+                                  " WHERE run_id = ?", [second.run_id]).fetchone()
+    assert f"{(last - first + MINUTE) / 3_600_000:.1f} h" in overview  # the second run's length
     differing = next(t for t in tables if "config.adapter" in t)
     assert "config.seed" in differing and "river" in differing and "transformer" in differing
-    assert "config.context_length" not in differing  # the same in both runs
-    assert len(pngs(nb)) == 3  # two metric bar charts, the learning curves
+    assert "config.context_length" not in differing and "config.db_path" not in differing
+    metrics = next(t for t in tables if "skill low" in t and "DM p" in t)
+    assert all(run_id in metrics for run_id in run_ids)
+    assert any("Every run finished." in o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
+    # one interval chart per metric, and the learning curves
+    shown = compare.run_metrics(db, select_runs(db, [], 10), reps=50)
+    assert len(pngs(nb)) == shown["metric"].nunique() + 1
+
+
+def test_compare_helpers_on_recorded_runs(experiment_run):
+    """Intervals are each run's evaluation; seeds group by setup; locations never differ; the chance line."""
+    from ettlib.notebooks import compare
+    from ettlib.notebooks.experiment import evaluate_run
+
+    db, _, second = experiment_run
+    runs = select_runs(db, [], None)
+    metrics = compare.run_metrics(db, runs, reps=50)
+    row = metrics[(metrics["run_id"] == second.run_id) & (metrics["metric"] == "close MAE")].iloc[0]
+    mae = evaluate_run(db, second.run_id, timeframe="1m", reps=50).comparison.metrics["mae_close"]
+    assert (row["model"], row["model low"], row["model high"]) == (
+        mae.values["model"].estimate, mae.values["model"].low, mae.values["model"].high)
+    assert row["best baseline"] == mae.best_baseline and row["DM p"] == mae.test.p_value
+    # the same setup with three seeds is one group; the interval across seeds is Student's t
+    table = runs.iloc[[0, 0, 0]].assign(run_id=["s0", "s1", "s2"], **{"config.seed": [0, 1, 2]},
+                                        **{"config.db_path": ["data/ett.duckdb", str(db), "x"]})
+    groups = compare.seed_groups(pd_concat(table, runs.iloc[[1]]))
+    assert sorted(map(sorted, groups.values())) == sorted([["s0", "s1", "s2"], [runs["run_id"].iloc[1]]])
+    fake = metrics.iloc[[0, 0, 0]].assign(run_id=["s0", "s1", "s2"], model=[0.50, 0.52, 0.54],
+                                          skill=[0.01, 0.02, 0.03])
+    seeds = compare.aggregate_seeds(fake, {"g": ["s0", "s1", "s2"]})
+    first = seeds.iloc[0]
+    assert first["seeds"] == 3 and first["model (mean)"] == pytest.approx(0.52)
+    assert first["across seeds low"] == pytest.approx(0.52 - 4.302652729911275 * 0.02 / 3 ** 0.5)
+    assert first["skill high"] == pytest.approx(0.02 + 4.302652729911275 * 0.01 / 3 ** 0.5)
+    assert compare.differing_configs(table).columns.tolist() == ["config.seed"]  # db_path is a location
+    # accuracies get the 50% chance line, a loss does not
+    accuracy = compare.plot_metric_intervals(metrics, "direction accuracy")
+    assert "chance_line" in [line.get_gid() for line in accuracy.axes[0].get_lines()]
+    loss = compare.plot_metric_intervals(metrics, "close MAE")
+    assert "chance_line" not in [line.get_gid() for line in loss.axes[0].get_lines()]
+    failed = compare.failed_runs(runs.assign(status=["completed", "failed"], error=[None, "boom\nmore"]))
+    assert failed.index.tolist() == [runs["run_id"].iloc[1]] and failed["error"].tolist() == ["boom"]
+
+
+def pd_concat(*frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
 
 
 def test_compare_notebook_over_runs_without_model_scores(tmp_path):
-    """Runs of another notebook (a sweep's): their own metrics are shown, missing plots said so."""
+    """Runs of another notebook (a sweep's): their own metrics are shown, a failed run apart."""
     from ettlib.store.schema import ensure_schema
 
     db = tmp_path / "other.duckdb"
     with duckdb.connect(str(db)) as con:
         ensure_schema(con)
         for i, status in enumerate(("ok", "failed")):
-            con.execute("INSERT INTO runs (run_id, status, config, metrics, started_at) VALUES (?, ?, ?, ?, ?)",
+            con.execute("INSERT INTO runs (run_id, status, config, metrics, started_at, error)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
                         [f"other-{i}", status, json.dumps({"seed": i, "label": "x"}),
-                         json.dumps({"score": 10 + i}), f"2024-01-0{i + 1}"])
+                         json.dumps({"score": 10 + i}), f"2024-01-0{i + 1}", "it broke" if i else None])
     nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": ["other-1", "other-0"]})
     tables = htmls(nb)
-    assert any("other-0" in t and "other-1" in t and "<th>score</th>" in t for t in tables)
-    differing = next(t for t in tables if "config.seed" in t)
-    assert "config.label" not in differing
+    assert any("other-0" in t and ">score<" in t and "other-1" not in t for t in tables)
+    failed = next(t for t in tables if "it broke" in t)
+    assert "other-1" in failed and "other-0" not in failed
     shown = "\n".join(o["data"].get("text/markdown", "") for o in outputs(nb) if "data" in o)
-    assert "No `mae_close` recorded" in shown and "No learned pairs recorded." in shown
+    assert "No run recorded its predictions" in shown and "No learned pairs recorded." in shown
     assert pngs(nb) == []
 
 
@@ -218,9 +366,12 @@ def test_compare_notebook_over_runs_without_model_scores(tmp_path):
 def test_experiment_parameters_mirror_the_config():
     import papermill
 
+    from ettlib.notebooks.experiment import NOTEBOOK_PARAMETERS
+
     declared = papermill.inspect_notebook(str(EXPERIMENT))
     fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
-    assert set(declared) == set(fields) | set(NOTEBOOK_ONLY_PARAMETERS)
+    assert set(declared) == set(fields) | set(NOTEBOOK_PARAMETERS)
+    assert set(NOTEBOOK_ONLY_PARAMETERS) <= set(NOTEBOOK_PARAMETERS)
     for name, field in fields.items():
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         shown = ast.literal_eval(declared[name]["default"])

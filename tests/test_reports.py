@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import json
 import pickle
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ettlib.cli import configure_report_parser
 from ettlib.errors import ConfigError, EttError, UnknownNameError
 from ettlib.reports import (
     EXAMPLE_DIR,
@@ -21,7 +23,6 @@ from ettlib.reports import (
     EXPERIMENT_NOTEBOOK,
     ReportError,
     check_parameter_type,
-    configure_report_parser,
     export_html,
     html_structure,
     notebook_structure,
@@ -123,7 +124,7 @@ def test_show_code_puts_the_code_in_the_html(fixture_report, tmp_path):
 
 def test_report_kernels_talk_over_encrypted_channels(tmp_path, capfd):
     """ipykernel warns on its stderr (ours: the kernel inherits it) when its channels are plain TCP."""
-    from ettlib.reports.report import _encrypted_kernel
+    from ettlib.reports.running import _encrypted_kernel
 
     manager = _encrypted_kernel().get("kernel_manager_class")
     if manager is None:
@@ -226,7 +227,7 @@ def test_experiment_notebook_is_checked_by_experiment_config_when_available(tmp_
     with pytest.raises(UnknownNameError, match="did you mean 'context_length'"):
         validate_parameters(notebook, {"contxt_length": 8})
     try:
-        import ettlib.experiment.runner  # noqa: F401
+        importlib.import_module("ettlib.experiment.runner")
     except ImportError:
         with pytest.warns(UserWarning, match="ExperimentConfig is not available"):
             validate_parameters(notebook, {"seed": 1})
@@ -306,24 +307,95 @@ def test_committed_example_report_matches_the_experiment_notebook():
     assert page.tables
 
 
-def test_experiment_report_has_figures_metrics_table_and_manifest(tmp_path):
-    """The real experiment notebook, tiny: its HTML holds a figure, the metrics and the manifest."""
-    notebook = ROOT / EXPERIMENT_NOTEBOOK
-    if not notebook.is_file():
-        pytest.skip("notebooks/02_experiment.ipynb is not there yet")
+def test_parse_value_is_json_or_the_text_for_report_and_run():
+    from ettlib.cli import parse_overrides
+    from ettlib.reports import parse_value
+
+    cases = {"3": 3, "-2.5": -2.5, "1e-3": 0.001, "true": True, "False": False, "null": None, "None": None,
+             '["ETH/USDT"]': ["ETH/USDT"], '{"d": 1}': {"d": 1}, "007": "007", "yes": "yes", "on": "on",
+             "2024-01-02": "2024-01-02", "[a, b]": "[a, b]", "NaN": "NaN", "ETH/USDT": "ETH/USDT"}
+    for text, value in cases.items():
+        assert parse_value(text) == value and type(parse_value(text)) is type(value), text
+    # ett run -p KEY=VALUE reads values the same way
+    assert parse_overrides([f"k{i}={t}" for i, t in enumerate(cases)]) == {
+        f"k{i}": v for i, v in enumerate(cases.values())}
+
+
+def test_generic_annotations_decide_the_type():
+    check_parameter_type("symbols", ["A/B"], annotation="list")
+    check_parameter_type("symbols", ("A/B",), annotation="list[str]")
+    check_parameter_type("end", "2024-01-01", annotation="Union[str, int, None]")
+    check_parameter_type("end", None, annotation="Optional[int]")
+    for annotation in ("list", "list[str]", "List[str]"):
+        with pytest.raises(ConfigError, match="'symbols' expects"):
+            check_parameter_type("symbols", "ETH/USDT", annotation=annotation)
+    with pytest.raises(ConfigError):
+        check_parameter_type("end", 1.5, annotation="Optional[int]")
+
+
+def test_cli_output_names_the_file(tmp_path):
+    parser = argparse.ArgumentParser()
+    configure_report_parser(parser)
+    target = tmp_path / "out" / "mine.html"
+    args = parser.parse_args([str(FIXTURE), "-p", "epochs", "1", "--output", str(target), "--no-progress"])
+    assert args.func(args) == 0
+    assert target.is_file() and (tmp_path / "out" / "mine.ipynb").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mine.html", "mine.ipynb"]
+
+
+def test_experiment_report_with_code_hidden_has_every_section(tmp_path):
+    """The real experiment notebook, tiny, through run_report: every section, recomputed from the store."""
+    from html import unescape
+
     import duckdb
 
-    db = tmp_path / "ett.duckdb"  # missing: the notebook writes its own demo candles
-    params = {"db_path": str(db), "demo_days": 0.25, "adapter": "persistence", "baselines": []}
+    from ettlib.notebooks.experiment import evaluate_run
+    from ettlib.notebooks.report_tables import DEMO_BANNER
+    from ettlib.notebooks.tools import ensure_demo_data
+
+    notebook = ROOT / EXPERIMENT_NOTEBOOK
+    db = tmp_path / "ett.duckdb"
+    ensure_demo_data(db, days=0.25)
+    params = {"db_path": str(db), "adapter": "river", "baselines": ["persistence"], "context_length": 16,
+              "bootstrap_reps": 100, "fee_bps": 2.5}
     result = run_report(notebook, params, output_dir=tmp_path / "out", cwd=ROOT)
+    con = duckdb.connect(str(db), read_only=True)
+    run_id, fingerprint, dirty, environment = con.execute(
+        "SELECT run_id, data_fingerprint, git_dirty, environment FROM runs").fetchone()
+    con.close()
+    # named after the run, titled with the run and the symbols
+    assert result.run_id == run_id and result.html_path == tmp_path / "out" / f"02_experiment-{run_id}.html"
+    html = result.html_path.read_text(encoding="utf-8")
+    assert f"<title>Experiment {run_id}: ETH/USDT</title>" in html
     assert notebook_structure(notebook).differences(html_structure(result.html_path)) == []
     page = parse_page(result.html_path)
-    assert any(src.startswith("data:image/png;base64,") for src in page.images)
-    con = duckdb.connect(str(db), read_only=True)
-    run_id, fingerprint, metrics = con.execute("SELECT run_id, data_fingerprint, metrics FROM runs").fetchone()
-    con.close()
-    cells = {row[0]: row[1:] for table in page.tables for row in table if row}
-    assert "mae_close" in cells  # the metrics table
-    assert float(cells["mae_close"][0]) == pytest.approx(json.loads(metrics)["model.mae_close"], rel=1e-5)
-    manifest = {row[-2]: row[-1] for table in page.tables for row in table if len(row) >= 2}
-    assert manifest.get("run id") == run_id and manifest.get("data fingerprint") == fingerprint
+    text = unescape(" ".join(" ".join(page.text).split()))
+    # the verdict is the one the stored predictions give (same bootstrap seed and replications)
+    evaluation = evaluate_run(db, run_id, timeframe="1m", reps=100, seed=0, fee_bps=2.5)
+    assert evaluation.verdict.text in text
+    assert DEMO_BANNER in text  # the demo candles are said to be synthetic
+
+    def rows_of(header):  # the table with a column named ``header``: {first cell: the other cells}
+        table = next(t for t in page.tables if any(header in row for row in t[:2]))
+        return {row[0]: row[1:] for row in table if row}
+
+    headline = rows_of("best baseline")
+    mae = evaluation.comparison.metrics["mae_close"]
+    assert headline["close MAE"][2] == f"{mae.values['model'].low:#.4g} to {mae.values['model'].high:#.4g}"
+    assert headline["close MAE"][-1] == str(evaluation.verdict.headlines[0].outcome)
+    # parameters (shown with the code hidden), data, manifest
+    parameters = rows_of("what it does")
+    assert parameters["bootstrap_reps"][:3] == ["100", "1000", "yes"] and parameters["adapter"][0] == "river"
+    data = rows_of("missing candles (gaps)")["ETH/USDT"]
+    assert "2024-01-01T00:00:00Z" in data and "360" in data and "synthetic demo set (seed 7)" in data
+    assert fingerprint in data
+    manifest = rows_of("field")
+    assert manifest["data fingerprint"] == [fingerprint] and manifest["run id"] == [run_id]
+    assert manifest["git tree"] == ["dirty (uncommitted changes)" if dirty else "clean"]
+    assert len(manifest["git commit"][0]) == 40 and isinstance(dirty, bool)
+    versions = json.loads(environment)
+    for package in ("python", "torch", "river", "duckdb", "numpy"):
+        assert manifest[f"{package} version"] == [versions[package]]
+    # the trading diagnostic is labelled as one, the figures are there
+    assert "a diagnostic of the predictions, not a strategy backtest" in text.lower()
+    assert len([src for src in page.images if src.startswith("data:image/png;base64,")]) >= 5

@@ -152,18 +152,23 @@ class PrequentialScorer:
     def __init__(self, targets: Mapping[str, Sequence[str]]):
         self.targets = {name: tuple(cols) for name, cols in targets.items()}
         self.scores = {name: ModelScores() for name in self.targets}
-        self._frames: dict = {}  # inference_id -> (last_close, {name: (action, candle)})
+        self._frames: dict = {}  # inference_id -> (last_close, {name: (action, candle)}, last_open)
+        #: The row of the prediction :meth:`on_candle_completion` scored last (None: it scored none).
+        self.last_scored: dict | None = None
 
-    def record(self, ref, *, last_close: float, predictions: Mapping[str, tuple]) -> None:
-        """Remember a frame's predictions (the model's come from ``ref`` itself)."""
+    def record(self, ref, *, last_close: float, predictions: Mapping[str, tuple],
+               last_open: float | None = None) -> None:
+        """Remember a frame's predictions (the model's come from ``ref`` itself).
+
+        ``last_close`` and ``last_open`` are those of the last input candle
+        (``last_open`` is NaN when not given).
+        """
         preds = {"model": (ref.predicted_action, ref.predicted_candle)}
         for name, (action, candle, _confidence) in predictions.items():
             if name != "model":
                 preds[name] = (action, tuple(candle))
-        self._frames[ref.inference_id] = (float(last_close), preds)
-
-    def forget(self, inference_id) -> None:
-        self._frames.pop(inference_id, None)
+        opened = float("nan") if last_open is None else float(last_open)
+        self._frames[ref.inference_id] = (float(last_close), preds, opened)
 
     def retain(self, inference_ids) -> None:
         """Forget every recorded frame not in ``inference_ids`` (those that can no longer be scored)."""
@@ -181,8 +186,9 @@ class PrequentialScorer:
             "targets": {name: list(cols) for name, cols in self.targets.items()},
             "scores": {name: s.state_dict(errors=errors) for name, s in self.scores.items()},
             "frames": [[iid, last_close, {name: [action, list(candle)]
-                                          for name, (action, candle) in preds.items()}]
-                       for iid, (last_close, preds) in self._frames.items()],
+                                          for name, (action, candle) in preds.items()},
+                        None if last_open != last_open else last_open]  # NaN is not JSON
+                       for iid, (last_close, preds, last_open) in self._frames.items()],
         }
 
     def load_state_dict(self, state: dict, abs_errors: Mapping[str, Sequence[float]] | None = None) -> None:
@@ -202,25 +208,31 @@ class PrequentialScorer:
             for name, s in state["scores"].items()
         }
         self._frames = {
-            iid: (float(last_close), {name: (action, tuple(candle))
-                                      for name, (action, candle) in preds.items()})
-            for iid, last_close, preds in state["frames"]
+            entry[0]: (float(entry[1]), {name: (action, tuple(candle))
+                                         for name, (action, candle) in entry[2].items()},
+                       float("nan") if len(entry) < 4 or entry[3] is None else float(entry[3]))
+            for entry in state["frames"]
         }
 
     # -- TrainingEventSubscriber --------------------------------------------
 
     def on_candle_completion(self, event, inference_ref) -> None:
+        self.last_scored = None
         if inference_ref is None or inference_ref.inference_id not in self._frames:
             return
-        last_close, preds = self._frames[inference_ref.inference_id]
+        last_close, preds, last_open = self._frames[inference_ref.inference_id]
         params = inference_ref.norm_params
         actual = float(event.close)
         actual_move = np.sign(actual - last_close)
-        for name, (_, candle) in preds.items():
+        row = {"last_open": last_open, "last_close": last_close, "actual_open": float(event.open),
+               "actual_close": actual, "pred_close": {}, "action": {}}
+        for name, (action, candle) in preds.items():
             cols = self.targets.get(name)
             if cols is None or "close" not in cols or len(candle) != len(cols):
                 continue
             predicted = candle[cols.index("close")] * params["price_scale"] + params["price_offset"]
+            row["pred_close"][name] = float(predicted)
+            row["action"][name] = action
             scores = self.scores[name]
             scores.abs_errors.append(abs(predicted - actual))
             if actual_move != 0:
@@ -229,6 +241,7 @@ class PrequentialScorer:
                 predicted_move = 0.0 if abs(move) <= tolerance else np.sign(move)
                 scores.direction_total += 1
                 scores.direction_hits += int(predicted_move == actual_move)
+        self.last_scored = row if row["pred_close"] else None
 
     def on_pivot_event(self, event, inference_refs) -> None:
         truth = TRUE_ACTIONS.index(event.implied_action)
@@ -236,7 +249,7 @@ class PrequentialScorer:
             frame = self._frames.get(ref.inference_id)
             if frame is None:
                 continue
-            for name, (action, _) in frame[1].items():
+            for name, (action, _) in frame[1].items():  # frame: (last_close, preds, last_open)
                 if name in self.scores:
                     self.scores[name].score_pivot(truth, PRED_ACTIONS.index(action))
 

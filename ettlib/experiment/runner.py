@@ -380,7 +380,8 @@ def _build(run: RunState, *, candles, baselines: dict, start: int, end: int, pro
             context_length=config.context_length, columns=config.columns, stride=config.stride,
             train_every=config.train_every, companions=baselines,
             on_prediction=lambda ref, window, preds: scorer.record(
-                ref, last_close=float(window.column("close")[-1]), predictions=preds),
+                ref, last_close=float(window.column("close")[-1]), predictions=preds,
+                last_open=float(window.column("open")[-1]) if "open" in window.columns else None),
         )
         loop.attach()
         scoring.add_loop(loop)

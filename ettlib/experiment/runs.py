@@ -42,8 +42,14 @@ __all__ = [
     "data_fingerprint",
     "git_commit",
     "package_version",
+    "git_dirty",
+    "environment",
+    "ENVIRONMENT_PACKAGES",
     "now_utc",
 ]
+
+#: The packages whose versions a run's manifest records (``environment``), besides Python.
+ENVIRONMENT_PACKAGES = ("ettlib", "torch", "river", "duckdb", "numpy", "pandas")
 
 #: Statuses of a run that a resume continues.
 RESUMABLE = ("running", "interrupted")
@@ -75,11 +81,12 @@ def write_manifest(con, manifest: Manifest, *, status: str, finished_at=None, wa
     con.execute("DELETE FROM runs WHERE run_id = ?", [manifest.run_id])
     con.execute(
         "INSERT INTO runs (run_id, status, config, data_fingerprint, package_version, git_commit,"
-        " seed, started_at, finished_at, wall_s, metrics, error)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " seed, started_at, finished_at, wall_s, metrics, error, git_dirty, environment)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [manifest.run_id, status, manifest.config.to_json(), manifest.fingerprint, manifest.version,
          manifest.commit, manifest.config.seed, manifest.started_at, finished_at, wall_s,
-         None if metrics is None else json.dumps(metrics, sort_keys=True), error],
+         None if metrics is None else json.dumps(metrics, sort_keys=True), error,
+         git_dirty() if manifest.commit else None, json.dumps(environment(), sort_keys=True)],
     )
 
 
@@ -233,3 +240,34 @@ def package_version() -> str:
         import ettlib
 
         return getattr(ettlib, "__version__", "unknown")
+
+
+def git_dirty() -> bool | None:
+    """Whether the ettlib source tree has uncommitted changes (``None`` outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def environment() -> dict[str, str | None]:
+    """``{"python": ..., package: version or None}`` for :data:`ENVIRONMENT_PACKAGES`.
+
+    >>> env = environment()
+    >>> sorted(env) == sorted(("python",) + ENVIRONMENT_PACKAGES), env["python"].count(".") == 2
+    (True, True)
+    """
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = package_version() if name == "ettlib" else None
+    return found

@@ -15,7 +15,7 @@ from ettlib.store.db import registered
 from ettlib.errors import ConfigError
 from ettlib.experiment.metrics import PrequentialScorer
 
-__all__ = ["ExperimentScoring", "LOOP_COUNTERS", "flat_metrics", "write_pair_losses"]
+__all__ = ["ExperimentScoring", "LOOP_COUNTERS", "flat_metrics", "prediction_fields", "write_pair_losses"]
 
 
 def write_pair_losses(con, run_id: str, subscriber: str, results) -> int:
@@ -132,11 +132,29 @@ class ExperimentScoring:
                 out[f"abs_error_close.{n}"] = s.abs_errors[-1]
             if s.direction_total > before[n][1]:  # per-pair direction hit (1.0 / 0.0), for rolling accuracy
                 out[f"direction_hit.{n}"] = float(s.direction_hits - before[n][2])
+        row = self.scorer.last_scored
+        if row is not None:
+            out.update(prediction_fields(row))
         return out or None
 
     def on_pivot_event(self, event, inference_refs):
         self.scorer.on_pivot_event(event, inference_refs)
-        return None
+        return {"implied_action": event.implied_action, "pivot_time": int(event.timestamp),
+                "pivot_type": event.pivot_type}
+
+
+def prediction_fields(row: dict) -> dict:
+    """A scored prediction (``PrequentialScorer.last_scored``) as flat pair metrics.
+
+    >>> prediction_fields({"last_open": float("nan"), "last_close": 2.0, "actual_open": 2.0,
+    ...                    "actual_close": 3.0, "pred_close": {"model": 2.5}, "action": {"model": "BUY"}})
+    {'last_close': 2.0, 'actual_open': 2.0, 'actual_close': 3.0, 'pred_close.model': 2.5, 'action.model': 'BUY'}
+    """
+    out = {k: row[k] for k in ("last_open", "last_close", "actual_open", "actual_close")
+           if row[k] == row[k]}  # a NaN (unknown) last_open is left out: JSON has no NaN
+    out.update({f"pred_close.{n}": v for n, v in row["pred_close"].items()})
+    out.update({f"action.{n}": a for n, a in row["action"].items()})
+    return out
 
 
 #: InferenceLoop counters that are part of a run's state (``stride``, ``train_every`` phase).
