@@ -79,7 +79,7 @@ PARAMETER_HELP: dict[str, str] = {
     "stride": "predict every N candles",
     "seed": "seed of the model and of the bootstrap",
     "db_path": "candle database; demo candles are written only at the default data/ett.duckdb",
-    "results_db": "database for the run's results; None: db_path",
+    "results_db": "file for the run's results; None: its own file beside db_path (data/ett.runs/<run id>.duckdb)",
     "run_name": "prefix of the run id",
     "checkpoint": "model checkpoint file to start from; None: a fresh model",
     "torch_threads": "CPU threads for torch; None: torch's default",
@@ -110,11 +110,14 @@ def declared_parameters() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PreparedReport:
-    """A checked experiment config, where its data and results are, and the report's own options."""
+    """A checked experiment config, where its data is, and the report's own options.
+
+    The run's results file is known once it ran: ``ExperimentResult.results_db``
+    (its own file beside the store, unless the ``results_db`` parameter names one).
+    """
 
     config: Any  #: ExperimentConfig
     db_path: Path
-    results_path: Path
     values: Mapping[str, Any]  #: every parameter's value
     demo_written: tuple[str, ...]  #: symbols whose demo candles this report wrote
     fee_bps: float
@@ -175,7 +178,7 @@ def prepare_report(namespace: Mapping[str, Any], before: set[str] | frozenset[st
     if values["fee_bps"] < 0 or values["slippage_bps"] < 0:
         raise ConfigError("parameters 'fee_bps' and 'slippage_bps' must be >= 0")
     db = resolve_db_path(config.db_path)
-    results = resolve_db_path(config.results_db) if config.results_db else db
+    results = resolve_db_path(config.results_db) if config.results_db else None
     written = []
     for symbol in config.symbols:
         may_write = values["make_demo_if_missing"] and is_default_db(db)
@@ -187,8 +190,8 @@ def prepare_report(namespace: Mapping[str, Any], before: set[str] | frozenset[st
                 raise ConfigError(f"{err}. Demo candles are written only at the default database "
                                   f"{default_db_path()}, not at {db}") from None
             raise
-    config = dataclasses.replace(config, db_path=str(db), results_db=config.results_db and str(results))
-    return PreparedReport(config, db, results, values, tuple(written), float(values["fee_bps"]),
+    config = dataclasses.replace(config, db_path=str(db), results_db=results and str(results))
+    return PreparedReport(config, db, values, tuple(written), float(values["fee_bps"]),
                           float(values["slippage_bps"]), int(values["bootstrap_reps"]))
 
 
@@ -196,14 +199,10 @@ def prepare_report(namespace: Mapping[str, Any], before: set[str] | frozenset[st
 
 
 def _rows(database, sql: str, parameters: list) -> list[tuple]:
-    from ettlib.notebooks.tools import _connect_read_only
+    from ettlib.store.catalog import reading_runs
 
-    con, owned = _connect_read_only(database)
-    try:
+    with reading_runs(database) as con:
         return con.execute(sql, parameters).fetchall()
-    finally:
-        if owned:
-            con.close()
 
 
 def prediction_table(database, run_id: str, subscriber: str = "prequential"):
