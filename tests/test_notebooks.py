@@ -36,6 +36,7 @@ from ettlib.notebooks.tools import (
     select_runs,
 )
 from ettlib.store import DuckDBStorage
+from ettlib.store.catalog import reading_runs
 from ettlib.experiment.config import ExperimentConfig
 
 pytestmark = pytest.mark.timeout(300)
@@ -141,7 +142,7 @@ def test_experiment_notebook_reports_the_run(experiment_run):
     from ettlib.notebooks.experiment import evaluate_run
 
     db, nb, _ = experiment_run
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         rows = con.execute("SELECT run_id, status, data_fingerprint, metrics, config FROM runs").fetchall()
     runs = {json.loads(r[4])["run_name"]: r for r in rows}
     run_id, status, fingerprint, metrics, config = runs["nb-a"]
@@ -256,7 +257,7 @@ def test_parameters_cell_has_a_type_and_help_for_every_parameter():
 
 def test_per_pair_direction_hits_add_up_to_the_accuracy(experiment_run):
     db, _, _ = experiment_run
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         run_id, metrics = con.execute(
             "SELECT run_id, metrics FROM runs WHERE json_extract_string(config, '$.run_name') = 'nb-a'").fetchone()
     metrics = json.loads(metrics)
@@ -273,7 +274,7 @@ def test_compare_notebook_shows_both_runs(experiment_run, tmp_path):
     from ettlib.notebooks import compare
 
     db, _, second = experiment_run
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
     assert len(run_ids) == 2 and second.run_id in run_ids
     nb = execute(COMPARE, tmp_path, {"db_path": str(db), "run_ids": [], "last_n": 10, "bootstrap_reps": 50})
@@ -282,7 +283,7 @@ def test_compare_notebook_shows_both_runs(experiment_run, tmp_path):
     for run_id in run_ids:
         assert run_id in overview
     assert "2024-01-01T" in overview and "1.704" not in overview and "e+12" not in overview  # ISO dates
-    with duckdb.connect(str(db), read_only=True) as con:
+    with reading_runs(db) as con:
         first, last = con.execute("SELECT min(target_timestamp), max(target_timestamp) FROM inference_frames"
                                   " WHERE run_id = ?", [second.run_id]).fetchone()
     assert f"{(last - first + MINUTE) / 3_600_000:.1f} h" in overview  # the second run's length

@@ -33,6 +33,7 @@ from ettlib.reports import (
     validate_parameters,
     with_database,
 )
+from ettlib.store.catalog import reading_runs
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 FIXTURE = NOTEBOOKS / "report_fixture.ipynb"
@@ -347,8 +348,6 @@ def test_experiment_report_with_code_hidden_has_every_section(tmp_path):
     """The real experiment notebook, tiny, through run_report: every section, recomputed from the store."""
     from html import unescape
 
-    import duckdb
-
     from ettlib.notebooks.experiment import evaluate_run
     from ettlib.notebooks.report_tables import DEMO_BANNER
     from ettlib.notebooks.tools import ensure_demo_data
@@ -359,10 +358,9 @@ def test_experiment_report_with_code_hidden_has_every_section(tmp_path):
     params = {"db_path": str(db), "adapter": "river", "baselines": ["persistence"], "context_length": 16,
               "bootstrap_reps": 100, "fee_bps": 2.5}
     result = run_report(notebook, params, output_dir=tmp_path / "out", cwd=ROOT)
-    con = duckdb.connect(str(db), read_only=True)
-    run_id, fingerprint, dirty, environment = con.execute(
-        "SELECT run_id, data_fingerprint, git_dirty, environment FROM runs").fetchone()
-    con.close()
+    with reading_runs(db) as con:
+        run_id, fingerprint, dirty, environment = con.execute(
+            "SELECT run_id, data_fingerprint, git_dirty, environment FROM runs").fetchone()
     # named after the run, titled with the run and the symbols
     assert result.run_id == run_id and result.html_path == tmp_path / "out" / f"02_experiment-{run_id}.html"
     html = result.html_path.read_text(encoding="utf-8")

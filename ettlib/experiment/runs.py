@@ -97,9 +97,9 @@ def results_location(config: ExperimentConfig, run_id: str, *, resume: bool = Fa
     else the run's own file beside the store,
     ``<store>.runs/<run id>.duckdb`` (:func:`~ettlib.store.catalog.runs_folder`),
     so that the store stays read-only and other processes may read it
-    meanwhile; a ``:memory:`` store keeps its results.  A resumed run that
-    has no such file is one recorded in the store itself, by an earlier
-    ettlib: it resumes there.
+    meanwhile; a ``:memory:`` store keeps its results.  A resumed run is
+    looked for in the runs folder (a sweep names its files after its runs)
+    and in the store itself (runs recorded by an earlier ettlib resume there).
 
     >>> results_location(ExperimentConfig(db_path="data/ett.duckdb"), "r1")
     'data/ett.runs/r1.duckdb'
@@ -113,8 +113,13 @@ def results_location(config: ExperimentConfig, run_id: str, *, resume: bool = Fa
     if str(config.db_path) == ":memory:":
         return None
     own = run_results_path(runs_folder(config.db_path), run_id)
-    if resume and not own.exists():
-        return None
+    if resume and not own.exists():  # a sweep's run (its file named by the sweep), or one in the store
+        from ettlib.store.catalog import RunCatalog
+
+        with RunCatalog(config.db_path if Path(config.db_path).is_file() else None,
+                        folder=runs_folder(config.db_path)) as catalog:
+            found = catalog.find(run_id)
+        return None if found is None or found == catalog.store else found.as_posix()
     return own.as_posix()
 
 

@@ -170,10 +170,8 @@ class RunCatalog:
 
     def _build(self) -> None:
         sources = ["memory"]
-        store_tables: list[str] = []
         if self.store is not None and self.store.is_file():
             attach(self.con, self.store, "store")  # a store held for writing: StoreLockedError
-            store_tables = self._tables("store")
             sources.append("store")
         files = sorted(self.folder.glob("*.duckdb")) if self.folder.is_dir() else []
         for i, path in enumerate(files):
@@ -188,32 +186,25 @@ class RunCatalog:
                 continue
             sources.append(alias)
             self._files[alias] = path
+        tables: dict[str, set[str]] = {}
+        for catalog, table in self.con.execute(
+                "SELECT table_catalog, table_name FROM information_schema.tables "
+                "WHERE table_schema = 'main'").fetchall():
+            tables.setdefault(catalog, set()).add(table)
         self.con.execute("CREATE SCHEMA shape")  # empty run tables: the union's columns and types
         for table in RUN_TABLES:
             self.con.execute(f"CREATE TABLE shape.{table} AS SELECT * FROM main.{table} LIMIT 0")
             self.con.execute(f"DROP TABLE main.{table}")
-            parts = []
-            for source in sources:
-                if source == "memory":
-                    origin, where = f"memory.shape.{table}", "NULL"
-                elif table not in self._tables(source):
-                    continue
-                else:
-                    origin = f"{source}.main.{table}"
+            parts = [f"SELECT *{_results_file('NULL', table)} FROM memory.shape.{table}"]
+            for source in sources[1:]:
+                if table in tables.get(source, ()):
                     where = "NULL" if source == "store" else f"'{_sql_text(self._files[source])}'"
-                extra = f", {where}::VARCHAR AS results_file" if table == "runs" else ""
-                parts.append(f"SELECT *{extra} FROM {origin}")
+                    parts.append(f"SELECT *{_results_file(where, table)} FROM {source}.main.{table}")
             self.con.execute(f"CREATE VIEW main.{table} AS " + " UNION ALL BY NAME ".join(parts))
-        for table in store_tables:
+        for table in tables.get("store", ()):
             if table not in RUN_TABLES:
                 self.con.execute(f"DROP TABLE IF EXISTS main.{table}")
                 self.con.execute(f"CREATE VIEW main.{table} AS SELECT * FROM store.main.{table}")
-
-    def _tables(self, catalog: str) -> list[str]:
-        rows = self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? "
-            "AND table_schema = 'main'", [catalog]).fetchall()
-        return [r[0] for r in rows]
 
     def find(self, run_id: str) -> Path | None:
         """The file that holds run ``run_id``: a run file, the store itself, or ``None``."""
@@ -234,6 +225,11 @@ class RunCatalog:
 
     def __repr__(self) -> str:
         return f"RunCatalog({str(self.store)!r}, {len(self._files)} run files, {len(self.skipped)} skipped)"
+
+
+def _results_file(where: str, table: str) -> str:
+    """The ``results_file`` column of the ``runs`` view (``where``: a SQL text literal or NULL)."""
+    return f", {where}::VARCHAR AS results_file" if table == "runs" else ""
 
 
 def _sql_text(path: Path) -> str:
