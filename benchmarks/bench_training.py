@@ -129,18 +129,21 @@ def instrument(adapter):
     return adapter
 
 
-def replay(storage, adapter, start, end, context, *, use_cache=True):
+def replay(storage, adapter, start, end, context, *, use_cache=True, pivots=PIVOTS, on_prediction=None):
     """Drive ``adapter`` through a session's replay; return (timed source, wall seconds, coordinator).
 
     ``use_cache=False``: the coordinator re-reads training windows from DuckDB.
+    ``pivots``: the pivot types the adapter learns from (none: candle pairs only).
+    ``on_prediction``: the inference loop's callback.
     """
     session = Workbench(storage).session(SYMBOL, start, end, columns=OHLCV_COLUMNS, pivot_lookback=5,
                                          warmup=context + 1, use_cache=use_cache)
     coordinator = session.coordinator
-    adapter.attach(coordinator, SYMBOL, TF, PIVOTS)
+    adapter.attach(coordinator, SYMBOL, TF, pivots)
     timed = Timed(coordinator)
     adapter.source = timed
-    InferenceLoop(adapter, session, symbol=SYMBOL, timeframe=TF, context_length=context).attach()
+    InferenceLoop(adapter, session, symbol=SYMBOL, timeframe=TF, context_length=context,
+                  on_prediction=on_prediction).attach()
     t = time.perf_counter()
     session.run()
     adapter.flush()
@@ -301,18 +304,20 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
     """
     from river import evaluate, metrics
 
+    from ettlib.coordinator.normalization import normalize
+
     recorded, labels = [], {}
 
     def record(ref, window, predictions):
         recorded.append((ref, np.array(window.values), tuple(window.columns)))
 
-    session = Workbench(storage).session(SYMBOL, start, end, columns=OHLCV_COLUMNS, warmup=context + 1)
-    session.subscribe_candle_completion(lambda e: labels.__setitem__(e.timestamp, e), SYMBOL, TF)
-    InferenceLoop(RiverAdapter(), session, symbol=SYMBOL, timeframe=TF, context_length=context,
-                  on_prediction=record).attach()
-    session.run()
-    session.close()
-    from ettlib.coordinator.normalization import normalize
+    class Labels(RiverAdapter):  # the completed candles, by open time (it learns nothing)
+        learns = False
+
+        def on_candle_completion(self, event, inference_ref) -> None:
+            labels[event.timestamp] = event
+
+    replay(storage, Labels(), start, end, context, pivots=(), on_prediction=record)
 
     shaper = RiverAdapter()
     items = []  # (normalized window, columns, target change, moment) of every labelled frame
@@ -342,14 +347,7 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
 
     def ettlib_side():
         adapter = RiverAdapter(batch_size=1)
-        session = Workbench(storage).session(SYMBOL, start, end, columns=OHLCV_COLUMNS, warmup=context + 1)
-        adapter.attach(session.coordinator, SYMBOL, TF)
-        InferenceLoop(adapter, session, symbol=SYMBOL, timeframe=TF, context_length=context).attach()
-        t0 = time.perf_counter()
-        session.run()
-        adapter.flush()
-        seconds = time.perf_counter() - t0
-        session.close()
+        _, seconds, _ = replay(storage, adapter, start, end, context, pivots=())
         return seconds, adapter
 
     river_s, ettlib_s = [], []
