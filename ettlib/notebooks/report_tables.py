@@ -29,6 +29,8 @@ from ettlib.reports.running import REPORT_MIME
 __all__ = [
     "REPORT_MIME",
     "DEMO_BANNER",
+    "BASELINES",
+    "predictor_label",
     "report_metadata",
     "interval_text",
     "verdict_box",
@@ -42,6 +44,28 @@ __all__ = [
 DEMO_BANNER = ("SYNTHETIC DEMO DATA: these candles come from ettlib's market simulator, not from a market. "
                "What a model learns here is what the simulator put in; nothing here says anything about "
                "real prices.")
+
+
+#: What each baseline is, as the metric table says it.
+BASELINES: dict[str, str] = {
+    "persistence": "the next close is the last close",
+    "frozen": "the same model, never trained: what learning added",
+    "chance": "a coin flip: 50%",
+    "last candle": "the last candle's direction again",
+    "majority so far": "the most frequent outcome so far",
+}
+
+
+def predictor_label(name: str, model: str = "model") -> str:
+    """How the metric table names a predictor.
+
+    >>> predictor_label("frozen"), predictor_label("model")
+    ('frozen (baseline: the same model, never trained: what learning added)', 'model')
+    """
+    if name == model:
+        return "model"
+    what = BASELINES.get(name)
+    return f"{name} (baseline: {what})" if what else f"{name} (baseline)"
 
 
 def report_metadata(run_id: str, symbols) -> dict:
@@ -133,7 +157,7 @@ def metric_table(evaluation):
             skill = None if is_model else mc.skill.get(name)
             test = mc.test if name == mc.best_baseline else None
             rows.append({
-                "metric": mc.spec.label, "predictor": "model" if is_model else f"{name} (baseline)",
+                "metric": mc.spec.label, "predictor": predictor_label(name, mc.model),
                 "value": _fmt(value.estimate, pct),
                 "95% CI": interval_text(value.low, value.high, percent=pct),
                 "model's skill": "-" if skill is None else _fmt(skill.estimate, True),
