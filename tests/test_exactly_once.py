@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
     db, run_id, resume, hang_after, start, end = sys.argv[1:]
     hang_after, start, end = int(hang_after), int(start), int(end)
     SYMBOL, M = "ETH/USDT", 60_000
-    wb = Workbench(db)
+    wb = Workbench(db, read_only=False)  # the session records into the store itself
     session = wb.session(SYMBOL, start, end, pivot_levels=2, warmup=40, run_id=run_id, results=wb.store,
                          resume=resume == "1", persist_every=150, pivot_lookback=8, retention=20)
     coordinator = session.coordinator
