@@ -182,6 +182,6 @@ def test_a_version_1_database_is_migrated_forward_with_its_rows(tmp_path):
     con.execute("INSERT INTO coordinator_checkpoints VALUES ('old', 5, 6, 7)")
     con.close()
     with DuckDBStorage(path) as storage:
-        assert ensure_schema(storage.con) == SCHEMA_VERSION == 3
+        assert ensure_schema(storage.con) == SCHEMA_VERSION == 4
         assert storage.con.execute("SELECT * FROM coordinator_checkpoints").fetchall() == [("old", 5, 6, 7)]
         assert storage.con.execute("SELECT count(*) FROM subscriber_states").fetchone() == (0,)
