@@ -77,14 +77,11 @@ frames (or, with ``record_expired``, among all of them) is refused at the
 flush.  The replay must also give the same events and frame ids again:
 deterministic replay + deterministic model.
 
-Isolation
----------
+Isolation and threads
+---------------------
 A subscriber that raises is recorded in ``dead_letters`` (pair, event,
 traceback), counted in ``failed``, and the other subscribers keep receiving;
 ``strict=True`` re-raises (as :class:`~ettlib.errors.SubscriberError`).
-
-Threads
--------
 Every public method takes one re-entrant lock: frames may be registered from
 one thread while events arrive on another.  Subscribers are called with the
 lock held (they may call ``get_inference_data`` or register frames).
@@ -272,6 +269,9 @@ class InferenceTrainingCoordinator:
         self._windows = WindowReader(duckdb_storage, cache, columns=columns, now=self._clock_time,
                                      lock=self._lock)
         self.columns = self._windows.columns
+        # the reader's methods themselves (the methods below document them): no extra call per window
+        self.get_inference_data = self._windows.get
+        self.get_inference_data_batch = self._windows.get_batch
         self._index = FrameIndex(pivot_lookback, retention)
         self._buffer = DeliveryBuffer(strict=self.strict)
         self._subs = Subscriptions(data_provider, self._on_candle, self._on_pivot, run_id=run_id)
