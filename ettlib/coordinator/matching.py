@@ -86,27 +86,6 @@ class _Stream:
         b = ref.prediction_timestamp + self.span
         return (a if a > b else b) + self.grace
 
-    def add(self, ref: InferenceFrameReference, with_target: bool) -> None:
-        t = ref.prediction_timestamp
-        times = self.times
-        if not times or t >= times[-1]:
-            times.append(t)
-            self.refs.append(ref)
-        else:  # out of order (live threads): keep sorted, stable for equal times
-            i = bisect_right(times, t, self.head)
-            times.insert(i, t)
-            self.refs.insert(i, ref)
-        if with_target:
-            targets = self.targets
-            key = ref.target_timestamp
-            held = targets.get(key)
-            if held is None:
-                targets[key] = ref
-            elif type(held) is list:
-                held.append(ref)
-            else:
-                targets[key] = [held, ref]
-
     def forget_target(self, ref: InferenceFrameReference) -> None:
         targets = self.targets
         key = ref.target_timestamp
@@ -167,7 +146,25 @@ class FrameIndex:
         stream = self._streams.get((ref.symbol, ref.timeframe))
         if stream is None:
             stream = self._stream((ref.symbol, ref.timeframe))
-        stream.add(ref, with_target)
+        t = ref.prediction_timestamp
+        times = stream.times
+        if not times or t >= times[-1]:
+            times.append(t)
+            stream.refs.append(ref)
+        else:  # out of order (live threads): keep sorted, stable for equal times
+            i = bisect_right(times, t, stream.head)
+            times.insert(i, t)
+            stream.refs.insert(i, ref)
+        if with_target:
+            targets = stream.targets
+            key = ref.target_timestamp
+            held = targets.get(key)
+            if held is None:
+                targets[key] = ref
+            elif type(held) is list:
+                held.append(ref)
+            else:
+                targets[key] = [held, ref]
         self.pending += 1
 
     def match_candle(self, event) -> tuple:
