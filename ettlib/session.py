@@ -164,6 +164,11 @@ class Session:
         ``False``: the coordinator re-reads every training window from the
         store instead of the replay's cache (the same values; for measuring
         or checking the store path).
+    record_expired
+        The coordinator's: a session records every frame in
+        ``inference_frames`` (the audit notebooks and reports read; with a
+        model in the loop its cost does not show); ``False``: only the frames
+        pending at each commit, what a resume needs.
     """
 
     def __init__(self, store, symbols, start=None, end=None, *, timeframes: Sequence[str] = (),
@@ -172,7 +177,8 @@ class Session:
                  retention: int = 60, columns: Sequence[str] = OHLCV_COLUMNS,
                  run_id: str | None = None, results=None, resume: bool = False,
                  replace: bool = False, strict: bool = False, persist_every: int = 10_000,
-                 late_registration_ms: int = 0, warmup: int = 1_000, on_error: str = "raise",
+                 late_registration_ms: int = 0, record_expired: bool = True, warmup: int = 1_000,
+                 on_error: str = "raise",
                  progress: bool = False, speed: float | None = None, use_cache: bool = True):
         self.store = store
         self.symbols = validate_symbols(symbols)
@@ -218,7 +224,8 @@ class Session:
                 pivot_lookback=pivot_lookback,
                 retention=retention, columns=columns, run_id=self.run_id, strict=strict,
                 persist_every=persist_every, clock=self.clock,
-                late_registration_ms=late_registration_ms, resume=resume, replace=replace)
+                late_registration_ms=late_registration_ms, resume=resume, replace=replace,
+                record_expired=record_expired)
             if self.coordinator.resume_time is not None:  # events before it are in the restored state
                 self._engine.seek(self.coordinator.resume_time - 1)
         except BaseException:

@@ -15,7 +15,7 @@ import pytest
 from ettlib.replay.cache import CandleCache
 from ettlib.coordinator import InferenceData, InferenceTrainingCoordinator, TrainingEventSubscriber
 from ettlib.replay.provider import DataProvider
-from ettlib.errors import ConfigError, EttError, SubscriberError
+from ettlib.errors import ConfigError, StoreError, SubscriberError
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.store.schema import CANDLE_COLUMNS
@@ -132,7 +132,8 @@ def test_int_and_str_ids_persist_as_text_with_their_pairs_and_expiries(setup):
     # uuid-like str ids, deliveries without a frame, expiries within one flush
     # and across flushes must all land on the same text id
     provider, store = setup
-    coordinator = InferenceTrainingCoordinator(provider, store, pivot_lookback=2, retention=3, persist_every=7)
+    coordinator = InferenceTrainingCoordinator(provider, store, pivot_lookback=2, retention=3, persist_every=7,
+                                               record_expired=True)
     coordinator.subscribe_to_candle_completion(Recorder(), SYMBOL, "1m")
     ids = {}
     for k in range(1, 61):
@@ -165,7 +166,7 @@ def test_retention_keeps_memory_bounded_and_marks_expiry(setup):
     provider, store = setup
     lookback, retention, n = 4, 6, 5_000
     coordinator = InferenceTrainingCoordinator(provider, store, pivot_lookback=lookback, retention=retention,
-                                               persist_every=500)
+                                               persist_every=500, record_expired=True)
     rec = Recorder()
     coordinator.subscribe_to_candle_completion(rec, SYMBOL, "1m")
     peak = 0
@@ -324,7 +325,7 @@ def test_pairs_are_persisted_in_batches_with_results(setup):
         def on_pivot_event(self, event, inference_refs):
             return 2.0
 
-    coordinator = InferenceTrainingCoordinator(provider, store, run_id="p", persist_every=20)
+    coordinator = InferenceTrainingCoordinator(provider, store, run_id="p", persist_every=20, record_expired=True)
     trainer = Trainer()
     coordinator.subscribe_to_candle_completion(trainer, SYMBOL, "1m")
     coordinator.subscribe_to_pivot_events(trainer, SYMBOL, "1m", "L1H")
@@ -369,7 +370,7 @@ def test_subscriber_names_must_be_unique(setup):
         coordinator.register_inference_frame("not a frame")
     coordinator.register_inference_frame(ref_at(1, START_MS))
     coordinator.register_inference_frame(ref_at(1, START_MS + M))
-    with pytest.raises(EttError, match="registered twice"):
+    with pytest.raises(StoreError, match="registered twice"):
         coordinator.flush()
     assert store.con.execute("SELECT count(*) FROM inference_frames").fetchone()[0] == 0  # rolled back
 
@@ -428,3 +429,41 @@ def test_resume_restores_frames_counters_and_skips_processed_events(store):
     seqs = [s for (s,) in store.con.execute(
         "SELECT seq FROM training_events WHERE run_id = 'r' ORDER BY seq").fetchall()]
     assert seqs == list(range(len(seqs))) and seqs[-1] == next_seq
+
+
+def test_frames_table_holds_the_pending_frames_at_each_commit_and_pairs_are_checked_on_resume(store):
+    # the default protocol: inference_frames holds what a resume needs (the frames retained
+    # at the last commit, replaced at every flush); pairs are appended without a key and a
+    # resume refuses a store holding pairs after its checkpoint
+    provider = DataProvider(store)
+    coordinator = InferenceTrainingCoordinator(provider, store, run_id="q", persist_every=10,
+                                               pivot_lookback=2, retention=3)
+    coordinator.subscribe_to_candle_completion(Recorder(), SYMBOL, "1m")
+    con = store.con
+    checked = 0
+    for k in range(1, 60):
+        t = START_MS + k * M
+        provider.publish_candle(candle(t - M))
+        coordinator.register_inference_frame(ref_at(coordinator.new_inference_id(), t))
+        committed = con.execute("SELECT resume_time FROM coordinator_checkpoints WHERE run_id = 'q'").fetchone()
+        if committed and k % 10 == 1:  # just after a flush: the table is the retained set of that flush
+            rows = con.execute("SELECT inference_id, status FROM inference_frames WHERE run_id = 'q'").fetchall()
+            assert {s for _, s in rows} == {"pending"}
+            assert 0 < len(rows) <= 2 + 3 + 2 < k
+            checked += 1
+    assert checked >= 4
+    coordinator.close()
+    rows = sorted(int(i) for (i,) in con.execute(
+        "SELECT inference_id FROM inference_frames WHERE run_id = 'q' AND status = 'pending'").fetchall())
+    assert rows == sorted(r.inference_id for r in coordinator.retained_frames())
+    assert con.execute("SELECT count(*) FROM inference_frames WHERE run_id = 'q'").fetchone()[0] == len(rows)
+    pairs = con.execute("SELECT count(*), count(DISTINCT (inference_id, event_key, subscriber)) "
+                        "FROM training_events WHERE run_id = 'q'").fetchone()
+    assert pairs == (coordinator.counters().delivered,) * 2
+    # a run resumes from it ...
+    InferenceTrainingCoordinator(DataProvider(store), store, run_id="q", resume=True).close(flush=False)
+    # ... unless a pair after its checkpoint was written behind the coordinator's back
+    con.execute("INSERT INTO training_events SELECT * REPLACE (knowable_time + 10 * 60000 AS knowable_time,"
+                " seq + 1000 AS seq) FROM training_events WHERE run_id = 'q' ORDER BY seq DESC LIMIT 1")
+    with pytest.raises(StoreError, match="after its checkpoint"):
+        InferenceTrainingCoordinator(DataProvider(store), store, run_id="q", resume=True)

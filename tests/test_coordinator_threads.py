@@ -49,7 +49,7 @@ def test_register_and_match_on_different_threads(store):
     try:
         provider = DataProvider(store)
         coordinator = InferenceTrainingCoordinator(provider, store, pivot_lookback=LOOKBACK, retention=10,
-                                                   persist_every=250)
+                                                   persist_every=250, record_expired=True)
         rec = Recorder()
         coordinator.subscribe_to_candle_completion(rec, SYMBOL, "1m")
         coordinator.subscribe_to_pivot_events(rec, SYMBOL, "1m", ["L1L"])

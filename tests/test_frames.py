@@ -166,7 +166,7 @@ def test_row_round_trip_through_duckdb():
     ensure_schema(con)
     refs = [frame(inference_id=i, predicted_candle=(float(i),)) for i in range(1, 4)]
     refs.append(frame(inference_id=str(uuid.uuid4()), predicted_candle=()))
-    commit_flush(con, "r", frames=refs, checkpoint=Checkpoint(T0, 0, 4))
+    commit_flush(con, "r", pending=refs, checkpoint=Checkpoint(T0, 0, 4))
     assert load_pending_frames(con, "r") == sorted(refs, key=lambda r: (r.prediction_timestamp, str(r.inference_id)))
     assert load_pending_frames(con, "other") == []
 

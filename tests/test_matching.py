@@ -107,7 +107,7 @@ def test_retention_drops_exactly_the_frames_no_event_can_match():
     now = T0 + 40 * M
     index.drop_expired((SYMBOL, "1m"), now)
     gone = {r.inference_id for r in refs if expires_at(r, lookback, retention) < now}
-    assert {iid for iid, _ in index.expired} == gone and {t for _, t in index.expired} == {now}
+    assert {r.inference_id for r, _ in index.expired} == gone and {t for _, t in index.expired} == {now}
     assert index.pending == 60 - len(gone) and index.dropped == len(gone)
     assert [r.inference_id for r in index.retained_frames()] == \
         [r.inference_id for r in refs if r.inference_id not in gone]

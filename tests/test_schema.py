@@ -186,7 +186,7 @@ def test_a_v2_file_with_pivots_migrates_to_pivots_keyed_by_n(tmp_path):
         old = con.execute("SELECT id, timestamp, pivot_type FROM pivot_points ORDER BY id").fetchall()
     with DuckDBStorage(path) as store:
         con = store.con
-        assert schema_version(con) == SCHEMA_VERSION == 3
+        assert schema_version(con) == SCHEMA_VERSION == 4
         assert con.execute("SELECT id, n, timestamp, pivot_type, confirmed_at FROM pivot_points ORDER BY id"
                            ).fetchall() == [(i, 1, t, p, c) for (i, t, p), c in zip(old, (180000, 240000))]
         assert con.execute("SELECT run_id, git_dirty, environment FROM runs").fetchall() == [("old", None, None)]

@@ -12,7 +12,7 @@ import pytest
 
 from ettlib.coordinator import InferenceTrainingCoordinator, TrainingEventSubscriber
 from ettlib.replay.provider import DataProvider
-from ettlib.errors import ConfigError, EttError
+from ettlib.errors import ConfigError, ConfigTypeError
 from ettlib.replay.events import CandleCompletionEvent
 from ettlib.coordinator.frames import InferenceFrameReference
 
@@ -150,7 +150,7 @@ def test_none_deletes_the_state_and_a_bad_state_rolls_the_flush_back(store):
     assert _stored(store) == {}
     summing.checkpoint_state = lambda: "text, not bytes"
     _drive(coordinator, provider, range(4, 6))
-    with pytest.raises(EttError, match="must return bytes"):
+    with pytest.raises(ConfigTypeError, match="must return bytes"):
         coordinator.flush()
     frames = store.con.execute("SELECT count(*) FROM inference_frames").fetchone()[0]
     assert frames == 3  # the flush with the bad state committed nothing
@@ -182,6 +182,6 @@ def test_a_version_1_database_is_migrated_forward_with_its_rows(tmp_path):
     con.execute("INSERT INTO coordinator_checkpoints VALUES ('old', 5, 6, 7)")
     con.close()
     with DuckDBStorage(path) as storage:
-        assert ensure_schema(storage.con) == SCHEMA_VERSION == 3
+        assert ensure_schema(storage.con) == SCHEMA_VERSION == 4
         assert storage.con.execute("SELECT * FROM coordinator_checkpoints").fetchall() == [("old", 5, 6, 7)]
         assert storage.con.execute("SELECT count(*) FROM subscriber_states").fetchone() == (0,)

@@ -4,33 +4,33 @@ Models register an :class:`~ettlib.coordinator.frames.InferenceFrameReference` a
 prediction.  The coordinator subscribes itself to the
 :class:`~ettlib.replay.provider.DataProvider` (once per stream), and when the
 truth becomes known it hands each (frame, event) pair to its
-:class:`~ettlib.coordinator.subscriber.TrainingEventSubscriber` s.  It is made
-of four parts, one concept each:
-
-- the subscriber interface (:mod:`ettlib.coordinator.subscriber`);
-- matching and retention (:mod:`ettlib.coordinator.matching`: which retained
-  frames an event matches, when a frame is dropped; no store involved):
-  ``on_candle_completion(event, ref)`` is called once per frame whose target
-  is the candle, or once with ``None`` where none matched;
-  ``on_pivot_event(event, refs)`` once with every frame made within
-  ``pivot_lookback`` candles before the pivot's bar (an empty list where none);
-- windows (:mod:`ettlib.coordinator.windows`: ``get_inference_data``, the
-  cache, else the store, normalized);
-- delivery and persistence (:mod:`ettlib.coordinator.delivery`,
-  :mod:`ettlib.coordinator.persistence`, and this module: the protocol below).
+:class:`~ettlib.coordinator.subscriber.TrainingEventSubscriber` s:
+``on_candle_completion(event, ref)`` once per frame whose target is the
+candle (once with ``None`` where none), ``on_pivot_event(event, refs)`` once
+with the frames made within ``pivot_lookback`` candles before the pivot's
+bar.  It wires the parts (:mod:`ettlib.coordinator`): subscriptions,
+matching and retention (no store), windows, delivery; and it keeps the
+protocol below.
 
 Exactly once, across crashes: the delivery protocol
 ---------------------------------------------------
-Nothing is written per event.  The coordinator buffers new frames, expiries,
-delivered pairs and dead letters, and every ``persist_every`` events, at the
-first event of a *new knowable instant* (so every event of earlier instants,
-including the inference steps that registered frames, is complete), it
-commits in **one transaction** (see :mod:`ettlib.coordinator.persistence`):
+Nothing is written per event.  The coordinator buffers delivered pairs and
+dead letters, and every ``persist_every`` events, at the first event of a
+*new knowable instant* (so every event of earlier instants, including the
+inference steps that registered frames, is complete), it commits in **one
+transaction** (see :mod:`ettlib.coordinator.persistence`):
 
-1. the buffered frames, expiries, pairs and dead letters;
-2. a checkpoint: ``resume_time`` (every event with a knowable time before it
+1. the frames retained now, as the run's ``pending`` rows of
+   ``inference_frames`` (replacing those of the previous commit: a few,
+   what matching retains), and, with ``record_expired=True``, every frame
+   that left memory since, as an ``expired`` row (an audit of every
+   prediction; a frame is written once);
+2. the delivered pairs and dead letters, appended as columnar batches:
+   ``training_events`` has no key, because the protocol itself makes each
+   pair unique (below);
+3. a checkpoint: ``resume_time`` (every event with a knowable time before it
    has been processed), the delivery sequence number and the id counter;
-3. each subscriber's own state, on the same connection and in the same
+4. each subscriber's own state, on the same connection and in the same
    transaction: first its optional ``checkpoint(con)`` hook (write what you
    like), then its optional ``checkpoint_state()`` bytes, stored in
    ``subscriber_states`` under the subscriber's name.
@@ -38,7 +38,8 @@ commits in **one transaction** (see :mod:`ettlib.coordinator.persistence`):
 After a crash (even SIGKILL) the database holds the state of the last
 commit, consistently: the pairs recorded are exactly the pairs whose effects
 the subscribers' checkpointed state contains.  ``resume=True`` reloads the
-pending frames, counters and stored subscriber states; a subscriber with a
+pending frames (all a resume needs of frames: an expired one can match
+nothing more), counters and stored subscriber states; a subscriber with a
 stored state gets it back through ``restore_state(state)`` when it first
 subscribes (under the same name, before any event reaches it).  The driver
 then restarts the replay at :attr:`InferenceTrainingCoordinator.resume_time`
@@ -63,20 +64,24 @@ of the committed state.  So:
   the crash happen again on resume.  Key such effects by
   ``(run_id, inference_id, event_key, subscriber)`` to make them idempotent.
 
-``training_events`` has a primary key on that tuple, so a pair committed
-twice (a replay restarted before ``resume_time`` in a fresh coordinator) is
-refused loudly instead of being counted twice.  The replay must also give
-the same events and frame ids again (``new_inference_id()`` is a counter that
-is part of the checkpoint): deterministic replay + deterministic model.
+Each pair is committed once: a commit holds only pairs of events before its
+``resume_time``, numbered below its ``next_seq``; a resumed run handles only
+events from ``resume_time`` on and numbers from ``next_seq``; and a new
+coordinator refuses a ``run_id`` that already has state (unless ``resume``
+or ``replace``).  A resume verifies it
+(:func:`~ettlib.coordinator.persistence.check_pairs_before`: a stored pair at
+or after the checkpoint, written behind the coordinator's back, is refused
+loudly).  Frame ids must be unique within a run: ``new_inference_id()`` is
+a counter that is part of the checkpoint; a repeated id among the retained
+frames (or, with ``record_expired``, among all of them) is refused at the
+flush.  The replay must also give the same events and frame ids again:
+deterministic replay + deterministic model.
 
-Isolation
----------
+Isolation and threads
+---------------------
 A subscriber that raises is recorded in ``dead_letters`` (pair, event,
 traceback), counted in ``failed``, and the other subscribers keep receiving;
 ``strict=True`` re-raises (as :class:`~ettlib.errors.SubscriberError`).
-
-Threads
--------
 Every public method takes one re-entrant lock: frames may be registered from
 one thread while events arrive on another.  Subscribers are called with the
 lock held (they may call ``get_inference_data`` or register frames).
@@ -118,6 +123,7 @@ from ettlib.coordinator.frames import InferenceFrameReference, check_registratio
 from ettlib.coordinator.matching import FrameIndex
 from ettlib.coordinator.persistence import (
     Checkpoint,
+    check_pairs_before,
     commit_flush,
     delete_run_state,
     load_checkpoint,
@@ -128,7 +134,7 @@ from ettlib.coordinator.persistence import (
 from ettlib.coordinator.subscriber import Subscriptions, TrainingEventSubscriber, subscriber_name
 from ettlib.coordinator.windows import InferenceData, WindowReader
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.replay.events import CandleCompletionEvent, PivotEvent, candle_key, event_key
+from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.store.schema import CANDLE_COLUMNS
 
 __all__ = [
@@ -205,17 +211,14 @@ class InferenceTrainingCoordinator:
         :meth:`close`.
     clock
         Optional clock (``now() -> ms``; default the provider's ``clock``, set
-        by a replay or live feed).  While one is known, the trust boundary
-        holds (see "Time" in the module doc): a frame registered at ``now()``
-        must predict at ``now()``, and no window is read before it is
-        knowable.  Matching and retention run on the knowable times of the
-        events handled; no wall clock is ever read under replay.
+        by a replay or live feed).  While one is known, a frame registered at
+        ``now()`` must predict at ``now()``, and no window is read before it
+        is knowable.  No wall clock is ever read under replay.
     late_registration_ms
         How far a frame's ``prediction_timestamp`` may lie behind the clock
         when it is registered (default 0: under replay a frame is registered
-        at the instant it predicts).  A live feed whose model predicts in
-        another thread needs the time a prediction takes (the clock moves on
-        with each pushed candle meanwhile); a frame later than this is refused.
+        at the instant it predicts; a live model predicting in another thread
+        needs the time a prediction takes).
     resume
         Continue ``run_id`` from its last checkpoint in the store: pending
         frames and counters now, each subscriber's stored state when it
@@ -223,12 +226,18 @@ class InferenceTrainingCoordinator:
     replace
         Delete ``run_id``'s stored state first.  Without ``resume`` or
         ``replace``, a ``run_id`` that already has state is refused.
+    record_expired
+        Also record every frame that leaves memory in ``inference_frames``
+        (``status = 'expired'``, ``expired_at``): an audit of every
+        prediction.  Without it the table holds the frames pending at the
+        last flush: what a resume needs (see the module doc).
     """
 
     def __init__(self, data_provider, duckdb_storage, *, cache=None, pivot_lookback: int = 30,
                  retention: int = 60, columns: Sequence[str] = CANDLE_COLUMNS, run_id: str | None = None,
                  strict: bool = False, persist_every: int = 10_000, clock=None,
-                 late_registration_ms: int = 0, resume: bool = False, replace: bool = False):
+                 late_registration_ms: int = 0, resume: bool = False, replace: bool = False,
+                 record_expired: bool = False):
         for name, value, low in (("pivot_lookback", pivot_lookback, 0), ("retention", retention, 0),
                                  ("persist_every", persist_every, 1),
                                  ("late_registration_ms", late_registration_ms, 0)):
@@ -254,11 +263,15 @@ class InferenceTrainingCoordinator:
         self.persist_every = persist_every
         self.clock = clock
         self.late_registration_ms = late_registration_ms
+        self.record_expired = bool(record_expired)
         self._con = duckdb_storage.con
         self._lock = threading.RLock()
         self._windows = WindowReader(duckdb_storage, cache, columns=columns, now=self._clock_time,
                                      lock=self._lock)
         self.columns = self._windows.columns
+        # the reader's methods themselves (the methods below document them): no extra call per window
+        self.get_inference_data = self._windows.get
+        self.get_inference_data_batch = self._windows.get_batch
         self._index = FrameIndex(pivot_lookback, retention)
         self._buffer = DeliveryBuffer(strict=self.strict)
         self._subs = Subscriptions(data_provider, self._on_candle, self._on_pivot, run_id=run_id)
@@ -290,6 +303,7 @@ class InferenceTrainingCoordinator:
         checkpoint = load_checkpoint(self._con, run_id)
         if checkpoint is None:
             return
+        check_pairs_before(self._con, run_id, checkpoint)
         self.resume_time = checkpoint.resume_time
         self._time = checkpoint.resume_time - 1
         self._buffer.seq = checkpoint.next_seq
@@ -341,12 +355,16 @@ class InferenceTrainingCoordinator:
         """
         if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
             raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
-        now = self._clock_time()
+        clock = self.clock
+        if clock is None:
+            clock = getattr(self.data_provider, "clock", None)
+        now = None if clock is None else clock.now()
         if now is not None:
-            check_registration(ref, now, self.late_registration_ms)
+            t = ref.prediction_timestamp
+            if t > now or t < now - self.late_registration_ms:
+                check_registration(ref, now, self.late_registration_ms)  # raises
         with self._lock:
             self._index.add(ref)
-            self._buffer.frames.append(ref)
             self._registered += 1
 
     # -- events ------------------------------------------------------------------------
@@ -372,15 +390,12 @@ class InferenceTrainingCoordinator:
             self._events += 1
             self._events_since_flush += 1
             refs = self._index.match_candle(event)
-            stream = (event.symbol, event.timeframe)
-            subs = self._subs.candles.get(stream)
+            subs = self._subs.candles.get((event.symbol, event.timeframe))
             if subs:
-                key = candle_key(event.symbol, event.timeframe, event.timestamp)
                 deliver = self._buffer.deliver_candle
                 for label, method in subs:  # an immutable tuple
                     for ref in refs:
-                        deliver(label, method, event, ref, key, t)
-            self._index.drop_expired(stream, t)
+                        deliver(label, method, event, ref)
 
     def _on_pivot(self, event: PivotEvent) -> None:
         with self._lock:
@@ -391,9 +406,8 @@ class InferenceTrainingCoordinator:
             self._events_since_flush += 1
             refs = self._index.match_pivot(event)
             subs = self._subs.pivots.get((event.symbol, event.timeframe, event.pivot_type), ())
-            key = event_key(event)
             for label, method in tuple(subs):
-                self._buffer.deliver(label, method, event, list(refs), refs, "pivot", key, t)
+                self._buffer.deliver_pivot(label, method, event, refs)
 
     # -- windows -----------------------------------------------------------------------
 
@@ -419,9 +433,10 @@ class InferenceTrainingCoordinator:
         index = self._index
         if self._time is not None:
             index.drop_all_expired(self._time)
-        frames, pairs, dead = self._buffer.take()
+        pairs, dead = self._buffer.take()
         expired, index.expired = index.expired, []
-        commit_flush(self._con, self.run_id, frames=frames, expired=expired, pairs=pairs, dead_letters=dead,
+        commit_flush(self._con, self.run_id, pending=index.retained_frames(),
+                     expired=expired if self.record_expired else (), pairs=pairs, dead_letters=dead,
                      checkpoint=Checkpoint(resume_time, self._buffer.seq, self._next_id),
                      hooks=self._subs.hooks(), states=self._subs.state_getters())
         self._events_since_flush = 0

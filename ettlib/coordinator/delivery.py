@@ -4,15 +4,17 @@ A :class:`DeliveryBuffer` numbers every delivery (``seq``, part of the
 checkpoint), isolates a subscriber that raises (a dead letter: pair, event,
 traceback; re-raised as :class:`~ettlib.errors.SubscriberError` when
 ``strict``), and buffers the rows of ``training_events`` and
-``dead_letters`` and the newly registered frames until the coordinator's
-next flush takes them (:meth:`DeliveryBuffer.take`).
+``dead_letters`` until the coordinator's next flush takes them
+(:meth:`DeliveryBuffer.take`).
 
 Examples
 --------
+>>> from ettlib.replay.events import CandleCompletionEvent
 >>> buffer = DeliveryBuffer()
->>> buffer.deliver_candle("printer", lambda event, ref: 0.5, "an event", None, "candle:X:1m:0", 60_000)
+>>> event = CandleCompletionEvent("X", "1m", 0, 60_000, 1.0, 1.0, 1.0, 1.0, 1.0)
+>>> buffer.deliver_candle("printer", lambda event, ref: 0.5, event, None)
 >>> buffer.pairs, buffer.delivered
-([(None, 'candle', 'candle:X:1m:0', 'printer', 60000, 0, 0.5, None)], 1)
+([(None, 'candle', 'X', '1m', None, 0, 'printer', 60000, 0, 0.5, None)], 1)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import traceback
 import numpy as np
 
 from ettlib.errors import SubscriberError
+from ettlib.replay.events import event_key
 
 __all__ = ["DeliveryBuffer", "loss_and_metrics"]
 
@@ -56,10 +59,10 @@ class DeliveryBuffer:
     ----------
     seq
         The next delivery's sequence number.
-    frames, pairs, dead
-        Buffered since the last :meth:`take`: frames registered, rows of
-        ``training_events`` ``(inference_id, kind, event_key, subscriber,
-        event_time, seq, loss, metrics)``, rows of ``dead_letters``.
+    pairs, dead
+        Buffered since the last :meth:`take`: delivered pairs (rows of :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`:
+        ``training_events`` before its ``event_key`` is made), rows of
+        ``dead_letters``.
     delivered, failed
         Pairs delivered (including deliveries without a frame) / whose
         subscriber raised, so far.
@@ -68,15 +71,14 @@ class DeliveryBuffer:
     def __init__(self, *, strict: bool = False, seq: int = 0):
         self.strict = strict
         self.seq = seq
-        self.frames: list = []
         self.pairs: list[tuple] = []
         self.dead: list[tuple] = []
         self.delivered = self.failed = 0
 
-    def take(self) -> tuple[list, list, list]:
-        """``(frames, pairs, dead)`` buffered so far; the buffers start empty again."""
-        out = (self.frames, self.pairs, self.dead)
-        self.frames, self.pairs, self.dead = [], [], []
+    def take(self) -> tuple[list, list]:
+        """``(pairs, dead)`` buffered so far; the buffers start empty again."""
+        out = (self.pairs, self.dead)
+        self.pairs, self.dead = [], []
         return out
 
     def _dead_letter(self, exc, label, method, event, ids, kind, event_key, t, seq) -> None:
@@ -91,7 +93,7 @@ class DeliveryBuffer:
                 f"subscriber {label!r} raised {error} on {event!r}", event=event, callback=method
             ) from exc
 
-    def deliver_candle(self, label, method, event, ref, event_key, t) -> None:
+    def deliver_candle(self, label, method, event, ref) -> None:
         """``method(event, ref)``: one candle pair (the hot path of a replay)."""
         seq = self.seq
         self.seq = seq + 1
@@ -99,29 +101,32 @@ class DeliveryBuffer:
             result = method(event, ref)
         except Exception as exc:
             iid = "" if ref is None else str(ref.inference_id)
-            self._dead_letter(exc, label, method, event, [iid], "candle", event_key, t, seq)
+            self._dead_letter(exc, label, method, event, [iid], "candle", event_key(event), event.close_time, seq)
             return
         # The frame's id as is (int or str; None for no frame): made text at the flush.
         iid = None if ref is None else ref.inference_id
         if result is None:
-            self.pairs.append((iid, "candle", event_key, label, t, seq, None, None))
+            self.pairs.append((iid, "candle", event.symbol, event.timeframe, None, event.timestamp, label,
+                               event.close_time, seq, None, None))
         else:
             loss, metrics = loss_and_metrics(result)
-            self.pairs.append((iid, "candle", event_key, label, t, seq, loss, metrics))
+            self.pairs.append((iid, "candle", event.symbol, event.timeframe, None, event.timestamp, label,
+                               event.close_time, seq, loss, metrics))
         self.delivered += 1
 
-    def deliver(self, label, method, event, arg, refs, kind, event_key, t) -> None:
-        """``method(event, arg)`` for the pairs of ``event`` with each of ``refs`` (or no frame)."""
+    def deliver_pivot(self, label, method, event, refs) -> None:
+        """``method(event, refs)``: the pairs of a pivot with each of ``refs`` (or none), in one call."""
         seq = self.seq
         self.seq += 1
+        t = event.confirmed_at
         try:
-            result = method(event, arg)
+            result = method(event, list(refs))
         except Exception as exc:
             ids = [str(r.inference_id) for r in refs] or [""]
-            self._dead_letter(exc, label, method, event, ids, kind, event_key, t, seq)
+            self._dead_letter(exc, label, method, event, ids, "pivot", event_key(event), t, seq)
             return
-        ids = [r.inference_id for r in refs] or [None]  # made text at the flush
         loss, metrics = loss_and_metrics(result)
-        for iid in ids:
-            self.pairs.append((iid, kind, event_key, label, t, seq, loss, metrics))
-        self.delivered += len(ids)
+        for iid in [r.inference_id for r in refs] or [None]:  # made text at the flush
+            self.pairs.append((iid, "pivot", event.symbol, event.timeframe, event.pivot_type, event.timestamp,
+                               label, t, seq, loss, metrics))
+        self.delivered += max(1, len(refs))

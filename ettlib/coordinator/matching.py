@@ -30,7 +30,7 @@ i.e. until its target candle has closed and no pivot bar it could match is
 left, plus ``retention`` candles of grace for late confirmations.  The rule
 is exact and does not depend on when memory is cleaned: frames past it are
 dropped as the stream's events advance (``O(1)`` amortized) and listed in
-:attr:`FrameIndex.expired` as ``(inference_id, T)``.
+:attr:`FrameIndex.expired` as ``(frame, T)``.
 
 Examples
 --------
@@ -47,8 +47,8 @@ Examples
 >>> index.match_candle(candle) == (ref,), index.matched
 (True, 1)
 >>> index.drop_expired(("X", "1m"), 780_000)
->>> index.expired, index.pending
-([(1, 780000)], 0)
+>>> index.expired == [(ref, 780_000)], index.pending
+(True, 0)
 """
 
 from __future__ import annotations
@@ -86,27 +86,6 @@ class _Stream:
         b = ref.prediction_timestamp + self.span
         return (a if a > b else b) + self.grace
 
-    def add(self, ref: InferenceFrameReference, with_target: bool) -> None:
-        t = ref.prediction_timestamp
-        times = self.times
-        if not times or t >= times[-1]:
-            times.append(t)
-            self.refs.append(ref)
-        else:  # out of order (live threads): keep sorted, stable for equal times
-            i = bisect_right(times, t, self.head)
-            times.insert(i, t)
-            self.refs.insert(i, ref)
-        if with_target:
-            targets = self.targets
-            key = ref.target_timestamp
-            held = targets.get(key)
-            if held is None:
-                targets[key] = ref
-            elif type(held) is list:
-                held.append(ref)
-            else:
-                targets[key] = [held, ref]
-
     def forget_target(self, ref: InferenceFrameReference) -> None:
         targets = self.targets
         key = ref.target_timestamp
@@ -139,7 +118,7 @@ class FrameIndex:
     pending, matched, dropped
         Frames retained now; (frame, event) matches so far; frames dropped so far.
     expired
-        ``(inference_id, T)`` of each frame dropped since the list was last
+        ``(frame, T)`` of each frame dropped since the list was last
         emptied (the coordinator takes it at each flush).
     """
 
@@ -149,7 +128,7 @@ class FrameIndex:
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._last: dict[tuple[str, str], tuple[object, tuple]] = {}
         self.pending = self.matched = self.dropped = 0
-        self.expired: list[tuple[object, int]] = []
+        self.expired: list[tuple[InferenceFrameReference, int]] = []
 
     def _stream(self, key: tuple[str, str]) -> _Stream:
         stream = self._streams.get(key)
@@ -164,21 +143,50 @@ class FrameIndex:
 
     def add(self, ref: InferenceFrameReference, *, with_target: bool = True) -> None:
         """Retain ``ref`` (``with_target=False``: for pivots only; its target candle has passed)."""
-        self._stream((ref.symbol, ref.timeframe)).add(ref, with_target)
+        stream = self._streams.get((ref.symbol, ref.timeframe))
+        if stream is None:
+            stream = self._stream((ref.symbol, ref.timeframe))
+        t = ref.prediction_timestamp
+        times = stream.times
+        if not times or t >= times[-1]:
+            times.append(t)
+            stream.refs.append(ref)
+        else:  # out of order (live threads): keep sorted, stable for equal times
+            i = bisect_right(times, t, stream.head)
+            times.insert(i, t)
+            stream.refs.insert(i, ref)
+        if with_target:
+            targets = stream.targets
+            key = ref.target_timestamp
+            held = targets.get(key)
+            if held is None:
+                targets[key] = ref
+            elif type(held) is list:
+                held.append(ref)
+            else:
+                targets[key] = [held, ref]
         self.pending += 1
 
     def match_candle(self, event) -> tuple:
         """The retained frames whose target is the candle ``event`` (:data:`NO_FRAME` if none).
 
-        The target is consumed: a candle closes once.
+        The stream's frames past their expiry at the candle's close are
+        dropped first; the target is consumed (a candle closes once).
         """
         key = (event.symbol, event.timeframe)
         t = event.close_time
         stream = self._streams.get(key)
-        held = None if stream is None else stream.targets.pop(event.timestamp, None)
+        if stream is None:
+            self._last[key] = (event, ())
+            return NO_FRAME
+        if stream.head < len(stream.refs):
+            self._drop(stream, t)
+        held = stream.targets.pop(event.timestamp, None)
         if held is None:
             refs = NO_FRAME
         elif type(held) is not list:
+            # expiry is not monotone in prediction time (horizons differ): a frame behind
+            # the dropped head may be past its expiry, so it is checked here too
             a = held.target_timestamp + stream.tf  # stream.expires_at(held), inlined
             b = held.prediction_timestamp + stream.span
             refs = (held,) if (a if a > b else b) + stream.grace >= t else NO_FRAME
@@ -198,7 +206,8 @@ class FrameIndex:
         stream = self._streams.get(key)
         refs: list[InferenceFrameReference] = []
         if stream is not None:
-            self.drop_expired(key, t)
+            if stream.head < len(stream.refs):
+                self._drop(stream, t)
             lo = event.timestamp - stream.span
             i = bisect_left(stream.times, lo, stream.head)
             j = bisect_right(stream.times, event.timestamp, i)
@@ -210,12 +219,15 @@ class FrameIndex:
     def drop_expired(self, key: tuple[str, str], now: int) -> None:
         """Drop the frames of stream ``key`` that can no longer match at knowable time ``now``."""
         stream = self._streams.get(key)
-        if stream is None:
-            return
+        if stream is not None and stream.head < len(stream.refs):
+            self._drop(stream, now)
+
+    def _drop(self, stream: _Stream, now: int) -> None:
         refs = stream.refs
         head = first = stream.head
         n = len(refs)
         tf, span, grace = stream.tf, stream.span, stream.grace
+        targets = stream.targets
         expired = self.expired
         while head < n:
             ref = refs[head]
@@ -225,8 +237,9 @@ class FrameIndex:
                 break
             refs[head] = None  # free it now; compaction removes the slot
             head += 1
-            stream.forget_target(ref)
-            expired.append((ref.inference_id, now))
+            if ref.target_timestamp in targets:  # its target candle has not closed (or it shares it)
+                stream.forget_target(ref)
+            expired.append((ref, now))
         if head != first:
             self.pending -= head - first
             self.dropped += head - first

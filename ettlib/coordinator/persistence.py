@@ -3,13 +3,20 @@
 The :class:`~ettlib.coordinator.InferenceTrainingCoordinator` buffers what it
 must persist and hands it here every ``persist_every`` events; everything of
 one flush commits in **one DuckDB transaction** (Arrow tables registered and
-inserted with one statement each, never one INSERT per frame):
+inserted with one statement each, never one INSERT per row):
 
-- new frames -> ``inference_frames`` (``status = 'pending'``);
-- expiries -> ``inference_frames.status = 'expired'``, ``expired_at``;
-- delivered pairs -> ``training_events`` (one row per (frame, event,
-  subscriber); ``inference_id = ''`` where an event was delivered without a
-  frame);
+- the frames retained now -> ``inference_frames`` with ``status =
+  'pending'``, replacing the run's pending rows of the previous flush (a
+  few: what matching retains): what a resume reloads;
+- frames that left memory since the last flush, when the coordinator
+  records them (``record_expired``) -> ``inference_frames`` with ``status =
+  'expired'`` and ``expired_at``, appended once per frame;
+- delivered pairs -> ``training_events``, appended as one columnar batch
+  (one row per (frame, event, subscriber); ``inference_id = ''`` where an
+  event was delivered without a frame; ``event_key`` made by the INSERT
+  from the event's stream and time).  The table has no key: a pair is
+  unique by the protocol (see the coordinator), which
+  :func:`check_pairs_before` verifies when a run resumes;
 - subscriber failures -> ``dead_letters``;
 - the checkpoint -> ``coordinator_checkpoints`` (``resume_time``: every event
   with an earlier knowable time has been fully processed; ``next_seq``,
@@ -30,14 +37,17 @@ Examples
 >>> _ = ensure_schema(con)
 >>> ref = InferenceFrameReference(1, "X", "1m", 180_000, 180_000, 0, 120_000,
 ...                               (1.0, 1.0, 1.0, 1.0), "BUY", (1.5,), 0.5)
->>> commit_flush(con, "r", frames=[ref], checkpoint=Checkpoint(180_000, 0, 2))
+>>> pair = (1, "candle", "X", "1m", None, 180_000, "learner", 240_000, 0, 0.5, None)
+>>> commit_flush(con, "r", pending=[ref], pairs=[pair], checkpoint=Checkpoint(240_000, 1, 2))
 >>> load_checkpoint(con, "r")
-Checkpoint(resume_time=180000, next_seq=0, next_inference_id=2)
+Checkpoint(resume_time=240000, next_seq=1, next_inference_id=2)
 >>> load_pending_frames(con, "r") == [ref]
 True
->>> commit_flush(con, "r", checkpoint=Checkpoint(240_000, 0, 2), states=[("learner", lambda: b"w=3")])
->>> load_subscriber_states(con, "r")
-{'learner': b'w=3'}
+>>> con.execute("SELECT inference_id, event_key, loss FROM training_events").fetchall()
+[('1', 'candle:X:1m:180000', 0.5)]
+>>> commit_flush(con, "r", checkpoint=Checkpoint(300_000, 1, 2), states=[("learner", lambda: b"w=3")])
+>>> load_subscriber_states(con, "r"), load_pending_frames(con, "r")
+({'learner': b'w=3'}, [])
 """
 
 from __future__ import annotations
@@ -51,25 +61,35 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ettlib.store.db import registered, transaction
-from ettlib.errors import EttError, StoreError
+from ettlib.errors import ConfigTypeError, StoreError
 from ettlib.coordinator.frames import FRAME_COLUMNS, InferenceFrameReference
 
 __all__ = [
     "Checkpoint",
-    "PAIR_COLUMNS",
+    "PAIR_FIELDS",
     "DEAD_LETTER_COLUMNS",
     "commit_flush",
     "load_checkpoint",
     "load_pending_frames",
     "load_subscriber_states",
+    "check_pairs_before",
+    "frames_table",
+    "insert_pairs",
+    "pairs_table",
     "delete_run_state",
 ]
 
-#: Columns of one buffered delivered pair (``training_events`` less run_id).
-PAIR_COLUMNS: tuple[str, ...] = (
+#: Fields of one buffered delivered pair: the frame's id (int, str, or None
+#: for none), the event's kind, stream, pivot type (None for a candle) and
+#: bar time, the subscriber, the knowable time, the delivery's seq and what
+#: the subscriber returned (loss, metrics JSON).
+PAIR_FIELDS: tuple[str, ...] = (
     "inference_id",
     "event_kind",
-    "event_key",
+    "symbol",
+    "timeframe",
+    "pivot_type",
+    "timestamp",
     "subscriber",
     "knowable_time",
     "seq",
@@ -90,8 +110,14 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "seq",
 )
 
-_PAIR_TYPES = (pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(), pa.int64(),
-               pa.float64(), pa.string())
+_PAIR_TYPES = (None, pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(), pa.string(),
+               pa.int64(), pa.int64(), pa.float64(), pa.string())
+
+# event_key as ettlib.replay.events.event_key writes it, made in the INSERT
+_EVENT_KEY_SQL = ("CASE WHEN event_kind = 'candle'"
+                  " THEN 'candle:' || symbol || ':' || timeframe || ':' || CAST(timestamp AS VARCHAR)"
+                  " ELSE 'pivot:' || symbol || ':' || timeframe || ':' || pivot_type || ':'"
+                  " || CAST(timestamp AS VARCHAR) END")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +151,15 @@ _FRAME_FIELDS = attrgetter(
 _PARAM_FIELDS = attrgetter("price_offset", "price_scale", "volume_offset", "volume_scale")
 
 
-def _frames_table(frames: Sequence[InferenceFrameReference], expired: dict | None = None) -> pa.Table:
+def frames_table(frames: Sequence[InferenceFrameReference], expired_at: Sequence[int] | None = None) -> pa.Table:
     """The frames as an Arrow table, built column by column (no per-row tuples).
 
-    Frames whose id is a key of ``expired`` (id -> expired_at) carry their
-    ``expired_at``; ``run_id`` and ``status`` are added by the INSERT.
+    ``expired_at``: one time per frame (``None``: not expired); ``run_id``
+    and ``status`` are added by the INSERT.
     """
     (ids, symbols, timeframes, times, targets, starts, ends, params, actions, candles,
      confidences) = zip(*map(_FRAME_FIELDS, frames))
     po, ps, vo, vs = zip(*map(_PARAM_FIELDS, params))
-    expired_at = list(map(expired.get, ids)) if expired else None
     i64, f64, text = pa.int64(), pa.float64(), pa.string()
     return pa.table({
         "inference_id": _id_text(ids),
@@ -167,15 +192,32 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, run_id: str, data: pa.Ta
         )
 
 
-_FRAME_STATUS = (", status", ", CASE WHEN expired_at IS NULL THEN 'pending' ELSE 'expired' END")
+def pairs_table(pairs: Sequence[tuple]) -> pa.Table:
+    """Buffered pairs (rows of :data:`PAIR_FIELDS`) as an Arrow table, column by column."""
+    columns = list(zip(*pairs))
+    data = {PAIR_FIELDS[0]: _id_text(columns[0])}
+    for n, c, t in zip(PAIR_FIELDS[1:], columns[1:], _PAIR_TYPES[1:]):
+        data[n] = pa.array(c, type=t)
+    return pa.table(data)
+
+
+def insert_pairs(con: duckdb.DuckDBPyConnection, run_id: str, pairs: pa.Table) -> None:
+    """Append :func:`pairs_table` rows to ``training_events``, each ``event_key`` made by the INSERT."""
+    with registered(con, "_ett_flush_pairs", pairs) as name:
+        con.execute(
+            "INSERT INTO training_events (run_id, inference_id, event_kind, event_key, subscriber,"
+            f" knowable_time, seq, loss, metrics) SELECT ?, inference_id, event_kind, {_EVENT_KEY_SQL},"
+            f" subscriber, knowable_time, seq, loss, metrics FROM {name}",
+            [run_id],
+        )
 
 
 def commit_flush(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
     *,
-    frames: Sequence[InferenceFrameReference] = (),
-    expired: Sequence[tuple[str, int]] = (),
+    pending: Sequence[InferenceFrameReference] = (),
+    expired: Sequence[tuple[InferenceFrameReference, int]] = (),
     pairs: Sequence[tuple] = (),
     dead_letters: Sequence[tuple] = (),
     checkpoint: Checkpoint,
@@ -184,48 +226,30 @@ def commit_flush(
 ) -> None:
     """Write one flush in one transaction; on any error roll back and raise.
 
-    ``expired`` holds ``(inference_id, expired_at)``; ``pairs`` rows of
-    :data:`PAIR_COLUMNS` (``inference_id`` an int or str id, ``''`` or ``None``
-    for an event delivered without a frame: ids are stored as text); ``dead_letters`` rows of :data:`DEAD_LETTER_COLUMNS`;
-    each of ``hooks`` is called with ``con`` inside the transaction; then each
-    ``(subscriber, get_state)`` of ``states`` is called and its bytes stored
-    (see :func:`_write_states`).
+    ``pending`` are the frames retained now (they replace the run's pending
+    rows); ``expired`` holds ``(frame, expired_at)`` of frames to record as
+    expired; ``pairs`` rows of :data:`PAIR_FIELDS`; ``dead_letters`` rows of
+    :data:`DEAD_LETTER_COLUMNS`; each of ``hooks`` is called with ``con``
+    inside the transaction; then each ``(subscriber, get_state)`` of
+    ``states`` is called and its bytes stored (see :func:`_write_states`).
     """
     with transaction(con):
-        expired_now = dict(expired) if frames and expired else {}
-        if frames:
+        # the pending rows of the last flush: the last row groups (zone maps skip the others)
+        con.execute("DELETE FROM inference_frames WHERE run_id = ? AND status = 'pending'", [run_id])
+        for frames, status in ((expired, "expired"), (pending, "pending")):
+            if not frames:
+                continue
+            table = frames_table([f for f, _ in frames] if status == "expired" else frames,
+                                  [t for _, t in frames] if status == "expired" else None)
             try:
-                _insert(con, "inference_frames", run_id, _frames_table(frames, expired_now), _FRAME_STATUS)
+                _insert(con, "inference_frames", run_id, table, (", status", f", '{status}'"))
             except duckdb.ConstraintException as exc:
                 raise StoreError(
                     f"run {run_id!r}: an inference_id was registered twice ({exc}); "
                     "ids must be unique within a run (use coordinator.new_inference_id())"
                 ) from exc
-        if expired_now:  # frames inserted above already carry their expiry
-            new_ids = set(map(attrgetter("inference_id"), frames))
-            expired = [e for e in expired if e[0] not in new_ids]
-        if expired:
-            ids, times = zip(*expired)
-            rows = pa.table({"inference_id": _id_text(ids), "expired_at": pa.array(times, pa.int64())})
-            with registered(con, "_ett_flush_expired", rows) as name:
-                con.execute(
-                    f"UPDATE inference_frames SET status = 'expired', expired_at = e.expired_at"
-                    f" FROM {name} e WHERE inference_frames.run_id = ?"
-                    " AND inference_frames.inference_id = e.inference_id",
-                    [run_id],
-                )
         if pairs:
-            columns = list(zip(*pairs))
-            data = {PAIR_COLUMNS[0]: _id_text(columns[0])}
-            for n, c, t in zip(PAIR_COLUMNS[1:], columns[1:], _PAIR_TYPES[1:]):
-                data[n] = pa.array(c, type=t)
-            try:
-                _insert(con, "training_events", run_id, pa.table(data))
-            except duckdb.ConstraintException as exc:
-                raise StoreError(
-                    f"run {run_id!r}: a (frame, event, subscriber) pair was delivered twice "
-                    f"({exc}); resume a run with resume=True from its checkpoint, or use a new run_id"
-                ) from exc
+            insert_pairs(con, run_id, pairs_table(pairs))
         if dead_letters:
             placeholders = ", ".join("?" * (len(DEAD_LETTER_COLUMNS) + 1))
             con.executemany(
@@ -243,6 +267,29 @@ def commit_flush(
         _write_states(con, run_id, checkpoint.resume_time, states)
 
 
+def check_pairs_before(con: duckdb.DuckDBPyConnection, run_id: str, checkpoint: Checkpoint) -> None:
+    """Refuse to resume ``run_id`` unless every stored pair precedes its checkpoint.
+
+    What makes the appended pairs unique: each commit holds the pairs of
+    events before its ``resume_time`` and with a ``seq`` below its
+    ``next_seq``, and a resumed run delivers only events from
+    ``resume_time`` on, numbered from ``next_seq``.  A stored pair at or
+    after either would be delivered again: the store was changed outside
+    the protocol.
+    """
+    row = con.execute(
+        "SELECT count(*), min(knowable_time), min(seq) FROM training_events WHERE run_id = ?"
+        " AND (knowable_time >= ? OR seq >= ?)",
+        [run_id, checkpoint.resume_time, checkpoint.next_seq],
+    ).fetchone()
+    if row[0]:
+        raise StoreError(
+            f"run {run_id!r}: {row[0]} stored pair(s) lie after its checkpoint (knowable time "
+            f">= {checkpoint.resume_time} or seq >= {checkpoint.next_seq}; first at {row[1]}, "
+            f"seq {row[2]}): the store was written outside the coordinator; resume is refused "
+            "(start the run over with replace=True, or use a new run_id)")
+
+
 def _write_states(con: duckdb.DuckDBPyConnection, run_id: str, resume_time: int,
                   states: Iterable[tuple[str, Callable[[], bytes | None]]]) -> None:
     """Store each subscriber's ``get_state()`` bytes in ``subscriber_states`` (``None``: delete)."""
@@ -253,7 +300,7 @@ def _write_states(con: duckdb.DuckDBPyConnection, run_id: str, resume_time: int,
                         [run_id, name])
             continue
         if not isinstance(state, (bytes, bytearray, memoryview)):
-            raise EttError(
+            raise ConfigTypeError(
                 f"subscriber {name!r}: checkpoint_state() must return bytes or None, "
                 f"got {type(state).__name__}"
             )

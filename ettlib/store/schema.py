@@ -12,7 +12,7 @@ Examples
 >>> import duckdb
 >>> con = duckdb.connect()
 >>> ensure_schema(con)
-3
+4
 >>> sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
 ['coordinator_checkpoints', 'dead_letters', 'inference_frames', 'ohlcv_data', 'pivot_points', 'runs', 'schema_version', 'subscriber_states', 'training_events']
 """
@@ -182,6 +182,28 @@ _MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN git_dirty BOOLEAN",
         "ALTER TABLE runs ADD COLUMN environment VARCHAR",
     ],
+    # Version 4: training_events without a key.  Delivered pairs are appended in columnar
+    # batches; the coordinator's protocol makes each unique and a resume verifies it
+    # (ettlib.coordinator.persistence.check_pairs_before); a key check per row cost more
+    # than the rest of the row.
+    [
+        """CREATE TABLE training_events_v4 (
+            run_id VARCHAR NOT NULL DEFAULT '',
+            inference_id VARCHAR NOT NULL,
+            event_kind VARCHAR NOT NULL,
+            event_key VARCHAR NOT NULL,
+            subscriber VARCHAR NOT NULL,
+            knowable_time BIGINT NOT NULL,
+            seq BIGINT NOT NULL,
+            loss DOUBLE,
+            metrics VARCHAR)""",
+        """INSERT INTO training_events_v4 (run_id, inference_id, event_kind, event_key, subscriber,
+                                           knowable_time, seq, loss, metrics)
+           SELECT run_id, inference_id, event_kind, event_key, subscriber, knowable_time, seq, loss, metrics
+           FROM training_events ORDER BY run_id, seq""",
+        "DROP TABLE training_events",
+        "ALTER TABLE training_events_v4 RENAME TO training_events",
+    ],
 ]
 
 #: The schema version this ettlib writes.
@@ -274,7 +296,7 @@ def refuse_newer(version: int, name: str) -> None:
     >>> refuse_newer(9, "data/ett.duckdb")
     Traceback (most recent call last):
     ...
-    ettlib.errors.SchemaError: data/ett.duckdb has schema version 9, written by a newer ettlib (this one reads up to 3); upgrade ettlib to open it (the file was not changed)
+    ettlib.errors.SchemaError: data/ett.duckdb has schema version 9, written by a newer ettlib (this one reads up to 4); upgrade ettlib to open it (the file was not changed)
     """
     raise SchemaError(
         f"{name} has schema version {version}, written by a newer ettlib (this one reads up to "
