@@ -77,3 +77,9 @@ def test_a_planted_signal_is_found_and_a_random_walk_is_not(tmp_path):
     assert not (mae.test.p_value < 0.05 and mae.test.statistic > 0)
     assert ": significant." not in walk.verdict.text.split(" Also,")[0]
     assert "not significant" in walk.verdict.text.split(" Also,")[0] or walk.verdict.text.startswith("WARNING")
+    # a low pivot follows falls by definition: on a random walk, betting on the last candle
+    # reversing is right far more often than chance, and the model must beat that rule too
+    pivots = walk.comparison.metrics["pivot_accuracy"]
+    assert pivots.values["last candle reversed"].low > 0.55
+    assert pivots.best_baseline == "last candle reversed"
+    assert {h.metric: h for h in walk.verdict.headlines}["pivot_accuracy"].outcome is not Outcome.BETTER

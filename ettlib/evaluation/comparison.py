@@ -18,8 +18,9 @@ Baselines by metric (:mod:`ettlib.evaluation.baselines`):
 * direction accuracy: ``chance`` (0.5 on every candle, which is also what
   persistence scores), ``last candle``, ``majority so far``, then every other
   model in the table;
-* pivot accuracy: ``chance``, ``majority so far``, then every other model's
-  actions in the pivot table.
+* pivot accuracy: ``chance``, ``majority so far``, ``last candle reversed``
+  (where the pivot table has the frames' ``last_open`` and ``last_close``),
+  then every other model's actions in the pivot table.
 
 A table model that predicts exactly what persistence predicts
 (:func:`~ettlib.evaluation.baselines.identical_predictions`) is left out,
@@ -49,6 +50,7 @@ from ettlib.evaluation.baselines import (
     CHANCE_SCORE,
     identical_predictions,
     last_candle_direction,
+    last_candle_reversal,
     majority_direction_so_far,
     persistence_close,
     pivot_majority_so_far,
@@ -318,6 +320,9 @@ def prediction_losses(
         pivot = {model: 1.0 - pivot_scores(pivots, model),
                  "chance": np.full(len(pivots), 1.0 - CHANCE_SCORE),
                  "majority so far": 1.0 - action_scores(pivot_majority_so_far(pivots), implied)}
+        reversal = last_candle_reversal(pivots)
+        if reversal is not None:
+            pivot["last candle reversed"] = 1.0 - action_scores(reversal, implied)
         pivot.update({name: 1.0 - pivot_scores(pivots, name) for name in model_names(pivots)
                       if name != model and (name in others or PRED_CLOSE + name not in predictions.columns)})
         by_metric["pivot_accuracy"], dropped = _drop_repeated_scores(pivot, model, "pivot pair")
