@@ -24,8 +24,10 @@ Baselines by metric (:mod:`ettlib.evaluation.baselines`):
 
 A table model that predicts exactly what persistence predicts
 (:func:`~ettlib.evaluation.baselines.identical_predictions`) is left out,
-and a baseline whose every direction or pivot score equals an earlier
-baseline's is left out of that metric; both with a note saying so.
+one whose predicted closes are persistence's (its actions differ) is left
+out of close MAE, and a baseline whose every direction or pivot score
+equals an earlier baseline's is left out of that metric; each with a note
+saying so.
 
 Examples
 --------
@@ -299,8 +301,18 @@ def prediction_losses(
     actual_close = predictions["actual_close"].to_numpy(dtype=np.float64)
     mae = {model: close_errors(predictions, model),
            "persistence": np.abs(persistence_close(predictions) - actual_close)}
-    mae.update({name: close_errors(predictions, name) for name in others if name != "persistence"})
+    mae_notes = []
+    for name in others:
+        if name == "persistence":
+            continue
+        if PRED_CLOSE + name in predictions.columns and identical_predictions(
+                predictions[[PRED_CLOSE + name, "last_close"]], name, "persistence", rtol=rtol):
+            mae_notes.append(f"{name!r} predicted the same close as persistence on every candle: left out "
+                             f"of close MAE (it differs only in its actions).")
+            continue
+        mae[name] = close_errors(predictions, name)
     by_metric["mae_close"] = mae
+    metric_notes["mae_close"] = tuple(mae_notes)
 
     actual = actual_direction(predictions)
     direction = {model: 1.0 - model_direction_scores(predictions, model, rtol=rtol),
