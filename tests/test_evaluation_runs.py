@@ -24,7 +24,7 @@ from ettlib.store import DuckDBStorage
 
 T0 = 1_704_067_200_000
 MINUTE = 60_000
-CANDLES = 1500
+CANDLES = 1000
 
 
 def _store(path, phi: float, seed: int):
@@ -49,7 +49,7 @@ def _evaluate(tmp_path, phi: float, seed: int):
     result = run_experiment(ExperimentConfig(db_path=str(db), adapter="river", baselines=("persistence",),
                                              adapter_params={"learning_rate": 0.001}, context_length=16,
                                              seed=seed), quiet=True)
-    return evaluate_run(db, result.run_id, timeframe="1m", reps=300, seed=0, fee_bps=0.0)
+    return evaluate_run(db, result.run_id, timeframe="1m", reps=200, seed=0, fee_bps=0.0)
 
 
 @pytest.mark.timeout(300)
@@ -57,7 +57,7 @@ def test_a_planted_signal_is_found_and_a_random_walk_is_not(tmp_path):
     planted = _evaluate(tmp_path / "a", phi=-0.5, seed=1)
     mae = planted.comparison.metrics["mae_close"]
     headline = planted.verdict.headlines[0]
-    assert mae.best_baseline == "persistence" and mae.n > 1400
+    assert mae.best_baseline == "persistence" and mae.n > 900
     skill = mae.skill["persistence"]
     assert 0.04 < skill.estimate < 0.2 and skill.low > 0         # the truth: about 13% at best
     assert mae.test.p_value < 0.01 and mae.test.statistic > 0
@@ -77,3 +77,9 @@ def test_a_planted_signal_is_found_and_a_random_walk_is_not(tmp_path):
     assert not (mae.test.p_value < 0.05 and mae.test.statistic > 0)
     assert ": significant." not in walk.verdict.text.split(" Also,")[0]
     assert "not significant" in walk.verdict.text.split(" Also,")[0] or walk.verdict.text.startswith("WARNING")
+    # a low pivot follows falls by definition: on a random walk, betting on the last candle
+    # reversing is right far more often than chance, and the model must beat that rule too
+    pivots = walk.comparison.metrics["pivot_accuracy"]
+    assert pivots.values["last candle reversed"].low > 0.55
+    assert pivots.best_baseline == "last candle reversed"
+    assert {h.metric: h for h in walk.verdict.headlines}["pivot_accuracy"].outcome is not Outcome.BETTER

@@ -128,6 +128,19 @@ def test_a_frozen_baseline_equal_to_persistence_is_dropped_and_a_different_one_k
     assert "frozen" in comparison.metrics["direction_accuracy"].skill
 
 
+def test_a_frozen_baseline_with_persistence_closes_but_its_own_actions_is_left_out_of_close_mae_only():
+    """The untrained model of a run: its closes are the last close (to float32), its actions are not HOLD."""
+    table = ar_model_table(300, phi=0.5, seed=8)
+    actions = np.where(np.arange(300) % 3 == 0, "BUY", "SELL")
+    frozen = with_model(table, "frozen", table["last_close"] * (1 + 1e-8)).assign(**{"action.frozen": actions})
+    pivots = pivot_table(60, hit_rate=0.6, seed=3).assign(**{"action.frozen": "BUY"})
+    comparison = compare_predictions(frozen, pivots, timeframe="1m", reps=50)
+    assert set(comparison.metrics["mae_close"].skill) == {"persistence"}
+    assert any("'frozen' predicted the same close as persistence" in note
+               for note in comparison.metrics["mae_close"].notes)
+    assert "frozen" in comparison.metrics["pivot_accuracy"].skill  # its actions still say something
+
+
 def test_a_recorded_persistence_column_scores_like_chance_and_is_left_out_of_direction():
     table = ar_model_table(200, phi=0.5, seed=9)
     table = with_model(table, "persistence", table["last_close"])

@@ -334,14 +334,18 @@ def test_generic_annotations_decide_the_type():
         check_parameter_type("end", 1.5, annotation="Optional[int]")
 
 
-def test_cli_output_names_the_file(tmp_path):
+def test_cli_output_names_the_file_and_shows_progress(tmp_path, capfd):
     parser = argparse.ArgumentParser()
     configure_report_parser(parser)
     target = tmp_path / "out" / "mine.html"
-    args = parser.parse_args([str(FIXTURE), "-p", "epochs", "1", "--output", str(target), "--no-progress"])
+    args = parser.parse_args([str(FIXTURE), "-p", "epochs", "1", "--output", str(target)])
     assert args.func(args) == 0
     assert target.is_file() and (tmp_path / "out" / "mine.ipynb").is_file()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mine.html", "mine.ipynb"]
+    cells = len(nbformat.read(str(tmp_path / "out" / "mine.ipynb"), as_version=4).cells)
+    captured = capfd.readouterr()
+    assert f"{cells}/{cells}" in captured.err  # papermill's bar: cells done out of the total
+    assert captured.out.strip() == str(target)
 
 
 def test_experiment_report_with_code_hidden_has_every_section(tmp_path):

@@ -16,7 +16,7 @@ Modules, one concept each:
   is left out) and the skill score ``1 - model loss / baseline loss``;
 * :mod:`~ettlib.evaluation.baselines`: persistence, last-candle direction,
   majority so far (of closed candles only), chance, pivot majority so far,
-  and :func:`identical_predictions`;
+  the last candle reversed (pivots), and :func:`identical_predictions`;
 * :mod:`~ettlib.evaluation.stats`: stationary block-bootstrap intervals and
   the Diebold-Mariano test with a Newey-West long-run variance;
 * :mod:`~ettlib.evaluation.comparison`: every metric of the model against
@@ -52,6 +52,7 @@ from ettlib.evaluation.baselines import (
     CHANCE_SCORE,
     identical_predictions,
     last_candle_direction,
+    last_candle_reversal,
     majority_direction_so_far,
     persistence_close,
     pivot_majority_so_far,
@@ -135,6 +136,7 @@ __all__ = [
     "identical_predictions",
     "judge",
     "last_candle_direction",
+    "last_candle_reversal",
     "long_run_variance",
     "majority_direction_so_far",
     "model_direction_scores",

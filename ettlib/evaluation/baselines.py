@@ -23,6 +23,11 @@ made** (for pivots: when the pivot was confirmed):
   counted once, however many frames it matched), :func:`pivot_majority_so_far`.
   A tie is HOLD (no call).  It is a little generous: it knows every pivot
   confirmed before this one, while the model's prediction was made earlier.
+* **last candle reversed** (pivots, where the pivot table has the frame's
+  ``last_open`` and ``last_close``): BUY after a falling last candle, SELL
+  after a rising one, :func:`last_candle_reversal`.  A low pivot comes after
+  falls by its definition, so on a pure random walk this rule is right well
+  over half the time; a model must beat it to show it knows more.
 
 Baselines recorded in the table beside the model (``"frozen"``: the model
 before any learning) are only worth showing where they differ from another
@@ -57,6 +62,7 @@ __all__ = [
     "last_candle_direction",
     "majority_direction_so_far",
     "pivot_majority_so_far",
+    "last_candle_reversal",
     "identical_predictions",
 ]
 
@@ -139,6 +145,25 @@ def pivot_majority_so_far(pivots: pd.DataFrame) -> np.ndarray:
                                        known["_label"].to_numpy(), confirmed[rows], inclusive=False)
         majority[rows] = np.sign(buys - sells)
     return np.array(["SELL", "HOLD", "BUY"], dtype=object)[majority.astype(int) + 1]
+
+
+def last_candle_reversal(pivots: pd.DataFrame) -> np.ndarray | None:
+    """Per pivot-table row, the action that bets on the frame's last candle reversing, or None.
+
+    BUY after a falling last candle, SELL after a rising one, HOLD after a
+    flat one: what a pivot's definition makes right more often than not (a
+    low comes after falls), known at the frame's prediction time.  Needs the
+    frame's ``last_open`` and ``last_close`` columns in the pivot table
+    (None without them).
+
+    >>> p = pd.DataFrame({"last_open": [10.0, 10.0, 10.0], "last_close": [9.0, 11.0, 10.0]})
+    >>> last_candle_reversal(p).tolist()
+    ['BUY', 'SELL', 'HOLD']
+    """
+    if not {"last_open", "last_close"} <= set(pivots.columns):
+        return None
+    move = np.sign(pivots["last_close"].to_numpy(dtype=np.float64) - pivots["last_open"].to_numpy(dtype=np.float64))
+    return np.array(["BUY", "HOLD", "SELL"], dtype=object)[move.astype(int) + 1]
 
 
 def identical_predictions(table: pd.DataFrame, a: str, b: str, *, rtol: float = FLAT_RTOL) -> bool:

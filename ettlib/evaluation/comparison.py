@@ -18,13 +18,16 @@ Baselines by metric (:mod:`ettlib.evaluation.baselines`):
 * direction accuracy: ``chance`` (0.5 on every candle, which is also what
   persistence scores), ``last candle``, ``majority so far``, then every other
   model in the table;
-* pivot accuracy: ``chance``, ``majority so far``, then every other model's
-  actions in the pivot table.
+* pivot accuracy: ``chance``, ``majority so far``, ``last candle reversed``
+  (where the pivot table has the frames' ``last_open`` and ``last_close``),
+  then every other model's actions in the pivot table.
 
 A table model that predicts exactly what persistence predicts
 (:func:`~ettlib.evaluation.baselines.identical_predictions`) is left out,
-and a baseline whose every direction or pivot score equals an earlier
-baseline's is left out of that metric; both with a note saying so.
+one whose predicted closes are persistence's (its actions differ) is left
+out of close MAE, and a baseline whose every direction or pivot score
+equals an earlier baseline's is left out of that metric; each with a note
+saying so.
 
 Examples
 --------
@@ -49,6 +52,7 @@ from ettlib.evaluation.baselines import (
     CHANCE_SCORE,
     identical_predictions,
     last_candle_direction,
+    last_candle_reversal,
     majority_direction_so_far,
     persistence_close,
     pivot_majority_so_far,
@@ -297,8 +301,18 @@ def prediction_losses(
     actual_close = predictions["actual_close"].to_numpy(dtype=np.float64)
     mae = {model: close_errors(predictions, model),
            "persistence": np.abs(persistence_close(predictions) - actual_close)}
-    mae.update({name: close_errors(predictions, name) for name in others if name != "persistence"})
+    mae_notes = []
+    for name in others:
+        if name == "persistence":
+            continue
+        if PRED_CLOSE + name in predictions.columns and identical_predictions(
+                predictions[[PRED_CLOSE + name, "last_close"]], name, "persistence", rtol=rtol):
+            mae_notes.append(f"{name!r} predicted the same close as persistence on every candle: left out "
+                             f"of close MAE (it differs only in its actions).")
+            continue
+        mae[name] = close_errors(predictions, name)
     by_metric["mae_close"] = mae
+    metric_notes["mae_close"] = tuple(mae_notes)
 
     actual = actual_direction(predictions)
     direction = {model: 1.0 - model_direction_scores(predictions, model, rtol=rtol),
@@ -318,6 +332,9 @@ def prediction_losses(
         pivot = {model: 1.0 - pivot_scores(pivots, model),
                  "chance": np.full(len(pivots), 1.0 - CHANCE_SCORE),
                  "majority so far": 1.0 - action_scores(pivot_majority_so_far(pivots), implied)}
+        reversal = last_candle_reversal(pivots)
+        if reversal is not None:
+            pivot["last candle reversed"] = 1.0 - action_scores(reversal, implied)
         pivot.update({name: 1.0 - pivot_scores(pivots, name) for name in model_names(pivots)
                       if name != model and (name in others or PRED_CLOSE + name not in predictions.columns)})
         by_metric["pivot_accuracy"], dropped = _drop_repeated_scores(pivot, model, "pivot pair")

@@ -243,7 +243,9 @@ def pivot_table(database, run_id: str, subscriber: str = "prequential"):
     """The run's matched ``(pivot, frame)`` pairs as the evaluation layer's pivot table.
 
     The actions are each model's for the frame, as its candle pair recorded
-    them (a frame whose candle was never scored is left out).
+    them (a frame whose candle was never scored is left out), and so are the
+    frame's ``last_open`` and ``last_close`` (for the "last candle reversed"
+    baseline of :mod:`ettlib.evaluation.baselines`).
     """
     import pandas as pd
 
@@ -261,8 +263,10 @@ def pivot_table(database, run_id: str, subscriber: str = "prequential"):
         actions = {k: v for k, v in candle.items() if k.startswith("action.")}
         if not actions:
             continue
+        frame = {k: candle[k] for k in ("last_open", "last_close") if k in candle}
+        frame.setdefault("last_open", frame.get("last_close"))
         records.append({"symbol": symbol, "pivot_time": int(pivot["pivot_time"]), "confirmed_at": int(confirmed),
-                        "implied_action": pivot["implied_action"], **actions})
+                        "implied_action": pivot["implied_action"], **frame, **actions})
     columns = ["symbol", "pivot_time", "confirmed_at", "implied_action"]
     if not records:
         return pd.DataFrame(columns=columns)

@@ -53,6 +53,7 @@ BASELINES: dict[str, str] = {
     "chance": "a coin flip: 50%",
     "last candle": "the last candle's direction again",
     "majority so far": "the most frequent outcome so far",
+    "last candle reversed": "BUY after a falling last candle, SELL after a rising one",
 }
 
 
