@@ -127,7 +127,7 @@ def test_local_pool_sweep_isolates_a_failure_and_lands_every_run(tmp_path):
     sets = expand_grid({"seed": [1, 2, 3], "epochs": [2]}) + [{"seed": 9, "fail": True}]
     sets = [{**p, "source_db": str(main_db)} for p in sets]
     result = run_sweep(FIXTURE, sets, executor="local", workers=2, output_dir=tmp_path / "sweep",
-                       name="local", database=main_db)
+                       name="local", database=main_db, compare_notebook=NOTEBOOKS / "compare_fixture.ipynb")
     assert len(result.runs) == 4
     assert [f.index for f in result.failures] == [3]
     failure = result.failures[0]
@@ -203,7 +203,7 @@ def test_a_dask_sweep_without_a_shared_disk_equals_a_local_sweep(tmp_path, dask_
         run_sweep(notebook, [{"context_length": 0}], output_dir=tmp_path / "never", database=store)
     assert not (tmp_path / "never").exists()
 
-    sets = [{"seed": seed, "end": "2024-01-01T03:00:00"} for seed in range(2)]
+    sets = [{"seed": seed, "end": "2024-01-01T02:00:00"} for seed in range(2)]
     local = run_sweep(notebook, [{**p, "db_path": str(store)} for p in sets], workers=2,
                       output_dir=tmp_path / "local", name="exp", database=store)
     assert not local.failures, local.summary()

@@ -30,8 +30,7 @@ Examples
 >>> from ettlib.store.schema import ensure_schema
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> store = folder / "ett.duckdb"
->>> ensure_schema(connect(store))
-3
+>>> _ = ensure_schema(connect(store))
 >>> runs_folder(store).name
 'ett.runs'
 >>> results = run_results_path(runs_folder(store), "r1")
