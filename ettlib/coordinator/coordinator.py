@@ -129,6 +129,7 @@ from ettlib.coordinator.persistence import (
     load_checkpoint,
     load_pending_frames,
     load_subscriber_states,
+    new_run_id,
     run_has_state,
 )
 from ettlib.coordinator.subscriber import Subscriptions, TrainingEventSubscriber, subscriber_name
@@ -145,17 +146,6 @@ __all__ = [
     "CoordinatorCounters",
     "subscriber_name",
 ]
-
-
-def new_run_id(prefix: str = "run") -> str:
-    """A new unique run id: ``prefix``, a dash and 12 hex digits.
-
-    >>> len(new_run_id()), new_run_id("explore").startswith("explore-")
-    (16, True)
-    """
-    import uuid
-
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +268,7 @@ class InferenceTrainingCoordinator:
         self._events_since_flush = 0
         self._time: int | None = None  # the latest knowable time handled
         self._next_id = 1
+        self._stored_pending_from: int | None = None  # the stored pending rows' first prediction time
         self.resume_time: int | None = None
         self._registered = self._events = 0
         self._closed = False
@@ -309,8 +300,10 @@ class InferenceTrainingCoordinator:
         self._buffer.seq = checkpoint.next_seq
         self._next_id = checkpoint.next_inference_id
         self._subs.stored = load_subscriber_states(self._con, run_id)
-        for ref in load_pending_frames(self._con, run_id):
+        pending = load_pending_frames(self._con, run_id)
+        for ref in pending:
             self._index.add(ref, with_target=ref.target_close_time >= checkpoint.resume_time)
+        self._stored_pending_from = min((r.prediction_timestamp for r in pending), default=None)
 
     # -- ids, subscriptions --------------------------------------------------------
 
@@ -435,10 +428,12 @@ class InferenceTrainingCoordinator:
             index.drop_all_expired(self._time)
         pairs, dead = self._buffer.take()
         expired, index.expired = index.expired, []
-        commit_flush(self._con, self.run_id, pending=index.retained_frames(),
+        pending = index.retained_frames()
+        commit_flush(self._con, self.run_id, pending=pending, stored_pending_from=self._stored_pending_from,
                      expired=expired if self.record_expired else (), pairs=pairs, dead_letters=dead,
                      checkpoint=Checkpoint(resume_time, self._buffer.seq, self._next_id),
                      hooks=self._subs.hooks(), states=self._subs.state_getters())
+        self._stored_pending_from = min((r.prediction_timestamp for r in pending), default=None)
         self._events_since_flush = 0
 
     def flush(self) -> None:

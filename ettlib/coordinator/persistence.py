@@ -77,6 +77,7 @@ __all__ = [
     "insert_pairs",
     "pairs_table",
     "delete_run_state",
+    "new_run_id",
 ]
 
 #: Fields of one buffered delivered pair: the frame's id (int, str, or None
@@ -217,6 +218,7 @@ def commit_flush(
     run_id: str,
     *,
     pending: Sequence[InferenceFrameReference] = (),
+    stored_pending_from: int | None = 0,
     expired: Sequence[tuple[InferenceFrameReference, int]] = (),
     pairs: Sequence[tuple] = (),
     dead_letters: Sequence[tuple] = (),
@@ -227,15 +229,17 @@ def commit_flush(
     """Write one flush in one transaction; on any error roll back and raise.
 
     ``pending`` are the frames retained now (they replace the run's pending
-    rows); ``expired`` holds ``(frame, expired_at)`` of frames to record as
+    rows: those with a prediction time from ``stored_pending_from`` on, all
+    of them when it is 0, none when ``None``); ``expired`` holds ``(frame, expired_at)`` of frames to record as
     expired; ``pairs`` rows of :data:`PAIR_FIELDS`; ``dead_letters`` rows of
     :data:`DEAD_LETTER_COLUMNS`; each of ``hooks`` is called with ``con``
     inside the transaction; then each ``(subscriber, get_state)`` of
     ``states`` is called and its bytes stored (see :func:`_write_states`).
     """
     with transaction(con):
-        # the pending rows of the last flush: the last row groups (zone maps skip the others)
-        con.execute("DELETE FROM inference_frames WHERE run_id = ? AND status = 'pending'", [run_id])
+        if stored_pending_from is not None:  # the last flush's pending rows (zone maps skip older rows)
+            con.execute("DELETE FROM inference_frames WHERE run_id = ? AND status = 'pending'"
+                        " AND prediction_timestamp >= ?", [run_id, stored_pending_from])
         for frames, status in ((expired, "expired"), (pending, "pending")):
             if not frames:
                 continue
@@ -338,6 +342,17 @@ def load_pending_frames(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Inf
         [run_id],
     ).fetchall()
     return [InferenceFrameReference.from_row(r) for r in rows]
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """A new unique run id: ``prefix``, a dash and 12 hex digits.
+
+    >>> len(new_run_id()), new_run_id("explore").startswith("explore-")
+    (16, True)
+    """
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 #: Tables holding a run's coordinator state (keyed by ``run_id``).
