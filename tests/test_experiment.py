@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ettlib.store.catalog import reading_runs
@@ -12,6 +13,7 @@ from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.experiment.runner import ExperimentConfig
+from ettlib.evaluation.scores import model_direction_scores
 from ettlib.experiment.metrics import PrequentialScorer
 
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -112,7 +114,12 @@ def test_scorer_matches_a_naive_computation():
     moved = actual != last
     expected_dir = (np.sign(model - last) == np.sign(actual - last))[moved].mean()
     assert m["model"]["direction_accuracy"] == pytest.approx(expected_dir)
-    assert m["persistence"]["direction_accuracy"] == 0.0
+    # the report's rule: a flat prediction is no call, half a hit, so persistence sits on the chance line
+    assert m["persistence"]["direction_accuracy"] == 0.5
+    table = pd.DataFrame({"last_close": last, "actual_close": actual, "pred_close.model": model,
+                          "pred_close.persistence": last})
+    for name in ("model", "persistence"):
+        assert m[name]["direction_accuracy"] == pytest.approx(np.nanmean(model_direction_scores(table, name)))
     assert m["model"]["n_candles"] == n
     assert m["model"]["mae_close_second_half"] == pytest.approx(np.abs(model - actual)[n // 2:].mean())
 
@@ -211,7 +218,7 @@ def test_persistence_scores_match_a_pandas_reference(db, make_candles):
     m = result.scores["model"]
     assert m["n_candles"] == len(errors)
     assert m["mae_close"] == pytest.approx(errors.mean(), rel=1e-5)
-    assert m["direction_accuracy"] == 0.0
+    assert m["direction_accuracy"] == 0.5  # never a call: the chance line
     assert m["pivot_accuracy"] == 0.0 and np.array(m["pivot_confusion"])[:, :2].sum() == 0
 
 

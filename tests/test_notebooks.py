@@ -268,7 +268,9 @@ def test_per_pair_direction_hits_add_up_to_the_accuracy(experiment_run):
     assert list(hits)[0] == "model" and set(hits) == {"model", "persistence", "frozen"}
     for name, values in hits.items():
         assert np.nanmean(values) == pytest.approx(metrics[f"{name}.direction_accuracy"])
-        assert set(np.unique(values[~np.isnan(values)])) <= {0.0, 1.0}
+        assert set(np.unique(values[~np.isnan(values)])) <= {0.0, 0.5, 1.0}
+    persistence = hits["persistence"]
+    assert (persistence[~np.isnan(persistence)] == 0.5).all()  # never a call: the chance line, as in the report
 
 
 def test_compare_notebook_shows_both_runs(experiment_run, tmp_path):

@@ -12,11 +12,13 @@ Scores, per model name (the model under ``"model"``, baselines beside it):
 * ``mae_close``: mean absolute error of the next close, in price units (the
   predicted close is denormalized with the frame's ``norm_params``:
   ``close = x * price_scale + price_offset``);
-* ``direction_accuracy``: share of candles whose move from the last closed
-  close has the predicted sign.  Flat actual moves are skipped; a predicted
-  move within float32 rounding of the price (``1e-6 * |last close| + 1e-4 *
-  price_scale``: windows are normalized in float32, so persistence's "no
-  move" comes back a hair off) counts as no move, which is wrong;
+* ``direction_accuracy``: the mean direction score of the candles, by the
+  report's rule (:mod:`ettlib.evaluation.scores`): 1 when the move from the
+  last closed close has the predicted sign, 0 when it has the other, 0.5 for
+  no call (a predicted move within ``FLAT_RTOL * |last close|``: windows are
+  normalized in float32, so persistence's "no move" comes back a hair off).
+  Flat actual moves are skipped.  Persistence scores exactly 0.5, the chance
+  line, here and in the report;
 * ``pivot_accuracy`` and ``pivot_confusion``: predicted action against the
   pivot's implied action (low: BUY, high: SELL), over every matched
   ``(pivot, frame)`` pair; the confusion matrix has rows BUY, SELL (truth)
@@ -77,6 +79,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ettlib.evaluation.scores import FLAT_RTOL
+
 __all__ = ["PrequentialScorer", "ModelScores", "TRUE_ACTIONS", "PRED_ACTIONS"]
 
 TRUE_ACTIONS = ("BUY", "SELL")
@@ -88,7 +92,7 @@ class ModelScores:
     """Running scores of one model."""
 
     abs_errors: list = field(default_factory=list)
-    direction_hits: int = 0
+    direction_hits: float = 0.0  #: 1 per right call, 0.5 per no call
     direction_total: int = 0
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((2, 3), dtype=np.int64))
     majority_hits: float = 0.0  #: prequential majority-label guesses that were right
@@ -104,7 +108,7 @@ class ModelScores:
 
     def state_dict(self, *, errors: bool = True) -> dict:
         """The running scores as JSON types (``errors=False``: without ``abs_errors``)."""
-        state = {"direction_hits": int(self.direction_hits),
+        state = {"direction_hits": float(self.direction_hits),
                  "direction_total": int(self.direction_total),
                  "confusion": self.confusion.tolist(), "majority_hits": float(self.majority_hits)}
         if errors:
@@ -115,7 +119,7 @@ class ModelScores:
     def from_state_dict(cls, state: dict, abs_errors=None) -> ModelScores:
         """The scores :meth:`state_dict` described (``abs_errors`` given apart, or in it)."""
         errors = state["abs_errors"] if abs_errors is None else abs_errors
-        return cls(list(errors), int(state["direction_hits"]),
+        return cls(list(errors), float(state["direction_hits"]),
                    int(state["direction_total"]), np.array(state["confusion"], dtype=np.int64),
                    float(state["majority_hits"]))
 
@@ -237,10 +241,11 @@ class PrequentialScorer:
             scores.abs_errors.append(abs(predicted - actual))
             if actual_move != 0:
                 move = predicted - last_close
-                tolerance = 1e-6 * abs(last_close) + 1e-4 * params["price_scale"]
-                predicted_move = 0.0 if abs(move) <= tolerance else np.sign(move)
                 scores.direction_total += 1
-                scores.direction_hits += int(predicted_move == actual_move)
+                if abs(move) <= FLAT_RTOL * abs(last_close):
+                    scores.direction_hits += 0.5  # no call: a coin flip
+                else:
+                    scores.direction_hits += float(np.sign(move) == actual_move)
         self.last_scored = row if row["pred_close"] else None
 
     def on_pivot_event(self, event, inference_refs) -> None:

@@ -130,7 +130,7 @@ class ExperimentScoring:
         for n, s in self.scorer.scores.items():
             if len(s.abs_errors) > before[n][0]:
                 out[f"abs_error_close.{n}"] = s.abs_errors[-1]
-            if s.direction_total > before[n][1]:  # per-pair direction hit (1.0 / 0.0), for rolling accuracy
+            if s.direction_total > before[n][1]:  # per-pair direction score (1 / 0.5 / 0), for rolling accuracy
                 out[f"direction_hit.{n}"] = float(s.direction_hits - before[n][2])
         row = self.scorer.last_scored
         if row is not None:

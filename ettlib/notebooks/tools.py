@@ -262,7 +262,7 @@ def pair_metrics(database, run_id: str, subscriber: str = "prequential"):
 
 
 def direction_hits(pairs, model: str = "model") -> dict[str, Any]:
-    """``{name: hits}`` (1.0 / 0.0, NaN when not scored) from :func:`pair_metrics`, ``model`` first."""
+    """``{name: scores}`` (1 right, 0.5 no call, 0 wrong; NaN when not scored) from :func:`pair_metrics`, ``model`` first."""
     prefix = "direction_hit."
     names = [c[len(prefix):] for c in pairs.columns if c.startswith(prefix)]
     names.sort(key=lambda n: (n != model, n))
