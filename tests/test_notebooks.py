@@ -30,6 +30,7 @@ from ettlib.notebooks.tools import (
     differing_configs,
     direction_hits,
     ensure_demo_data,
+    provide_demo_data,
     pair_metrics,
     replay_range,
     resolve_db_path,
@@ -88,13 +89,14 @@ def pngs(nb) -> list[str]:
 
 
 def test_explore_notebook_runs_and_steps(tmp_path):
-    db = tmp_path / "explore.duckdb"  # does not exist: the notebook writes the demo
+    db = tmp_path / "explore.duckdb"  # the notebook writes demo candles only at the default database
     demo_days, steps = 0.5, 25
+    ensure_demo_data(db, days=demo_days)
     nb = execute(EXPLORE, tmp_path, {
         "db_path": str(db), "days": 0.25, "demo_days": demo_days, "context_length": 16,
         "timeframes": ["1m", "5m"], "window_candles": 40, "demo_steps": steps,
     })
-    # the demo candles landed in the database: demo_days of 1m candles
+    # the store is unchanged: demo_days of 1m candles and no run rows
     with duckdb.connect(str(db), read_only=True) as con:
         n, first = con.execute("SELECT count(*), min(timestamp) FROM ohlcv_data WHERE timeframe = '1m'").fetchone()
         assert con.execute("SELECT count(*) FROM inference_frames").fetchone()[0] == 0  # scratch store only
@@ -432,6 +434,19 @@ def test_select_runs_by_id_and_latest(experiment_run):
     with pytest.raises(ConfigError, match="no-such-run"):
         select_runs(db, ["no-such-run"])
     assert differing_configs(select_runs(db, [second.run_id])).shape[1] == 0  # one run: nothing differs
+
+
+def test_notebooks_write_demo_data_only_at_the_default_database(tmp_path):
+    db = tmp_path / "mine.duckdb"
+    with pytest.raises(ConfigError, match="written only at the default database"):
+        provide_demo_data(db, ["ETH/USDT"])
+    assert not db.exists()
+    ensure_demo_data(db, days=0.1)
+    assert provide_demo_data(db, ["ETH/USDT"]) == ()  # present: nothing to write
+    with pytest.raises(ConfigError, match="'BTC/USDT'.*only at the default database"):
+        provide_demo_data(db, ["ETH/USDT", "BTC/USDT"])
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT DISTINCT symbol FROM ohlcv_data").fetchall() == [("ETH/USDT",)]
 
 
 def test_ensure_demo_data_from_several_processes_at_once(tmp_path):

@@ -157,8 +157,7 @@ def prepare_report(namespace: Mapping[str, Any], before: set[str] | frozenset[st
         name that does not start with ``_`` is a parameter, and must be declared.
     """
     from ettlib.experiment.config import ExperimentConfig
-    from ettlib.notebooks.provenance import default_db_path, is_default_db
-    from ettlib.notebooks.tools import ensure_demo_data, resolve_db_path
+    from ettlib.notebooks.tools import provide_demo_data, resolve_db_path
 
     declared = declared_parameters()
     given = [n for n in namespace if n not in before and not n.startswith("_")]
@@ -179,19 +178,10 @@ def prepare_report(namespace: Mapping[str, Any], before: set[str] | frozenset[st
         raise ConfigError("parameters 'fee_bps' and 'slippage_bps' must be >= 0")
     db = resolve_db_path(config.db_path)
     results = resolve_db_path(config.results_db) if config.results_db else None
-    written = []
-    for symbol in config.symbols:
-        may_write = values["make_demo_if_missing"] and is_default_db(db)
-        try:
-            if ensure_demo_data(db, symbol, make_demo_if_missing=may_write, days=float(values["demo_days"])):
-                written.append(symbol)
-        except ConfigError as err:
-            if values["make_demo_if_missing"] and not is_default_db(db):
-                raise ConfigError(f"{err}. Demo candles are written only at the default database "
-                                  f"{default_db_path()}, not at {db}") from None
-            raise
+    written = provide_demo_data(db, config.symbols, make_demo_if_missing=values["make_demo_if_missing"],
+                                days=float(values["demo_days"]))
     config = dataclasses.replace(config, db_path=str(db), results_db=results and str(results))
-    return PreparedReport(config, db, values, tuple(written), float(values["fee_bps"]),
+    return PreparedReport(config, db, values, written, float(values["fee_bps"]),
                           float(values["slippage_bps"]), int(values["bootstrap_reps"]))
 
 

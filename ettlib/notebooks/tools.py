@@ -6,6 +6,7 @@ here, tested like the rest of ettlib:
 * **paths and data**: :func:`resolve_db_path` (a relative path means the
   same from the repository root and from ``notebooks/``),
   :func:`ensure_demo_data` (write the demo candles into a fresh database),
+  :func:`provide_demo_data` (the notebooks' rule: demo candles only at the default database),
   :func:`replay_range`;
 * **experiment tables**: :func:`config_from_parameters`,
   :func:`metrics_table`, :func:`pair_metrics`, :func:`direction_hits`,
@@ -47,6 +48,7 @@ from ettlib.store.catalog import open_runs
 __all__ = [
     "resolve_db_path",
     "ensure_demo_data",
+    "provide_demo_data",
     "replay_range",
     "config_from_parameters",
     "NOTEBOOK_ONLY_PARAMETERS",
@@ -160,6 +162,32 @@ def _ensure_demo_data_locked(path: Path, symbol: str, make_demo_if_missing: bool
     with DuckDBStorage(path) as storage:
         write_demo_data(storage, symbol=symbol, days=days, seed=seed)
     return True
+
+
+def provide_demo_data(db_path: str | Path, symbols: Sequence[str], *, make_demo_if_missing: bool = True,
+                      days: float = 2.0) -> tuple[str, ...]:
+    """The notebooks' rule for demo data: written only at the default database; the symbols written.
+
+    A symbol ``db_path`` lacks gets :func:`ensure_demo_data`'s synthetic candles
+    when ``make_demo_if_missing`` and ``db_path`` is
+    :func:`~ettlib.notebooks.provenance.default_db_path` (``data/ett.duckdb``).
+    Anywhere else a missing symbol is a :class:`ConfigError`: a notebook pointed
+    at a researcher's own file never fills it with synthetic candles.
+    """
+    from ettlib.notebooks.provenance import default_db_path, is_default_db
+
+    may_write = make_demo_if_missing and is_default_db(db_path)
+    written = []
+    for symbol in symbols:
+        try:
+            if ensure_demo_data(db_path, symbol, make_demo_if_missing=may_write, days=days):
+                written.append(symbol)
+        except ConfigError as err:
+            if make_demo_if_missing and not may_write:
+                raise ConfigError(f"{err}. Demo candles are written only at the default database "
+                                  f"{default_db_path()}, not at {db_path}") from None
+            raise
+    return tuple(written)
 
 
 def replay_range(storage, symbol: str, *, start=None, days: float | None = None,
