@@ -55,6 +55,16 @@ def make_candles(n: int, start: int = START_MS, timeframe: str = "1m", seed: int
     )
 
 
+def shuffled_in_chunks(items, rng, size: int = 7) -> list:
+    """``items`` in order, shuffled within consecutive chunks of ``size`` (out-of-order, as live threads register)."""
+    out = []
+    for a in range(0, len(items), size):
+        chunk = list(items[a:a + size])
+        rng.shuffle(chunk)
+        out.extend(chunk)
+    return out
+
+
 def candle_arrays(frame: pd.DataFrame):
     """A :func:`make_candles` frame as :class:`~ettlib.store.candles.CandleArrays` (OHLCV)."""
     from ettlib.store.candles import CandleArrays

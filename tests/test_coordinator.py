@@ -20,7 +20,7 @@ from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.store.schema import CANDLE_COLUMNS
 
-from conftest import START_MS, make_candles
+from conftest import START_MS, make_candles, shuffled_in_chunks
 
 M = 60_000
 SYMBOL = "ETH/USDT"
@@ -97,12 +97,8 @@ def test_pivot_matching_window_and_exact_expiry(setup):
     rng = random.Random(7)
     refs = [ref_at(i, START_MS + rng.randrange(10, 300) * M) for i in range(1, 400)]
     order = sorted(refs, key=lambda r: r.prediction_timestamp)
-    # register in time order, with local shuffles (out-of-order, as live threads may)
-    for a in range(0, len(order), 7):
-        chunk = order[a:a + 7]
-        rng.shuffle(chunk)
-        for r in chunk:
-            coordinator.register_inference_frame(r)
+    for r in shuffled_in_chunks(order, rng):  # in time order, shuffled locally (as live threads may)
+        coordinator.register_inference_frame(r)
     events = []
     for k in range(15, 320, 3):
         bar = START_MS + k * M

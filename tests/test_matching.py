@@ -7,6 +7,7 @@ import random
 from ettlib.coordinator.frames import InferenceFrameReference
 from ettlib.coordinator.matching import NO_FRAME, FrameIndex
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
+from conftest import shuffled_in_chunks
 
 M = 60_000
 T0 = 1_704_067_200_000
@@ -77,11 +78,8 @@ def test_pivot_window_and_exact_expiry_against_brute_force():
     index = FrameIndex(lookback, retention)
     refs = [frame(k, T0 + k * M, horizon=rng.choice([1, 2, 5])) for k in range(1, 300)]
     order = list(refs)
-    for a in range(0, len(order), 7):  # out of order within chunks (live threads)
-        chunk = order[a:a + 7]
-        rng.shuffle(chunk)
-        for r in chunk:
-            index.add(r)
+    for r in shuffled_in_chunks(order, rng):  # in time order, shuffled locally (as live threads may)
+        index.add(r)
     events = []
     for k in range(15, 320, 3):
         bar = T0 + k * M

@@ -34,7 +34,6 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timezone
 
 import numpy as np
 import pandas as pd
@@ -42,6 +41,7 @@ import pandas as pd
 from ettlib.errors import ConfigError, DataValidationError
 from ettlib.evaluation.scores import FLAT_RTOL
 from ettlib.evaluation.table import ACTION, PRED_CLOSE, as_timeframe_ms, validate_pivots, validate_predictions
+from ettlib.notebooks.figures import figure_and_axes, ms_to_datenum, utc_date_axis
 
 __all__ = [
     "plot_predictions",
@@ -55,30 +55,6 @@ _MS_PER_DAY = 86_400_000
 _ACTION_STYLE = {"BUY": ("^", "#26a69a"), "SELL": ("v", "#ef5350")}
 #: Positive losses spanning more than this ratio (max / min) get a log axis.
 LOG_SCALE_RATIO = 10.0
-
-
-def _figure_and_axes(ax, figsize):
-    if ax is not None:
-        return ax.figure, ax
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _dates(ms) -> np.ndarray:
-    from ettlib.notebooks.plots import ms_to_datenum
-
-    return ms_to_datenum(np.asarray(ms, dtype=np.int64))
-
-
-def _utc_date_axis(ax) -> None:
-    import matplotlib.dates as mdates
-
-    locator = mdates.AutoDateLocator(tz=timezone.utc)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
-    ax.set_xlabel("time (UTC)")
 
 
 def rolling_median(values, window: int) -> np.ndarray:
@@ -138,16 +114,16 @@ def plot_predictions(
         ohlc = np.column_stack([o, np.maximum(o, c), np.minimum(o, c), c])
         candles = CandleArrays(target, ohlc, ("open", "high", "low", "close"))
     table_pivots = isinstance(pivots, pd.DataFrame)
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     plot_candles(candles, pivots=None if table_pivots else pivots, ax=ax, title=title,
                  timeframe=timeframe if isinstance(timeframe, str) else None)
-    centre = _dates(target) + step / _MS_PER_DAY / 2
+    centre = ms_to_datenum(target) + step / _MS_PER_DAY / 2
     ax.plot(centre, predictions["actual_close"].to_numpy(dtype=np.float64), color="k", lw=1.0,
             label="actual close", gid="actual_close")
     ax.plot(centre, predictions[PRED_CLOSE + model].to_numpy(dtype=np.float64), color="#1f77b4", lw=1.0,
             ls="--", marker=".", ms=3, label=f"predicted close ({model})", gid="predicted_close")
     actions = predictions[ACTION + model].to_numpy()
-    execution = _dates(target)
+    execution = ms_to_datenum(target)
     opens = predictions["actual_open"].to_numpy(dtype=np.float64)
     for action, (marker, colour) in _ACTION_STYLE.items():
         taken = actions == action
@@ -158,7 +134,7 @@ def plot_predictions(
     if table_pivots and len(pivots):
         _draw_table_pivots(ax, validate_pivots(pivots), candles, step)
     ax.legend(loc="best", fontsize="small")
-    _utc_date_axis(ax)
+    utc_date_axis(ax)
     return fig
 
 
@@ -172,7 +148,7 @@ def _draw_table_pivots(ax, pivots: pd.DataFrame, candles, step: int) -> None:
         sel = inside & (distinct["implied_action"].to_numpy() == action)
         if sel.any():
             bars = at[sel]
-            ax.scatter(_dates(times[bars]) + step / _MS_PER_DAY / 2, candles.column(column)[bars],
+            ax.scatter(ms_to_datenum(times[bars]) + step / _MS_PER_DAY / 2, candles.column(column)[bars],
                        marker=marker, s=70, facecolors="none", edgecolors="#9467bd", linewidths=1.2,
                        zorder=4, label=f"{'low' if action == 'BUY' else 'high'} pivot", gid=gid)
 
@@ -212,10 +188,10 @@ def plot_learning_curves(
         log_scale = positive and losses.max() / losses.min() > LOG_SCALE_RATIO
     elif log_scale and not positive:
         raise ConfigError("log_scale=True needs every loss > 0")
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     for i, (kind, group) in enumerate(rows.groupby("event_kind", sort=True)):
         group = group.sort_values("knowable_time", kind="stable")
-        x = _dates(group["knowable_time"].to_numpy(dtype=np.int64))
+        x = ms_to_datenum(group["knowable_time"].to_numpy(dtype=np.int64))
         y = group["loss"].to_numpy(dtype=np.float64)
         colour = f"C{i}"
         ax.plot(x, y, ls="none", marker=".", ms=2, alpha=0.3, color=colour, label=f"{kind} (per pair)",
@@ -228,7 +204,7 @@ def plot_learning_curves(
     ax.grid(True, alpha=0.2)
     if len(rows):
         ax.legend(loc="upper right", fontsize="small")
-    _utc_date_axis(ax)
+    utc_date_axis(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -260,8 +236,8 @@ def plot_rolling_direction_accuracy(
     losses = prediction_losses(predictions, timeframe=timeframe, model=model, rtol=rtol)
     direction: Mapping[str, np.ndarray] = losses.by_metric["direction_accuracy"]
     known_at = predictions["target_time"].to_numpy(dtype=np.int64) + as_timeframe_ms(timeframe)
-    x = _dates(known_at)
-    fig, ax = _figure_and_axes(ax, figsize)
+    x = ms_to_datenum(known_at)
+    fig, ax = figure_and_axes(ax, figsize)
     for i, (name, loss) in enumerate(direction.items()):
         if name == "chance":
             continue
@@ -274,7 +250,7 @@ def plot_rolling_direction_accuracy(
     ax.set_ylabel(f"direction accuracy (rolling, {window} candles)")
     ax.grid(True, alpha=0.2)
     ax.legend(loc="lower right", fontsize="small")
-    _utc_date_axis(ax)
+    utc_date_axis(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -292,21 +268,21 @@ def plot_equity(
 
     if not isinstance(diagnostic, TradingDiagnostic):
         raise ConfigError(f"plot_equity needs a TradingDiagnostic, got {type(diagnostic).__name__}")
-    fig, ax = _figure_and_axes(ax, figsize)
+    fig, ax = figure_and_axes(ax, figsize)
     curves = (
         (diagnostic.strategy, f"following {diagnostic.model!r}", "equity_strategy", dict(lw=2.0, color="C0")),
         (diagnostic.buy_and_hold, "buy-and-hold", "equity_buy_and_hold", dict(lw=1.2, color="0.4", ls="--")),
     )
     for result, name, gid, style in curves:
         equity = result.equity
-        ax.plot(_dates(equity.index.to_numpy(dtype=np.int64)), equity.to_numpy(), drawstyle="steps-post",
+        ax.plot(ms_to_datenum(equity.index.to_numpy(dtype=np.int64)), equity.to_numpy(), drawstyle="steps-post",
                 label=f"{name} (total {result.total_return:+.2%})", gid=gid, **style)
     ax.axhline(1.0, color="0.6", lw=0.8)
     costs = diagnostic.fee_bps + diagnostic.slippage_bps
     ax.set_ylabel(f"equity (start = 1; costs {costs:g} bps per unit turnover)")
     ax.grid(True, alpha=0.2)
     ax.legend(loc="best", fontsize="small")
-    _utc_date_axis(ax)
+    utc_date_axis(ax)
     if title:
         ax.set_title(title)
     return fig
