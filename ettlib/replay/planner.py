@@ -62,7 +62,7 @@ class _SymbolState:
         base_ms = TIMEFRAMES[config.base_timeframe]
         higher = config.timeframes[1:]
         #: aggregated from every loaded candle, warm-up included: the cache's candles
-        self.cache = {tf: AggregationCarry(base_ms, TIMEFRAMES[tf]) for tf in higher}
+        self.cached = {tf: AggregationCarry(base_ms, TIMEFRAMES[tf]) for tf in higher}
         #: aggregated from ``start`` on, where ``start`` cuts a bucket (else the cache's serve)
         self.events = {tf: AggregationCarry(base_ms, TIMEFRAMES[tf]) for tf in higher
                        if start % TIMEFRAMES[tf]}
@@ -134,7 +134,7 @@ class SpanPlanner:
         candles = {config.base_timeframe: AggregatedCandles(
             in_range[0], *in_range[1:], in_range[0] + self.base_ms, np.ones(len(in_range[0]), bool))}
         for tf in config.timeframes[1:]:
-            aggregated = state.cache[tf].feed(ts, *columns)
+            aggregated = state.cached[tf].feed(ts, *columns)
             cache.extend_aggregated(symbol, tf, lo, hi, aggregated,
                                     keep_from=behind - self.warmup * TIMEFRAMES[tf])
             carry = state.events.get(tf)
