@@ -233,16 +233,15 @@ def _cmd_run(args) -> int:
         merged = ExperimentConfig.from_file(args.config).to_dict() if args.config else {}
     config = ExperimentConfig.from_dict({**merged, **values, **overrides})
     run_id = args.resume or args.run_id or new_run_id(config.run_name or "run")
-    print(f"ett run: {'resuming' if args.resume else 'run id'} {run_id}", file=sys.stderr, flush=True)
-    try:
+    try:  # the run is named once its checks passed: a refused one has no id
         result = run_experiment(config, progress=not args.no_progress, run_id=run_id,
-                                resume=bool(args.resume), persist_every=args.persist_every, quiet=True)
+                                resume=bool(args.resume), persist_every=args.persist_every,
+                                announce=lambda line: print(f"ett {line}", file=sys.stderr, flush=True))
     except RunInterrupted:
         where = f" --db {config.db_path}" if not config.results_db else f" --results-db {config.results_db}"
         print(f"ett run: interrupted; continue with: ett run --resume {run_id}{where}",
               file=sys.stderr, flush=True)
         return 130  # the shell's code for SIGINT
-    print(f"ett run: results in {result.results_db}", file=sys.stderr, flush=True)
     print(json.dumps(result.metrics, sort_keys=True) if args.json else result.summary())
     return 0
 

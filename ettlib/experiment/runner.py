@@ -233,7 +233,7 @@ def _stoppable(function):
 @_stoppable
 def run_experiment(config, *, adapter=None, storage=None, progress: bool = False,
                    run_id: str | None = None, resume: bool = False, persist_every: int = 10_000,
-                   quiet: bool = False) -> ExperimentResult:
+                   quiet: bool = False, announce=None) -> ExperimentResult:
     """Run one experiment (see the module doc); returns its :class:`ExperimentResult`.
 
     Parameters
@@ -267,6 +267,9 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         the next instant): what a crash can lose, and what a resume redoes.
     quiet
         Do not print the run id.
+    announce
+        Where the one line naming the run goes, once its checks passed
+        (``print`` by default; the CLI sends it to stderr).
 
     Raises
     ------
@@ -307,8 +310,8 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         manifest = Manifest(run_id, config, fingerprint, started_at, package_version(), git_commit())
         if not quiet:
             verb = "resuming" if resume else "run"
-            print(f"{verb} {run_id}: {config.adapter} on {', '.join(config.symbols)} {config.timeframe},"
-                  f" results in {results.path}", flush=True)
+            (announce or print)(f"{verb} {run_id}: {config.adapter} on {', '.join(config.symbols)} "
+                                f"{config.timeframe}, results in {results.path}")
         interrupts.check()  # a Ctrl-C so far: stop before anything is written
         with transaction(results.con):
             write_manifest(results.con, manifest, status="running")
