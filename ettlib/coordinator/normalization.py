@@ -130,6 +130,17 @@ class NormParams(Mapping):
         setter(self, "volume_scale", values[3])
 
     @classmethod
+    def _checked_floats(cls, po: float, ps: float, vo: float, vs: float) -> NormParams:
+        """Four floats known finite, scales > 0 (:class:`~ettlib.coordinator.window_norm.WindowNormalizer`'s)."""
+        self = object.__new__(cls)
+        setter = object.__setattr__
+        setter(self, "price_offset", po)
+        setter(self, "price_scale", ps)
+        setter(self, "volume_offset", vo)
+        setter(self, "volume_scale", vs)
+        return self
+
+    @classmethod
     def coerce(cls, value) -> NormParams:
         """A NormParams from a NormParams, a mapping with the four keys, or a 4-sequence."""
         if isinstance(value, NormParams):

@@ -370,7 +370,7 @@ class CandleCache:
             raise LookAheadError(
                 f"window {symbol} {timeframe} [{start}, {end}] ends with a candle of a gapped bucket "
                 f"that became known at {int(late[j - 1])}, after now ({self.clock.now()})")
-        if columns is None or columns is entry.columns:
+        if columns is None or columns is entry.columns or columns == entry.columns:  # held: checked
             return entry.timestamps[i:j], entry.values[i:j]
         columns = _check_columns(columns)
         if any(c not in entry.columns for c in columns):

@@ -36,9 +36,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ettlib.coordinator.normalization import NormParams
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.replay.events import event_key
-from ettlib.training.adapters.base import PairResult, Prediction, TrainingAdapter
+from ettlib.replay.events import candle_key, event_key
+from ettlib.training.adapters.base import (PendingPair, Prediction, TrainingAdapter, _check_knowable,
+                                           pair_result)
 from ettlib.training.features import block_features
 
 __all__ = ["RiverAdapter", "MEMO_FRAMES"]
@@ -175,26 +177,55 @@ class RiverAdapter(TrainingAdapter):
             out.append(k)
         return out
 
+    def on_candle_completion(self, event, inference_ref) -> None:
+        """Queue the pair, as every adapter does; with ``batch_size=1`` and nothing queued, learn it now.
+
+        The same checks, order and state as the base's queue-then-train (a
+        one-pair batch learned as it arrives), in fewer steps.
+        """
+        if self.batch_size != 1 or self.pending or not self.auto_train or inference_ref is None \
+                or not self.learns:
+            return super().on_candle_completion(event, inference_ref)
+        if event.knowable_time <= inference_ref.data_range_end:
+            _check_knowable(event, inference_ref)  # raises
+        self._train_pending([PendingPair(event, inference_ref, "candle")])
+
+    def _train_pending(self, batch) -> None:
+        if len(batch) == 1:  # one pair whose prediction was kept: no window read
+            p = batch[0]
+            kept = self.memo.get(p.ref.inference_id)
+            if kept is not None and kept[0] is p.ref:
+                self.results.extend(self._learn([(p, kept[1:])]))
+                self.pairs_learned += 1
+                return
+        super()._train_pending(batch)
+
     def _learn(self, pairs):
         results = []
         for p, (feats, last, guess, updates) in pairs:
+            event = p.event
             if p.kind == "candle":
                 params = p.ref.norm_params  # normalized_target's arithmetic, for one price
-                target = (float(p.event.close) - params["price_offset"]) * (1.0 / params["price_scale"])
-                change = self._clip(target - last)
+                if type(params) is not NormParams:
+                    params = NormParams.coerce(params)
+                target = (float(event.close) - params.price_offset) * (1.0 / params.price_scale)
+                change = target - last
+                clip = self.target_clip
+                change = clip if change > clip else (-clip if change < -clip else change)  # _clip
                 if updates != self._updates:  # learned since the prediction: its guess now
                     guess = float(self.regressor.predict_one(feats) or 0.0)
                 loss = (guess - change) ** 2
                 self.regressor.learn_one(feats, change)
                 self._updates += 1
+                key = candle_key(event.symbol, event.timeframe, event.timestamp)
             else:
-                label = p.event.is_low
+                label = event.is_low
                 p_true = float(self.classifier.predict_proba_one(feats).get(True, 0.5))
                 loss = -math.log(max(p_true if label else 1.0 - p_true, 1e-12))
                 self.classifier.learn_one(feats, label)
                 self.pivots_seen += 1
-            results.append(PairResult(p.ref.inference_id, p.kind, event_key(p.event),
-                                      int(p.event.knowable_time), loss, {}))
+                key = event_key(event)
+            results.append(pair_result(p.ref.inference_id, p.kind, key, int(event.knowable_time), loss, {}))
         return results
 
     def settings(self) -> dict:
