@@ -4,7 +4,9 @@
 fastest of 7 ``session.run()`` timings (the benchmark's timed region) with one more part switched on:
 replay only; + the inference loop with a constant model; + a River adapter that predicts
 (features, predict_one) but learns nothing; + matching and delivery; the whole path.  Then River's
-own ``predict_one`` + ``learn_one`` on the same features, alone, and River's ``progressive_val_score``.
+own ``predict_one`` + ``learn_one`` on the same features, alone; River's ``progressive_val_score``
+(``moment``, one-candle ``delay``) on the same windows with the real model and with a model that does
+nothing, and ettlib's whole path with that null model: each side's overhead without River's learner.
 """
 import sys, time, tempfile
 sys.path.insert(0, "benchmarks")
@@ -18,6 +20,7 @@ from ettlib.training.adapters import RiverAdapter
 from ettlib.training.adapters.base import Prediction
 from ettlib.training.inference_loop import InferenceLoop
 from ettlib.workbench import Workbench
+from ettlib.coordinator.normalization import normalize
 
 hours = int(sys.argv[1]) if len(sys.argv) > 1 else 24
 
@@ -82,3 +85,51 @@ with tempfile.TemporaryDirectory() as tmp:
                 model.learn_one(x, 0.1)
             core.append(time.perf_counter() - t)
         print(f"{'River predict_one + learn_one alone':45s} {float(np.min(core)) / len(feats) * 1e6:7.1f} µs/item")
+        # both sides with a model that does nothing: what is left is each side's own overhead
+        from river import base, evaluate, metrics
+
+        class Null(base.Regressor):
+            def learn_one(self, x, y):
+                pass
+
+            def predict_one(self, x):
+                return 0.0
+
+        class NullRiver(RiverAdapter):
+            def _build(self):
+                return Null(), Null()
+
+        windows = []
+        record = lambda ref, window, predictions: windows.append(
+            (normalize(window.values, window.columns, ref.norm_params), window.columns, ref.prediction_timestamp))
+        session = Workbench(storage).session(bt.SYMBOL, start, end, columns=OHLCV_COLUMNS, pivot_lookback=5,
+                                             warmup=65)
+        InferenceLoop(Constant(), session, symbol=bt.SYMBOL, timeframe=bt.TF, context_length=64,
+                      on_prediction=record).attach()
+        session.run()
+        session.close()
+        shaper = RiverAdapter()
+
+        def river(model):
+            when = {}
+
+            def dataset():
+                for window, columns, t in windows[:-1]:
+                    x = shaper.features_of(window, columns)
+                    when[id(x)] = t
+                    yield x, 0.1
+
+            t0 = time.perf_counter()
+            evaluate.progressive_val_score(dataset(), model, metrics.MAE(), moment=lambda x: when[id(x)],
+                                           delay=60_000)
+            return time.perf_counter() - t0
+
+        real, null, ours = [], [], []
+        for _ in range(5):
+            real.append(river(RiverAdapter()._build()[0]))
+            null.append(river(Null()))
+            ours.append(run(storage, start, end, NullRiver(batch_size=1)))
+        k = len(windows) - 1
+        print(f"{'River progressive_val_score, real model':45s} {float(np.min(real)) / k * 1e6:7.1f} µs/item")
+        print(f"{'River progressive_val_score, null model':45s} {float(np.min(null)) / k * 1e6:7.1f} µs/item")
+        print(f"{'ettlib whole path, null model':45s} {float(np.min(ours)) / n * 1e6:7.1f} µs/pair")

@@ -1,4 +1,4 @@
-"""A raw window's ``norm_params`` and its normalized values in one step: what an inference loop does per frame.
+"""A raw window's ``norm_params`` and its normalized values in one step (an inference loop's, per frame).
 
 :class:`WindowNormalizer` is :func:`~ettlib.coordinator.normalization.compute_norm_params`
 of a raw window followed by :func:`~ettlib.coordinator.normalization.normalize`
@@ -33,16 +33,19 @@ from ettlib.errors import DataValidationError, UnknownNameError
 
 __all__ = ["WindowNormalizer"]
 
+_ndarray, _empty = np.ndarray, np.empty
+_FLOAT32, _FLOAT64, _FLOOR = np.dtype(np.float32), _norm._FLOAT64, _norm.SCALE_FLOOR
+
 
 def _normalize_window(values, codes, close, volume, floor, out):
     """``out[:] = normalize(values)`` with the window's own parameters; returns the parameters.
 
-    The moments are :func:`ettlib.coordinator.normalization._mean_std`'s
-    arithmetic in the same order (the same bits): ``(price_offset, price_scale, volume_offset, volume_scale)``: means and
-    population standard deviations of ``close`` and ``volume``, each scale
-    floored at ``floor * max(|offset|, 1)`` -- or, when a standard deviation
-    is not finite, that value unfloored and ``out`` untouched (the caller
-    raises).  Per number the arithmetic of
+    ``(price_offset, price_scale, volume_offset, volume_scale)``: the means
+    and population standard deviations of ``close`` and ``volume`` in the
+    arithmetic and order of :func:`ettlib.coordinator.normalization._mean_std`
+    (the same bits), each scale floored at ``floor * max(|offset|, 1)`` --
+    or, when a standard deviation is not finite, that value unfloored and
+    ``out`` untouched (the caller raises).  Per number the arithmetic of
     :func:`ettlib.coordinator.normalization._normalize_rows`: ``(x - offset) *
     (1 / scale)`` in float64, NaN -> 0, one cast to ``out``'s dtype.  Plain
     Python compiled by :func:`ettlib.compiled.kernel`.
@@ -92,7 +95,7 @@ class WindowNormalizer:
     (:class:`~ettlib.errors.UnknownNameError` otherwise).
     """
 
-    __slots__ = ("columns", "_codes", "_close", "_volume")
+    __slots__ = ("columns", "_codes", "_close", "_volume", "_compiled")
 
     def __init__(self, columns: Sequence[str]):
         self.columns = tuple(columns)
@@ -101,6 +104,7 @@ class WindowNormalizer:
                 raise UnknownNameError("column", name, self.columns)
         self._codes = _norm._kind_codes(self.columns)
         self._close, self._volume = self.columns.index("close"), self.columns.index("volume")
+        self._compiled = None  # the kernel, looked up at the first call
 
     def __call__(self, values: np.ndarray) -> tuple[NormParams, np.ndarray]:
         """The frame's :class:`NormParams` and the window normalized with them (a new float32 array).
@@ -108,7 +112,7 @@ class WindowNormalizer:
         Raises :class:`~ettlib.errors.DataValidationError` for an empty window,
         a window of another width, or a non-finite ``close`` / ``volume``.
         """
-        if type(values) is not np.ndarray or values.dtype is not _norm._FLOAT64:
+        if type(values) is not _ndarray or values.dtype is not _FLOAT64:
             values = np.asarray(values, dtype=np.float64)
         shape = values.shape
         if len(shape) != 2 or shape[1] != len(self.columns) or not shape[0]:
@@ -116,9 +120,11 @@ class WindowNormalizer:
                 raise DataValidationError("cannot compute norm_params of an empty window")
             raise DataValidationError(
                 f"values have shape {shape}, expected (n, {len(self.columns)}) for columns {self.columns}")
-        out = np.empty(shape, dtype=np.float32)
-        po, ps, vo, vs = kernel(_normalize_window)(values, self._codes, self._close, self._volume,
-                                                   _norm.SCALE_FLOOR, out)
+        out = _empty(shape, _FLOAT32)
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = kernel(_normalize_window)
+        po, ps, vo, vs = compiled(values, self._codes, self._close, self._volume, _FLOOR, out)
         if ps - ps != 0.0 or vs - vs != 0.0:  # not finite (NaN or inf)
             raise DataValidationError("norm_params need finite values",
                                       column="close" if ps - ps != 0.0 else "volume")

@@ -339,7 +339,8 @@ class CandleCache:
         (no wrapper object is built).
         """
         entry = self._entries.get((symbol, timeframe))
-        start, end = int(start), int(end)
+        if type(start) is not int or type(end) is not int:
+            start, end = int(start), int(end)
         if start > end:
             raise ConfigError(f"start {start} is after end {end}")
         if self.clock is not None:  # judged on the range asked for, held or not

@@ -214,8 +214,8 @@ class RiverAdapter(TrainingAdapter):
             loss = -math.log(max(p_true if label else 1.0 - p_true, 1e-12))
             self.classifier.learn_one(feats, label)
             self.pivots_seen += 1
-            results.append(pair_result(p.ref.inference_id, "pivot", event_key(event), int(event.knowable_time),
-                                       loss, {}))
+            results.append(pair_result(p.ref.inference_id, "pivot", event_key(event),
+                                       int(event.knowable_time), loss, {}))
         return results
 
     def _learn_candle(self, event, ref, feats: dict, last: float, guess, updates) -> PairResult:
@@ -235,8 +235,8 @@ class RiverAdapter(TrainingAdapter):
         loss = (guess - change) ** 2
         self.regressor.learn_one(feats, change)
         self._updates += 1
-        return pair_result(ref.inference_id, "candle", candle_key(event.symbol, event.timeframe, event.timestamp),
-                           int(event.knowable_time), loss, {})
+        key = candle_key(event.symbol, event.timeframe, event.timestamp)
+        return pair_result(ref.inference_id, "candle", key, int(event.knowable_time), loss, {})
 
     def settings(self) -> dict:
         return {**super().settings(), "model": self.model_name,
