@@ -34,6 +34,28 @@ class NoLearn(RiverAdapter):
     learns = False
 
 
+from river import base, evaluate, metrics  # noqa: E402
+
+
+class Null(base.Regressor):
+    """A River regressor that does nothing: what is left is the path around it."""
+
+    def learn_one(self, x, y):
+        pass
+
+    def predict_one(self, x):
+        return 0.0
+
+
+class NullRiver(RiverAdapter):
+    def _build(self):
+        return Null(), Null()
+
+
+class NullNoLearn(NullRiver):
+    learns = False
+
+
 def run(storage, start, end, adapter, loop=True, attach=True):
     session = Workbench(storage).session(bt.SYMBOL, start, end, columns=OHLCV_COLUMNS, pivot_lookback=5,
                                          warmup=65, use_cache=True)
@@ -59,7 +81,10 @@ with tempfile.TemporaryDirectory() as tmp:
                  ("+ loop, constant model", lambda: (Constant(batch_size=1), True, False)),
                  ("+ River predict (features, predict_one)", lambda: (NoLearn(batch_size=1), True, False)),
                  ("+ matching, delivery (no learning)", lambda: (NoLearn(batch_size=1), True, True)),
-                 ("whole path", lambda: (RiverAdapter(batch_size=1), True, True))]
+                 ("whole path", lambda: (RiverAdapter(batch_size=1), True, True)),
+                 ("null model: + predict (features)", lambda: (NullNoLearn(batch_size=1), True, False)),
+                 ("null model: + matching, delivery", lambda: (NullNoLearn(batch_size=1), True, True)),
+                 ("null model: whole path", lambda: (NullRiver(batch_size=1), True, True))]
         times = {name: [] for name, _ in cases}
         run(storage, start, end, RiverAdapter(batch_size=1))
         for _ in range(7):
@@ -72,6 +97,8 @@ with tempfile.TemporaryDirectory() as tmp:
         prev = 0.0
         for name, _ in cases:
             us = float(np.min(times[name])) / n * 1e6
+            if name.startswith("null model: + predict"):
+                prev = float(np.min(times["+ loop, constant model"])) / n * 1e6
             print(f"{name:45s} {us:7.1f} µs/pair  (+{us - prev:5.1f})")
             prev = us
         # River alone on the features the path computed
@@ -86,19 +113,6 @@ with tempfile.TemporaryDirectory() as tmp:
             core.append(time.perf_counter() - t)
         print(f"{'River predict_one + learn_one alone':45s} {float(np.min(core)) / len(feats) * 1e6:7.1f} µs/item")
         # both sides with a model that does nothing: what is left is each side's own overhead
-        from river import base, evaluate, metrics
-
-        class Null(base.Regressor):
-            def learn_one(self, x, y):
-                pass
-
-            def predict_one(self, x):
-                return 0.0
-
-        class NullRiver(RiverAdapter):
-            def _build(self):
-                return Null(), Null()
-
         windows = []
         record = lambda ref, window, predictions: windows.append(
             (normalize(window.values, window.columns, ref.norm_params), window.columns, ref.prediction_timestamp))
@@ -124,12 +138,10 @@ with tempfile.TemporaryDirectory() as tmp:
                                            delay=60_000)
             return time.perf_counter() - t0
 
-        real, null, ours = [], [], []
-        for _ in range(5):
+        real, null = [], []
+        for _ in range(7):
             real.append(river(RiverAdapter()._build()[0]))
             null.append(river(Null()))
-            ours.append(run(storage, start, end, NullRiver(batch_size=1)))
         k = len(windows) - 1
         print(f"{'River progressive_val_score, real model':45s} {float(np.min(real)) / k * 1e6:7.1f} µs/item")
         print(f"{'River progressive_val_score, null model':45s} {float(np.min(null)) / k * 1e6:7.1f} µs/item")
-        print(f"{'ettlib whole path, null model':45s} {float(np.min(ours)) / n * 1e6:7.1f} µs/pair")
