@@ -38,7 +38,7 @@ import numpy as np
 
 from ettlib.coordinator.normalization import NormParams
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.replay.events import candle_key, event_key
+from ettlib.replay.events import CandleCompletionEvent, candle_key, event_key
 from ettlib.training.adapters.base import (PairResult, PendingPair, Prediction, TrainingAdapter,
                                            _check_knowable, pair_result)
 from ettlib.training.features import block_features
@@ -191,9 +191,9 @@ class RiverAdapter(TrainingAdapter):
         prediction kept when there are any), in fewer steps.
         """
         if self.batch_size != 1 or self.pending or not self.auto_train or inference_ref is None \
-                or not self.learns:
+                or not self.learns or type(event) is not CandleCompletionEvent:
             return super().on_candle_completion(event, inference_ref)
-        if event.knowable_time <= inference_ref.data_range_end:
+        if event.close_time <= inference_ref.data_range_end:  # its knowable_time
             _check_knowable(event, inference_ref)  # raises
         kept = self.memo.get(inference_ref.inference_id)
         if kept is not None and kept[0] is inference_ref:
@@ -236,7 +236,8 @@ class RiverAdapter(TrainingAdapter):
         self.regressor.learn_one(feats, change)
         self._updates += 1
         key = candle_key(event.symbol, event.timeframe, event.timestamp)
-        return pair_result(ref.inference_id, "candle", key, int(event.knowable_time), loss, {})
+        known = event.close_time if type(event) is CandleCompletionEvent else event.knowable_time
+        return pair_result(ref.inference_id, "candle", key, int(known), loss, {})
 
     def settings(self) -> dict:
         return {**super().settings(), "model": self.model_name,
