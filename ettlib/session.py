@@ -364,6 +364,21 @@ class Session:
         self.window_misses += not cached
         return window if window is not None and len(window) else None
 
+    def window_rows(self, symbol: str, timeframe: str, start: int, end: int,
+                    columns: Sequence[str] | None = None):
+        """:meth:`window`'s rows as ``(timestamps, values)``, or ``None``: the same rows, source and checks.
+
+        The inference loop's hot path: the cache's arrays (views), no
+        :class:`~ettlib.store.candles.CandleArrays` built; the store through
+        :meth:`window` when the cache does not cover the range.
+        """
+        cache = self._engine.cache
+        rows = None if cache is None else cache.window_values(symbol, timeframe, start, end, columns)
+        if rows is None:
+            window = self.window(symbol, timeframe, start, end, columns)
+            return None if window is None else (window.timestamps, window.values)
+        return rows if len(rows[0]) else None
+
     def last_candles(self, symbol: str, timeframe: str, n: int, columns: Sequence[str] | None = None):
         """The candles of the last ``n`` grid slots closed at the clock (fewer across gaps), or ``None``."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -416,3 +416,49 @@ def test_river_features_kept_at_prediction_equal_the_learning_windows(store, mak
     session.close()
     assert compared.count("candle") > 300 and compared.count("pivot") > 50
     assert adapter.pairs_learned == len(compared)
+
+
+def test_river_one_pair_batches_learn_the_kept_features_of_the_learning_windows(store, make_candles):
+    """``batch_size=1`` (each candle pair learned as it arrives, straight from its kept prediction):
+    the same features as the re-read window, the same weights as a batch of one through the queue."""
+    from ettlib.training.inference_loop import InferenceLoop
+    from ettlib.workbench import Workbench
+
+    store.ingest(make_candles(300), "ETH/USDT", "1m")
+
+    def run(adapter, check):
+        session = Workbench(store).session("ETH/USDT", columns=OHLCV_COLUMNS, warmup=33)
+        adapter.attach(session.coordinator, "ETH/USDT", "1m", ["L1L", "L1H"])
+        if check:
+            learn = adapter._learn_candle
+
+            def checked(event, ref, feats, last, guess, updates):
+                d = session.coordinator.get_inference_data(ref)
+                assert adapter.memo[ref.inference_id][1] is feats  # kept at prediction, not recomputed
+                assert feats == adapter.features_of(d.values, d.columns)
+                assert last == float(d.values[-1, d.columns.index("close")])
+                compared.append(ref.inference_id)
+                return learn(event, ref, feats, last, guess, updates)
+
+            adapter._learn_candle = checked
+        InferenceLoop(adapter, session, symbol="ETH/USDT", timeframe="1m", context_length=32).attach()
+        session.run()
+        adapter.flush()
+        session.close()
+        return adapter
+
+    compared = []
+    fast = run(RiverAdapter(batch_size=1), check=True)
+    assert len(compared) > 200 and fast.pivots_seen > 20
+
+    from ettlib.training.adapters.base import TrainingAdapter
+
+    class Queued(RiverAdapter):  # the base's queue-then-train path, batch of one
+        def on_candle_completion(self, event, inference_ref):
+            return TrainingAdapter.on_candle_completion(self, event, inference_ref)
+
+    slow = run(Queued(batch_size=1), check=False)
+    assert fast.pairs_learned == slow.pairs_learned
+    assert fast.regressor["LinearRegression"].weights == slow.regressor["LinearRegression"].weights
+    assert [(r.inference_id, r.event_key, r.loss) for r in fast.results] == [
+        (r.inference_id, r.event_key, r.loss) for r in slow.results]

@@ -289,3 +289,47 @@ def test_normalize_is_deterministic_and_does_not_touch_its_input():
         normalize(w.values[:, :1], ("pivot_strength",), p)
     with pytest.raises(DataValidationError):
         normalize(w.values, w.columns[:-1], p)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 601])
+def test_window_normalizer_is_compute_norm_params_then_normalize(n):
+    """The inference loop's one-call path gives the same parameters and the same bits."""
+    from ettlib.coordinator.window_norm import WindowNormalizer
+
+    w = window(n=max(n, 30), seed=n)
+    values = w.values[:n].copy()
+    values[:, w.columns.index("volume")] *= 1e3
+    if n > 20:
+        values[n // 2, w.columns.index("sma_10")] = np.nan  # NaN outside close/volume: 0, as normalize
+    rules = WindowNormalizer(w.columns)
+    for given in (values, np.asfortranarray(values), values.astype(np.float32)):
+        params, got = rules(given)
+        raw = CandleArrays(w.timestamps[:n], np.asarray(given, dtype=np.float64), w.columns)
+        expected = compute_norm_params(raw)
+        assert type(params) is NormParams and params.astuple() == tuple(expected.values())
+        assert got.dtype == np.float32 and got.tobytes() == normalize(raw.values, w.columns, expected).tobytes()
+    flat = np.array([[5.0, 0.0]] * 3)
+    params, got = WindowNormalizer(("close", "volume"))(flat)  # the scale floor
+    assert params == compute_norm_params(CandleArrays(np.arange(3), flat, ("close", "volume")))
+    assert not got.any()
+
+
+def test_window_normalizer_refuses_what_compute_norm_params_refuses():
+    from ettlib.coordinator.window_norm import WindowNormalizer
+
+    rules = WindowNormalizer(("close", "volume"))
+    with pytest.raises(DataValidationError, match="empty"):
+        rules(np.empty((0, 2)))
+    with pytest.raises(DataValidationError, match="shape"):
+        rules(np.ones((3, 3)))
+    for bad in (np.nan, np.inf):
+        for j, name in enumerate(("close", "volume")):
+            values = np.ones((4, 2))
+            values[1, j] = bad
+            with pytest.raises(DataValidationError, match="finite") as err:
+                rules(values)
+            assert name in str(err.value)
+            with pytest.raises(DataValidationError, match="finite"):
+                compute_norm_params(CandleArrays(np.arange(4), values, ("close", "volume")))
+    with pytest.raises(UnknownNameError):
+        WindowNormalizer(("close", "high"))

@@ -129,6 +129,18 @@ class NormParams(Mapping):
         setter(self, "volume_offset", values[2])
         setter(self, "volume_scale", values[3])
 
+    @staticmethod
+    def _checked_floats(po: float, ps: float, vo: float, vs: float) -> NormParams:
+        """Four floats known finite, scales > 0 (:class:`~ettlib.coordinator.window_norm.WindowNormalizer`'s):
+        the slots set through their descriptors, no check."""
+        self = _new_object(NormParams)
+        a, b, c, d = _NORM_SLOT_SETTERS
+        a(self, po)
+        b(self, ps)
+        c(self, vo)
+        d(self, vs)
+        return self
+
     @classmethod
     def coerce(cls, value) -> NormParams:
         """A NormParams from a NormParams, a mapping with the four keys, or a 4-sequence."""
@@ -185,6 +197,10 @@ class NormParams(Mapping):
 
     def __repr__(self) -> str:
         return "NormParams(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in NORM_PARAM_KEYS) + ")"
+
+
+_new_object = object.__new__
+_NORM_SLOT_SETTERS = tuple(NormParams.__dict__[k].__set__ for k in NORM_PARAM_KEYS)
 
 
 def column_kind(column: str) -> str:

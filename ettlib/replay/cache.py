@@ -85,21 +85,31 @@ def _check_columns(columns: Sequence[str]) -> tuple[str, ...]:
     return CANDLE_COLUMNS if columns == CANDLE_COLUMNS else columns  # one object: `is` compares it
 
 
-def _fetch_into(con, symbol, timeframe, start, end, columns, out_ts, out_values, at) -> int:
-    """Copy the rows of ``[start, end]`` into preallocated arrays from row ``at``."""
+def _fetch(con, symbol, timeframe, start, end, columns) -> tuple[np.ndarray, dict]:
+    """The rows of ``[start, end]``: their open times (int64) and DuckDB's columns."""
     # Column names come from CANDLE_COLUMNS only (checked by the callers).
     sql = ("SELECT timestamp, " + ", ".join(columns) + " FROM ohlcv_data"
            " WHERE symbol = ? AND timeframe = ? AND timestamp BETWEEN ? AND ?")
     result = con.execute(sql, [symbol, timeframe, int(start), int(end)]).fetchnumpy()
-    ts = np.asarray(result["timestamp"], dtype=np.int64)
+    return np.asarray(result["timestamp"], dtype=np.int64), result
+
+
+def _fetch_into(con, symbol, timeframe, start, end, columns, out_ts, out_values, at) -> int:
+    """Copy the rows of ``[start, end]`` into preallocated arrays from row ``at``."""
+    ts, result = _fetch(con, symbol, timeframe, start, end, columns)
     n = len(ts)
     if at + n > len(out_ts):
         raise StoreError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
     out_ts[at:at + n] = ts
+    _fetch_into_columns(result, columns, out_values, at, n)
+    return n
+
+
+def _fetch_into_columns(result: dict, columns, out_values: np.ndarray, at: int, n: int) -> None:
+    """DuckDB's columns into rows ``[at, at + n)`` of ``out_values``, NULL as NaN."""
     for j, c in enumerate(columns):
         col = result[c]
         out_values[at:at + n, j] = np.ma.filled(col, np.nan) if np.ma.isMaskedArray(col) else col
-    return n
 
 
 def read_candle_rows(storage, symbol: str, timeframe: str, start: int, end: int,
@@ -109,26 +119,33 @@ def read_candle_rows(storage, symbol: str, timeframe: str, start: int, end: int,
 
     Reads ``storage.reader`` (or ``storage`` itself, a DuckDB connection) with
     parameterized queries of at most ``chunk_rows`` candles each, straight
-    into one preallocated array (one copy from DuckDB's result).  A storage
+    into one preallocated array (one copy from DuckDB's result); a range of
+    at most ``chunk_rows`` grid slots in one query (no count first).  A storage
     without a connection is read through its ``read_candles``.
     """
     columns = _check_columns(columns)
     con = getattr(storage, "reader", getattr(storage, "con", storage))
     if not hasattr(con, "execute"):
         return storage.read_candles(symbol, timeframe, start, end, columns)
-    count = con.execute(
-        "SELECT count(*) FROM ohlcv_data WHERE symbol = ? AND timeframe = ?"
-        " AND timestamp BETWEEN ? AND ?", [symbol, timeframe, int(start), int(end)]).fetchall()[0][0]
-    ts = np.empty(count, dtype=np.int64)
-    values = np.empty((count, len(columns)), dtype=np.float64)
     span = chunk_rows * timeframe_ms(timeframe)
-    at, lo = 0, int(start)
-    while lo <= end and at < count:
-        hi = min(int(end), lo + span - 1)
-        at += _fetch_into(con, symbol, timeframe, lo, hi, columns, ts, values, at)
-        lo = hi + 1
-    if at != count:
-        raise StoreError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
+    if int(end) - int(start) < span:  # one chunk: one query, no count first
+        ts, result = _fetch(con, symbol, timeframe, start, end, columns)
+        count = len(ts)
+        values = np.empty((count, len(columns)), dtype=np.float64)
+        _fetch_into_columns(result, columns, values, 0, count)
+    else:
+        count = con.execute(
+            "SELECT count(*) FROM ohlcv_data WHERE symbol = ? AND timeframe = ?"
+            " AND timestamp BETWEEN ? AND ?", [symbol, timeframe, int(start), int(end)]).fetchall()[0][0]
+        ts = np.empty(count, dtype=np.int64)
+        values = np.empty((count, len(columns)), dtype=np.float64)
+        at, lo = 0, int(start)
+        while lo <= end and at < count:
+            hi = min(int(end), lo + span - 1)
+            at += _fetch_into(con, symbol, timeframe, lo, hi, columns, ts, values, at)
+            lo = hi + 1
+        if at != count:
+            raise StoreError(f"ohlcv_data rows of {symbol} {timeframe} changed while being read")
     if count > 1 and not np.all(ts[1:] > ts[:-1]):
         order = np.argsort(ts, kind="stable")
         ts, values = ts[order], values[order]
@@ -339,7 +356,8 @@ class CandleCache:
         (no wrapper object is built).
         """
         entry = self._entries.get((symbol, timeframe))
-        start, end = int(start), int(end)
+        if type(start) is not int or type(end) is not int:
+            start, end = int(start), int(end)
         if start > end:
             raise ConfigError(f"start {start} is after end {end}")
         if self.clock is not None:  # judged on the range asked for, held or not
@@ -370,7 +388,7 @@ class CandleCache:
             raise LookAheadError(
                 f"window {symbol} {timeframe} [{start}, {end}] ends with a candle of a gapped bucket "
                 f"that became known at {int(late[j - 1])}, after now ({self.clock.now()})")
-        if columns is None or columns is entry.columns:
+        if columns is None or columns is entry.columns or columns == entry.columns:  # held: checked
             return entry.timestamps[i:j], entry.values[i:j]
         columns = _check_columns(columns)
         if any(c not in entry.columns for c in columns):

@@ -8,8 +8,9 @@ At each :class:`~ettlib.replay.events.InferenceStepEvent` of its stream (every
    through its session (:meth:`ettlib.session.Session.window`: the replay's
    cache, a view, not a per-frame copy, for the base and every aggregated
    timeframe; the store when the cache does not cover the range);
-2. computes ``norm_params`` from that window and normalizes it
-   (:mod:`ettlib.coordinator.normalization`: the coordinator re-normalizes the re-read
+2. computes ``norm_params`` from that window and normalizes it, in one
+   compiled step (:class:`~ettlib.coordinator.window_norm.WindowNormalizer`,
+   the arithmetic of :mod:`ettlib.coordinator.normalization`: the coordinator re-normalizes the re-read
    window with the same parameters at training, so the model learns from
    exactly the numbers it predicted from);
 3. asks the adapter for ``(action, predicted_candle, confidence)`` (and any
@@ -42,8 +43,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ettlib.errors import positive_int
 from ettlib.replay.events import InferenceStepEvent
-from ettlib.coordinator.frames import InferenceFrameReference, NormParams, window_bounds
-from ettlib.coordinator.normalization import compute_norm_params, normalize
+from ettlib.coordinator.frames import InferenceFrameReference, window_bounds
+from ettlib.coordinator.window_norm import WindowNormalizer
+from ettlib.store.candles import CandleArrays
 from ettlib.store.schema import OHLCV_COLUMNS
 from ettlib.timeframes import timeframe_ms, validate_timeframe
 
@@ -122,6 +124,9 @@ class InferenceLoop:
         if train_every is not None:
             adapter.auto_train = False
         self.subscription = None
+        self._span = (context_length - 1) * self._tf_ms
+        self._rows = getattr(session, "window_rows", None) or self._window_rows
+        self._normalizer = None  # a WindowNormalizer of the columns, made at the first frame
 
     def attach(self):
         """Subscribe :meth:`on_step` to the stream's inference steps; returns the handle."""
@@ -136,26 +141,24 @@ class InferenceLoop:
         if self.train_every is not None and (self.steps_seen - 1) % (self.train_every * self.stride) == 0:
             self.adapter.flush()
         t = step.timestamp
-        start, end = window_bounds(t, self.timeframe, self.context_length)
-        window = self.session.window(self.symbol, self.timeframe, start, end, self.columns)
-        if window is None or len(window) < self.min_rows:
+        if type(t) is int:  # window_bounds' arithmetic (the timeframe and context were checked)
+            tf = self._tf_ms
+            end = t - t % tf - tf
+            start = end - self._span
+        else:
+            start, end = window_bounds(t, self.timeframe, self.context_length)
+        rows = self._rows(self.symbol, self.timeframe, start, end, self.columns)
+        if rows is None or len(rows[0]) < self.min_rows:
             return None
-        norm_params = NormParams.coerce(compute_norm_params(window))  # the frame's own type: no re-check
-        values = normalize(window.values, window.columns, norm_params)
-        action, candle, confidence = self.adapter.predict(values, window.columns)
-        ref = InferenceFrameReference(
-            inference_id=self.coordinator.new_inference_id(),
-            symbol=self.symbol,
-            timeframe=self.timeframe,
-            prediction_timestamp=t,
-            target_timestamp=end + self._tf_ms,
-            data_range_start=start,
-            data_range_end=end,
-            norm_params=norm_params,
-            predicted_action=action,
-            predicted_candle=candle,
-            confidence=confidence,
-        )
+        columns = self.columns
+        normalizer = self._normalizer
+        if normalizer is None:
+            normalizer = self._normalizer = WindowNormalizer(columns)
+        # compute_norm_params, then normalize with them: the frame's own NormParams, no re-check
+        norm_params, values = normalizer(rows[1])
+        action, candle, confidence = self.adapter.predict(values, columns)
+        ref = InferenceFrameReference(self.coordinator.new_inference_id(), self.symbol, self.timeframe, t,
+                                      end + self._tf_ms, start, end, norm_params, action, candle, confidence)
         self.coordinator.register_inference_frame(ref)
         if self._frame_registered is not None:
             self._frame_registered(ref)
@@ -163,7 +166,11 @@ class InferenceLoop:
         if self.on_prediction is not None:
             predictions = {"model": (action, candle, confidence)}
             for name, companion in self.companions.items():
-                predictions[name] = companion.predict(values, window.columns)
-            self.on_prediction(ref, window, predictions)
+                predictions[name] = companion.predict(values, columns)
+            self.on_prediction(ref, CandleArrays(rows[0], rows[1], columns), predictions)
         return ref
 
+    def _window_rows(self, symbol, timeframe, start, end, columns):
+        """``(timestamps, values)`` of a session without ``window_rows``, through its ``window``."""
+        window = self.session.window(symbol, timeframe, start, end, columns)
+        return None if window is None else (window.timestamps, window.values)

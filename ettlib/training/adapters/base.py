@@ -125,6 +125,29 @@ class PairResult:
     metrics: dict = field(default_factory=dict)
 
 
+_PAIR_RESULT_SETTERS = tuple(PairResult.__dict__[f].__set__ for f in (
+    "inference_id", "event_kind", "event_key", "knowable_time", "loss", "metrics"))
+
+
+def pair_result(inference_id, event_kind: str, event_key: str, knowable_time: int, loss: float,
+                metrics: dict) -> PairResult:
+    """``PairResult(...)`` of values already of the fields' types, in half the time.
+
+    The frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``; this sets the slots through their descriptors
+    (an adapter makes one per learned pair).
+    """
+    result = object.__new__(PairResult)
+    a, b, c, d, e, f = _PAIR_RESULT_SETTERS
+    a(result, inference_id)
+    b(result, event_kind)
+    c(result, event_key)
+    d(result, knowable_time)
+    e(result, loss)
+    f(result, metrics)
+    return result
+
+
 @dataclass(slots=True)
 class PendingPair:
     """A delivered pair waiting to be learned: the event, the frame, ``"candle"`` or ``"pivot"``."""

@@ -36,12 +36,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ettlib.coordinator.normalization import NormParams
 from ettlib.errors import ConfigError, UnknownNameError
-from ettlib.replay.events import event_key
-from ettlib.training.adapters.base import PairResult, Prediction, TrainingAdapter
+from ettlib.replay.events import CandleCompletionEvent, candle_key, event_key
+from ettlib.training.adapters.base import (PairResult, PendingPair, Prediction, TrainingAdapter,
+                                           _check_knowable, pair_result)
 from ettlib.training.features import block_features
 
 __all__ = ["RiverAdapter", "MEMO_FRAMES"]
+
+_THIRD = 1.0 / 3.0
+_new_tuple = tuple.__new__  # what a NamedTuple's __new__ does, one call fewer
 
 #: Frames whose prediction-time features a River adapter keeps (the most recent).
 MEMO_FRAMES = 4096
@@ -121,7 +126,8 @@ class RiverAdapter(TrainingAdapter):
         return where
 
     def _features_and_close(self, window, columns) -> tuple[dict, float]:
-        window = np.asarray(window)
+        if type(window) is not np.ndarray:
+            window = np.asarray(window)
         close, high, low = self._columns(window, columns)
         feats = block_features(window, close, high, low)
         last = float(window[-1, close])
@@ -142,8 +148,10 @@ class RiverAdapter(TrainingAdapter):
             p_buy = float(self.classifier.predict_proba_one(feats).get(True, 0.5))
             action, confidence = ("BUY", p_buy) if p_buy >= 0.5 else ("SELL", 1.0 - p_buy)
         else:
-            action, confidence = "HOLD", 1.0 / 3.0
-        return Prediction(action, (last_close + self._clip(guess),), confidence)
+            action, confidence = "HOLD", _THIRD
+        clip = self.target_clip
+        change = clip if guess > clip else (-clip if guess < -clip else guess)  # _clip
+        return _new_tuple(Prediction, (action, (last_close + change,), confidence))  # Prediction(...)
 
     def frame_registered(self, ref) -> None:
         """Keep what the last :meth:`predict` computed for ``ref``, the frame made from it."""
@@ -175,27 +183,61 @@ class RiverAdapter(TrainingAdapter):
             out.append(k)
         return out
 
+    def on_candle_completion(self, event, inference_ref) -> None:
+        """Queue the pair, as every adapter does; with ``batch_size=1`` and nothing queued, learn it now.
+
+        The same checks, order and state as the base's queue-then-train (a
+        one-pair batch learned as it arrives, from the features its
+        prediction kept when there are any), in fewer steps.
+        """
+        if self.batch_size != 1 or self.pending or not self.auto_train or inference_ref is None \
+                or not self.learns or type(event) is not CandleCompletionEvent:
+            return super().on_candle_completion(event, inference_ref)
+        if event.close_time <= inference_ref.data_range_end:  # its knowable_time
+            _check_knowable(event, inference_ref)  # raises
+        kept = self.memo.get(inference_ref.inference_id)
+        if kept is not None and kept[0] is inference_ref:
+            self.results.append(self._learn_candle(event, inference_ref, kept[1], kept[2], kept[3], kept[4]))
+            self.pairs_learned += 1
+        else:
+            self._train_pending([PendingPair(event, inference_ref, "candle")])
+
     def _learn(self, pairs):
         results = []
         for p, (feats, last, guess, updates) in pairs:
             if p.kind == "candle":
-                params = p.ref.norm_params  # normalized_target's arithmetic, for one price
-                target = (float(p.event.close) - params["price_offset"]) * (1.0 / params["price_scale"])
-                change = self._clip(target - last)
-                if updates != self._updates:  # learned since the prediction: its guess now
-                    guess = float(self.regressor.predict_one(feats) or 0.0)
-                loss = (guess - change) ** 2
-                self.regressor.learn_one(feats, change)
-                self._updates += 1
-            else:
-                label = p.event.is_low
-                p_true = float(self.classifier.predict_proba_one(feats).get(True, 0.5))
-                loss = -math.log(max(p_true if label else 1.0 - p_true, 1e-12))
-                self.classifier.learn_one(feats, label)
-                self.pivots_seen += 1
-            results.append(PairResult(p.ref.inference_id, p.kind, event_key(p.event),
-                                      int(p.event.knowable_time), loss, {}))
+                results.append(self._learn_candle(p.event, p.ref, feats, last, guess, updates))
+                continue
+            event = p.event
+            label = event.is_low
+            p_true = float(self.classifier.predict_proba_one(feats).get(True, 0.5))
+            loss = -math.log(max(p_true if label else 1.0 - p_true, 1e-12))
+            self.classifier.learn_one(feats, label)
+            self.pivots_seen += 1
+            results.append(pair_result(p.ref.inference_id, "pivot", event_key(event),
+                                       int(event.knowable_time), loss, {}))
         return results
+
+    def _learn_candle(self, event, ref, feats: dict, last: float, guess, updates) -> PairResult:
+        """Learn one candle pair from the frame's features and last close; its result.
+
+        ``guess``: the regressor's prediction made with ``updates`` updates
+        (``None``: none kept), reused when it has not learned since.
+        """
+        params = ref.norm_params  # normalized_target's arithmetic, for one price
+        if type(params) is not NormParams:
+            params = NormParams.coerce(params)
+        change = (float(event.close) - params.price_offset) * (1.0 / params.price_scale) - last
+        clip = self.target_clip
+        change = clip if change > clip else (-clip if change < -clip else change)  # _clip
+        if updates != self._updates:  # learned since the prediction: its guess now
+            guess = float(self.regressor.predict_one(feats) or 0.0)
+        loss = (guess - change) ** 2
+        self.regressor.learn_one(feats, change)
+        self._updates += 1
+        key = candle_key(event.symbol, event.timeframe, event.timestamp)
+        known = event.close_time if type(event) is CandleCompletionEvent else event.knowable_time
+        return pair_result(ref.inference_id, "candle", key, int(known), loss, {})
 
     def settings(self) -> dict:
         return {**super().settings(), "model": self.model_name,

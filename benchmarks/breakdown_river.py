@@ -1,0 +1,147 @@
+"""Where the like-for-like River path's time goes, per pair (µs), measured by subtraction.
+
+``PYTHONPATH=. python benchmarks/breakdown_river.py [hours]``.  Each line is the
+fastest of 7 ``session.run()`` timings (the benchmark's timed region) with one more part switched on:
+replay only; + the inference loop with a constant model; + a River adapter that predicts
+(features, predict_one) but learns nothing; + matching and delivery; the whole path.  Then River's
+own ``predict_one`` + ``learn_one`` on the same features, alone; River's ``progressive_val_score``
+(``moment``, one-candle ``delay``) on the same windows with the real model and with a model that does
+nothing, and ettlib's whole path with that null model: each side's overhead without River's learner.
+"""
+import sys, time, tempfile
+sys.path.insert(0, "benchmarks")
+from pathlib import Path
+import numpy as np
+import bench_training as bt
+from ettlib.store import DuckDBStorage
+from ettlib.store.schema import OHLCV_COLUMNS
+from ettlib.store.demo import DEFAULT_START, write_demo_data
+from ettlib.training.adapters import RiverAdapter
+from ettlib.training.adapters.base import Prediction
+from ettlib.training.inference_loop import InferenceLoop
+from ettlib.workbench import Workbench
+from ettlib.coordinator.normalization import normalize
+
+hours = int(sys.argv[1]) if len(sys.argv) > 1 else 24
+
+
+class Constant(RiverAdapter):
+    def predict(self, window, columns=None):
+        return Prediction("HOLD", (0.0,), 1.0 / 3.0)
+
+
+class NoLearn(RiverAdapter):
+    learns = False
+
+
+from river import base, evaluate, metrics  # noqa: E402
+
+
+class Null(base.Regressor):
+    """A River regressor that does nothing: what is left is the path around it."""
+
+    def learn_one(self, x, y):
+        pass
+
+    def predict_one(self, x):
+        return 0.0
+
+
+class NullRiver(RiverAdapter):
+    def _build(self):
+        return Null(), Null()
+
+
+class NullNoLearn(NullRiver):
+    learns = False
+
+
+def run(storage, start, end, adapter, loop=True, attach=True):
+    session = Workbench(storage).session(bt.SYMBOL, start, end, columns=OHLCV_COLUMNS, pivot_lookback=5,
+                                         warmup=65, use_cache=True)
+    if attach:
+        adapter.attach(session.coordinator, bt.SYMBOL, bt.TF, ())
+    if loop:
+        InferenceLoop(adapter, session, symbol=bt.SYMBOL, timeframe=bt.TF, context_length=64).attach()
+    t = time.perf_counter()
+    session.run()
+    adapter.flush()
+    wall = time.perf_counter() - t
+    session.close()
+    return wall
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    path = Path(tmp) / "b.duckdb"
+    with DuckDBStorage(path) as storage:
+        write_demo_data(storage, bt.SYMBOL, days=hours / 24 + 0.1, seed=7)
+        start = DEFAULT_START
+        end = start + hours * 3_600_000 - 60_000
+        cases = [("replay only", lambda: (RiverAdapter(batch_size=1), False, False)),
+                 ("+ loop, constant model", lambda: (Constant(batch_size=1), True, False)),
+                 ("+ River predict (features, predict_one)", lambda: (NoLearn(batch_size=1), True, False)),
+                 ("+ matching, delivery (no learning)", lambda: (NoLearn(batch_size=1), True, True)),
+                 ("whole path", lambda: (RiverAdapter(batch_size=1), True, True)),
+                 ("null model: + predict (features)", lambda: (NullNoLearn(batch_size=1), True, False)),
+                 ("null model: + matching, delivery", lambda: (NullNoLearn(batch_size=1), True, True)),
+                 ("null model: whole path", lambda: (NullRiver(batch_size=1), True, True))]
+        times = {name: [] for name, _ in cases}
+        run(storage, start, end, RiverAdapter(batch_size=1))
+        for _ in range(7):
+            for name, make in cases:
+                a, loop, attach = make()
+                times[name].append(run(storage, start, end, a, loop, attach))
+        a = RiverAdapter(batch_size=1)
+        run(storage, start, end, a)
+        n = a.pairs_learned
+        prev = 0.0
+        for name, _ in cases:
+            us = float(np.min(times[name])) / n * 1e6
+            if name.startswith("null model: + predict"):
+                prev = float(np.min(times["+ loop, constant model"])) / n * 1e6
+            print(f"{name:45s} {us:7.1f} µs/pair  (+{us - prev:5.1f})")
+            prev = us
+        # River alone on the features the path computed
+        feats = [m[1] for m in a.memo.values()]
+        core = []
+        for _ in range(5):
+            model = RiverAdapter()._build()[0]
+            t = time.perf_counter()
+            for x in feats:
+                model.predict_one(x)
+                model.learn_one(x, 0.1)
+            core.append(time.perf_counter() - t)
+        print(f"{'River predict_one + learn_one alone':45s} {float(np.min(core)) / len(feats) * 1e6:7.1f} µs/item")
+        # both sides with a model that does nothing: what is left is each side's own overhead
+        windows = []
+        record = lambda ref, window, predictions: windows.append(
+            (normalize(window.values, window.columns, ref.norm_params), window.columns, ref.prediction_timestamp))
+        session = Workbench(storage).session(bt.SYMBOL, start, end, columns=OHLCV_COLUMNS, pivot_lookback=5,
+                                             warmup=65)
+        InferenceLoop(Constant(), session, symbol=bt.SYMBOL, timeframe=bt.TF, context_length=64,
+                      on_prediction=record).attach()
+        session.run()
+        session.close()
+        shaper = RiverAdapter()
+
+        def river(model):
+            when = {}
+
+            def dataset():
+                for window, columns, t in windows[:-1]:
+                    x = shaper.features_of(window, columns)
+                    when[id(x)] = t
+                    yield x, 0.1
+
+            t0 = time.perf_counter()
+            evaluate.progressive_val_score(dataset(), model, metrics.MAE(), moment=lambda x: when[id(x)],
+                                           delay=60_000)
+            return time.perf_counter() - t0
+
+        real, null = [], []
+        for _ in range(7):
+            real.append(river(RiverAdapter()._build()[0]))
+            null.append(river(Null()))
+        k = len(windows) - 1
+        print(f"{'River progressive_val_score, real model':45s} {float(np.min(real)) / k * 1e6:7.1f} µs/item")
+        print(f"{'River progressive_val_score, null model':45s} {float(np.min(null)) / k * 1e6:7.1f} µs/item")
