@@ -236,7 +236,7 @@ def _cmd_run(args) -> int:
     try:  # the run is named once its checks passed: a refused one has no id
         result = run_experiment(config, progress=not args.no_progress, run_id=run_id,
                                 resume=bool(args.resume), persist_every=args.persist_every,
-                                announce=lambda line: print(f"ett {line}", file=sys.stderr, flush=True))
+                                announce=lambda line: print(f"ett run: {line}", file=sys.stderr, flush=True))
     except RunInterrupted:
         where = f" --db {config.db_path}" if not config.results_db else f" --results-db {config.results_db}"
         print(f"ett run: interrupted; continue with: ett run --resume {run_id}{where}",

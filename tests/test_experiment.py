@@ -316,7 +316,7 @@ def test_ett_run_reads_a_config_file_and_flags(db, tmp_path, capsys):
                  "--json", "-p", "pivot_types=[\"L1L\", \"L1H\"]", "-p", "batch_size=4"]) == 0
     out = capsys.readouterr()
     metrics = json.loads(out.out)  # stdout holds the JSON alone; the run id went to stderr
-    assert metrics["candle_pairs"] > 0 and "ett run run-" in out.err
+    assert metrics["candle_pairs"] > 0 and "ett run: run run-" in out.err
     row = _run_row(db, _latest_run(db))
     config = ExperimentConfig.from_json(row["config"])
     assert (config.adapter, config.seed, config.batch_size, config.pivot_types) == ("river", 3, 4, ("L1L", "L1H"))

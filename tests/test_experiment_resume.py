@@ -280,7 +280,7 @@ def test_ett_run_resume_reads_the_stored_config_and_refuses_other_flags(small_db
             "--json", "-p", "context_length=16", "-p", "baselines=[]", "-p", "batch_size=4"]
     assert main(args) == 0
     first = capsys.readouterr()
-    assert "run id cli" in first.err
+    assert "ett run: run cli: river on ETH/USDT 1m" in first.err
     _set_status(small_db, "cli", "running")
     assert main(["run", "--resume", "cli", "--db", str(small_db), "--seed", "9", "--no-progress"]) == 2
     assert "seed: stored 0, given 9" in capsys.readouterr().err
