@@ -318,18 +318,19 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
     built = [build(i) for i in range(n_built)]
     targets, pairs, deliver = {}, [], Null().on_candle_completion
     t = time.perf_counter()
-    for ref in built:
+    events = [CandleCompletionEvent(SYMBOL, "1m", T0 + (i - 1) * M, T0 + i * M, 1.0, 1.0, 1.0, 1.0, 1.0)
+              for i in range(n_built)]  # what the replay builds
+    for ref, event in zip(built, events):
         target = ref.target_timestamp
         targets[target] = ref
-        deliver(None, targets.pop(target - M, None))
-        pairs.append((ref.inference_id, "candle", SYMBOL, "1m", None, target, "null", target + M,
-                      ref.inference_id, None, None))
+        deliver(event, targets.pop(target - M, None))
+        pairs.append((ref.inference_id, event, "null", ref.inference_id, None, None))
     match_s = (time.perf_counter() - t) / n_built
     retained = 30 + 60 + 1  # the coordinator's defaults: pivot_lookback + retention + the newest
     pending = frames_table(built[:retained]).append_column("run_id", pa.array(["r"] * retained))
     step = 10_000
     batches = [pairs_table(pairs[lo:lo + step]) for lo in range(0, min(len(pairs), step * 4), step)]
-    del built, targets, pairs
+    del built, targets, pairs, events
     with tempfile.TemporaryDirectory() as tmp:
         storage = DuckDBStorage(Path(tmp) / "floor.duckdb")
         con = storage.con

@@ -112,22 +112,28 @@ class FrameIndex:
         Candles before a pivot bar whose frames it matches.
     retention
         Extra candles a frame is kept after its last possible match.
+    record_expired
+        List each dropped frame in :attr:`expired` (default True; a
+        coordinator that does not record expired frames needs no list).
 
     Attributes
     ----------
-    pending, matched, dropped
-        Frames retained now; (frame, event) matches so far; frames dropped so far.
+    pending, matched, dropped, added
+        Frames retained now; (frame, event) matches so far; frames dropped
+        so far; frames added so far.
     expired
         ``(frame, T)`` of each frame dropped since the list was last
-        emptied (the coordinator takes it at each flush).
+        emptied (the coordinator takes it at each flush); empty without
+        ``record_expired``.
     """
 
-    def __init__(self, pivot_lookback: int, retention: int):
+    def __init__(self, pivot_lookback: int, retention: int, *, record_expired: bool = True):
         self.pivot_lookback = pivot_lookback
         self.retention = retention
+        self.record_expired = record_expired
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._last: dict[tuple[str, str], tuple[object, tuple]] = {}
-        self.pending = self.matched = self.dropped = 0
+        self.pending = self.matched = self.dropped = self.added = 0
         self.expired: list[tuple[InferenceFrameReference, int]] = []
 
     def _stream(self, key: tuple[str, str]) -> _Stream:
@@ -166,6 +172,7 @@ class FrameIndex:
             else:
                 targets[key] = [held, ref]
         self.pending += 1
+        self.added += 1
 
     def match_candle(self, event) -> tuple:
         """The retained frames whose target is the candle ``event`` (:data:`NO_FRAME` if none).
@@ -228,7 +235,7 @@ class FrameIndex:
         n = len(refs)
         tf, span, grace = stream.tf, stream.span, stream.grace
         targets = stream.targets
-        expired = self.expired
+        expired = self.expired if self.record_expired else None
         while head < n:
             ref = refs[head]
             a = ref.target_timestamp + tf
@@ -239,7 +246,8 @@ class FrameIndex:
             head += 1
             if ref.target_timestamp in targets:  # its target candle has not closed (or it shares it)
                 stream.forget_target(ref)
-            expired.append((ref, now))
+            if expired is not None:
+                expired.append((ref, now))
         if head != first:
             self.pending -= head - first
             self.dropped += head - first
