@@ -391,8 +391,9 @@ class InferenceTrainingCoordinator:
                 if not self._advance(t):
                     return
             self._events += 1
-            refs = self._index.match_candle(event)
-            subs = self._subs.candles.get((event.symbol, event.timeframe))
+            key = (event.symbol, event.timeframe)
+            refs = self._index.match_candle(event, key)
+            subs = self._subs.candles.get(key)
             if subs:  # an immutable tuple
                 self._buffer.deliver_candles(subs, event, refs)
         finally:
@@ -484,6 +485,7 @@ class InferenceTrainingCoordinator:
         """A frozen snapshot of the live counters."""
         with self._lock:
             index, buffer = self._index, self._buffer
+            index.sweep()  # the frames that can no longer match, dropped now
             return CoordinatorCounters(index.added - self._loaded, index.pending, index.matched, index.dropped,
                                        buffer.delivered, buffer.failed, self._events)
 
@@ -499,4 +501,5 @@ class InferenceTrainingCoordinator:
     def retained_frames(self) -> list[InferenceFrameReference]:
         """Every retained frame, by stream then prediction time (a copy)."""
         with self._lock:
+            self._index.sweep()
             return self._index.retained_frames()
