@@ -23,13 +23,13 @@ transaction** (see :mod:`ettlib.coordinator.persistence`):
 1. the frames retained now, as the run's ``pending`` rows of
    ``inference_frames`` (replacing those of the previous commit: a few,
    what matching retains), and, with ``record_expired=True``, every frame
-   that left memory since, as an ``expired`` row (an audit of every
-   prediction; a frame is written once);
-2. the delivered pairs and dead letters, appended as columnar batches:
-   ``training_events`` has no key, because the protocol itself makes each
-   pair unique (below);
-3. a checkpoint: ``resume_time`` (every event with a knowable time before it
-   has been processed), the delivery sequence number and the id counter;
+   that left memory since, as an ``expired`` row (written once);
+2. the delivered pairs and dead letters, appended as columnar batches
+   (buffered as short rows that point at the event; read column by column
+   at the flush): ``training_events`` has no key, because the protocol
+   itself makes each pair unique (below);
+3. a checkpoint (one UPDATE): ``resume_time`` (every event with a knowable
+   time before it has been processed), the next seq and the id counter;
 4. each subscriber's own state, on the same connection and in the same
    transaction: first its optional ``checkpoint(con)`` hook (write what you
    like), then its optional ``checkpoint_state()`` bytes, stored in
@@ -324,9 +324,8 @@ class InferenceTrainingCoordinator:
         with self._lock:
             self._subs.add_candles(subscriber, symbol, timeframe, name)
 
-    def subscribe_to_pivot_events(
-        self, subscriber, symbol: str, timeframe: str, pivot_types: Iterable[str], *, name: str | None = None
-    ) -> None:
+    def subscribe_to_pivot_events(self, subscriber, symbol: str, timeframe: str, pivot_types: Iterable[str],
+                                  *, name: str | None = None) -> None:
         """Call ``subscriber.on_pivot_event`` for each confirmed pivot of ``pivot_types``."""
         with self._lock:
             self._subs.add_pivots(subscriber, symbol, timeframe, pivot_types, name)
@@ -334,22 +333,18 @@ class InferenceTrainingCoordinator:
     # -- frames ------------------------------------------------------------------------
 
     def _clock_time(self) -> int | None:
-        clock = self.clock
-        if clock is None:
-            clock = getattr(self.data_provider, "clock", None)
+        clock = self.clock or getattr(self.data_provider, "clock", None)
         return None if clock is None else clock.now()
 
     def register_inference_frame(self, ref: InferenceFrameReference) -> None:
         """Retain ``ref`` until it can no longer match; persist it at the next flush.
 
-        While a clock is known (``clock=``, or the provider's, set by a replay
-        or live feed), ``ref.prediction_timestamp`` must be the clock's time
-        ``now`` (or, live, at most ``late_registration_ms`` behind it): a
-        frame from later than ``now`` would predict from the future, an
-        earlier (backdated) one could have seen what happened after its
-        prediction time.  Either is a :class:`~ettlib.errors.LookAheadError`
-        naming both times.  (The frame itself guarantees that its window
-        closed by its prediction time.)
+        While a clock is known (``clock=``, or the provider's), the frame
+        must predict at its time ``now`` (live, at most ``late_registration_ms``
+        behind it): a later frame would predict from the future, a backdated
+        one could have seen what followed its prediction time.  Either is a
+        :class:`~ettlib.errors.LookAheadError` naming both times.  (The frame
+        itself guarantees that its window closed by its prediction time.)
         """
         if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
             raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
@@ -370,7 +365,7 @@ class InferenceTrainingCoordinator:
 
     # -- events ------------------------------------------------------------------------
 
-    def _advance(self, t: int) -> bool:
+    def _advance(self, t: int) -> bool:  # (inlined in _on_candle)
         """Move the coordinator's time to ``t``; False for an event already processed."""
         if self.resume_time is not None and t < self.resume_time:
             return False
@@ -387,9 +382,12 @@ class InferenceTrainingCoordinator:
         try:
             t = event.close_time
             latest = self._time
-            if latest is None or t > latest or self.resume_time is not None:
-                if not self._advance(t):
-                    return
+            if latest is None or t > latest:  # a new instant: _advance, inlined
+                if self._events - self._flushed_events >= self.persist_every:
+                    self._flush(resume_time=t)
+                self._time = t
+            elif self.resume_time is not None and t < self.resume_time:
+                return  # processed before the checkpoint resumed from
             self._events += 1
             key = (event.symbol, event.timeframe)
             refs = self._index.match_candle(event, key)
@@ -414,12 +412,10 @@ class InferenceTrainingCoordinator:
     def get_inference_data(self, ref: InferenceFrameReference) -> InferenceData | None:
         """The rows of ``[ref.data_range_start, ref.data_range_end]``, normalized; None if none.
 
-        From the cache when it covers the range, else from DuckDB: the same
-        values either way (bit for bit).  Never a row after ``data_range_end``,
-        and, while a clock is known, a :class:`~ettlib.errors.LookAheadError`
-        for a window not closed by ``now()``.  Each call builds a new
-        ``InferenceData`` whose ``values`` are a new float32 array (nothing
-        is kept between calls).  See :mod:`ettlib.coordinator.windows`.
+        From the cache when it covers the range, else from DuckDB (the same
+        bits).  Never a row after ``data_range_end``; while a clock is known,
+        a :class:`~ettlib.errors.LookAheadError` for a window not closed by
+        ``now()``.  A new float32 array each call (see :mod:`ettlib.coordinator.windows`).
         """
         return self._windows.get(ref)
 
@@ -448,8 +444,7 @@ class InferenceTrainingCoordinator:
         """Commit everything buffered, with a checkpoint after the current instant.
 
         Call it between instants (a resume restarts after the latest event
-        time handled); the coordinator flushes by itself every
-        ``persist_every`` events and at :meth:`close`.
+        time handled); the coordinator flushes by itself as well.
         """
         with self._lock:
             resume = (self._time + 1) if self._time is not None else (self.resume_time or 0)
