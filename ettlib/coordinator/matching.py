@@ -28,9 +28,14 @@ event satisfies ``T <= expires_at(ref)`` where::
 
 i.e. until its target candle has closed and no pivot bar it could match is
 left, plus ``retention`` candles of grace for late confirmations.  The rule
-is exact and does not depend on when memory is cleaned: frames past it are
-dropped as the stream's events advance (``O(1)`` amortized) and listed in
-:attr:`FrameIndex.expired` as ``(frame, T)``.
+is exact and does not depend on when memory is cleaned (each match checks
+the frame's expiry): frames past it are dropped as the stream's events
+advance (``O(1)`` amortized) and, with ``record_expired`` (the default),
+listed in :attr:`FrameIndex.expired` as ``(frame, T)`` at the first event
+past their expiry.  Without it, nothing records when a frame left, and a
+stream's memory is swept every 64 candles instead of at each event
+(:meth:`FrameIndex.sweep` drops them all at once; ``pending`` counts the
+frames not yet swept).
 
 Examples
 --------
