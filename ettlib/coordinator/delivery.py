@@ -68,9 +68,10 @@ class DeliveryBuffer:
     seq
         The next delivery's sequence number.
     candle_pairs, pivot_pairs, dead
-        Buffered since the last :meth:`take`: delivered candle and pivot
-        pairs (rows of :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`),
-        rows of ``dead_letters``.
+        Buffered since the last :meth:`take`: delivered candle pairs (rows of
+        :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`), pivot
+        deliveries (the same, with a tuple of the frames' ids: one row per
+        delivery), rows of ``dead_letters``.
     delivered, failed
         Pairs delivered (including deliveries without a frame) / whose
         subscriber raised, so far.
@@ -147,7 +148,7 @@ class DeliveryBuffer:
             self._dead_letter(exc, label, method, event, ids, "pivot", event_key(event), t, seq)
             return
         loss, metrics = loss_and_metrics(result)
-        append = self.pivot_pairs.append
-        for iid in [r.inference_id for r in refs] or [None]:  # made text at the flush
-            append((iid, event, label, seq, loss, metrics))
+        # one row for the delivery, its frames' ids as a tuple (of atoms: the garbage collector
+        # stops tracking it), expanded to one row per pair at the flush; made text there
+        self.pivot_pairs.append((tuple([r.inference_id for r in refs]) or (None,), event, label, seq, loss, metrics))
         self.delivered += max(1, len(refs))

@@ -222,6 +222,8 @@ _PAIRS_SCHEMA = pa.schema([(name, pa.int64() if name in ("timestamp", "knowable_
 
 
 def _pairs_part(pairs: Sequence[tuple], kind: str) -> pa.Table:
+    if kind == "pivot":  # one row per delivery, with the ids of its frames: one row per pair
+        pairs = [(iid, e, s, q, lo, m) for ids, e, s, q, lo, m in pairs for iid in ids]
     ids, events, subscribers, seqs, losses, metrics = zip(*pairs)
     n, i64 = len(ids), pa.int64()
     fields = _CANDLE_FIELDS if kind == "candle" else _PIVOT_FIELDS
@@ -243,7 +245,10 @@ def _pairs_part(pairs: Sequence[tuple], kind: str) -> pa.Table:
 
 
 def pairs_table(candle_pairs: Sequence[tuple] = (), pivot_pairs: Sequence[tuple] = ()) -> pa.Table:
-    """Buffered candle and pivot pairs (rows of :data:`PAIR_FIELDS`) as one Arrow table of :data:`PAIR_COLUMNS`.
+    """Buffered candle pairs and pivot deliveries as one Arrow table of :data:`PAIR_COLUMNS`.
+
+    ``candle_pairs`` are rows of :data:`PAIR_FIELDS`; ``pivot_pairs`` the
+    same with a tuple of frame ids (``(None,)`` for none) in the first field.
 
     Built column by column: the events' fields are read with one C-level
     getter per event, the ids converted in Arrow (no Python per value).
