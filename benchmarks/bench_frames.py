@@ -324,7 +324,8 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
         target = ref.target_timestamp
         targets[target] = ref
         deliver(event, targets.pop(target - M, None))
-        pairs.append((ref.inference_id, event, "null", ref.inference_id, None, None))
+        pairs.append((ref.inference_id, SYMBOL, "1m", event.timestamp, event.close_time, "null",
+                      ref.inference_id, None, None))
     match_s = (time.perf_counter() - t) / n_built
     retained = 30 + 60 + 1  # the coordinator's defaults: pivot_lookback + retention + the newest
     pending = frames_table(built[:retained]).append_column("run_id", pa.array(["r"] * retained))

@@ -25,7 +25,7 @@ transaction** (see :mod:`ettlib.coordinator.persistence`):
    what matching retains), and, with ``record_expired=True``, every frame
    that left memory since, as an ``expired`` row (written once);
 2. the delivered pairs and dead letters, appended as columnar batches
-   (buffered as short rows that point at the event; read column by column
+   (buffered as short rows of atoms, one per pivot delivery; made columns
    at the flush): ``training_events`` has no key, because the protocol
    itself makes each pair unique (below);
 3. a checkpoint (one UPDATE): ``resume_time`` (every event with a knowable

@@ -7,11 +7,12 @@ traceback; re-raised as :class:`~ettlib.errors.SubscriberError` when
 ``dead_letters`` until the coordinator's next flush takes them
 (:meth:`DeliveryBuffer.take`).
 
-A buffered pair is a short row, :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`:
-the frame's id as is, the event itself (no copy: the flush reads its stream
-and times column by column), the subscriber, the seq and what the
-subscriber returned.  Candle and pivot pairs are kept in two lists, so the
-flush knows each event's fields without looking.
+A buffered candle pair is a short row of atoms (the garbage collector soon
+stops tracking it), :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`: the
+frame's id as is, the candle's stream and times, the subscriber, the seq
+and what the subscriber returned; a pivot delivery is one row for all its
+frames (:data:`~ettlib.coordinator.persistence.PIVOT_DELIVERY_FIELDS`).
+The flush turns them into columns.
 
 Examples
 --------
@@ -19,8 +20,8 @@ Examples
 >>> buffer = DeliveryBuffer()
 >>> event = CandleCompletionEvent("X", "1m", 0, 60_000, 1.0, 1.0, 1.0, 1.0, 1.0)
 >>> buffer.deliver_candles((("printer", lambda event, ref: 0.5),), event, (None,))
->>> buffer.candle_pairs == [(None, event, 'printer', 0, 0.5, None)], buffer.delivered
-(True, 1)
+>>> buffer.candle_pairs, buffer.delivered
+([(None, 'X', '1m', 0, 60000, 'printer', 0, 0.5, None)], 1)
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class DeliveryBuffer:
     candle_pairs, pivot_pairs, dead
         Buffered since the last :meth:`take`: delivered candle pairs (rows of
         :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`), pivot
-        deliveries (the same, with a tuple of the frames' ids: one row per
-        delivery), rows of ``dead_letters``.
+        deliveries (one row each, :data:`~ettlib.coordinator.persistence.PIVOT_DELIVERY_FIELDS`),
+        rows of ``dead_letters``.
     delivered, failed
         Pairs delivered (including deliveries without a frame) / whose
         subscriber raised, so far.
@@ -125,10 +126,12 @@ class DeliveryBuffer:
                     continue
                 # the frame's id as is (int or str; None for no frame): made text at the flush
                 if result is None:
-                    append((None if ref is None else ref.inference_id, event, label, seq, None, None))
+                    append((None if ref is None else ref.inference_id, event.symbol, event.timeframe,
+                            event.timestamp, event.close_time, label, seq, None, None))
                 else:
                     loss, metrics = loss_and_metrics(result)
-                    append((None if ref is None else ref.inference_id, event, label, seq, loss, metrics))
+                    append((None if ref is None else ref.inference_id, event.symbol, event.timeframe,
+                            event.timestamp, event.close_time, label, seq, loss, metrics))
                 n += 1
         self.delivered += n
 

@@ -37,9 +37,7 @@ Examples
 >>> _ = ensure_schema(con)
 >>> ref = InferenceFrameReference(1, "X", "1m", 180_000, 180_000, 0, 120_000,
 ...                               (1.0, 1.0, 1.0, 1.0), "BUY", (1.5,), 0.5)
->>> from ettlib.replay.events import CandleCompletionEvent
->>> candle = CandleCompletionEvent("X", "1m", 180_000, 240_000, 1.0, 1.0, 1.0, 1.0, 1.0)
->>> pair = (1, candle, "learner", 0, 0.5, None)
+>>> pair = (1, "X", "1m", 180_000, 240_000, "learner", 0, 0.5, None)
 >>> commit_flush(con, "r", pending=[ref], pairs=[pair], checkpoint=Checkpoint(240_000, 1, 2))
 >>> load_checkpoint(con, "r")
 Checkpoint(resume_time=240000, next_seq=1, next_inference_id=2)
@@ -71,6 +69,7 @@ __all__ = [
     "Checkpoint",
     "PAIR_FIELDS",
     "PAIR_COLUMNS",
+    "PIVOT_DELIVERY_FIELDS",
     "DEAD_LETTER_COLUMNS",
     "commit_flush",
     "load_checkpoint",
@@ -84,11 +83,15 @@ __all__ = [
     "new_run_id",
 ]
 
-#: Fields of one buffered delivered pair: the frame's id (int, str, or None
-#: for none), the event itself (its kind, stream, pivot type, bar and
-#: knowable time are read from it at the flush), the subscriber, the
+#: Fields of one buffered candle pair: the frame's id (int, str, or None for
+#: none), the candle's stream, open time and close time, the subscriber, the
 #: delivery's seq and what the subscriber returned (loss, metrics JSON).
-PAIR_FIELDS: tuple[str, ...] = ("inference_id", "event", "subscriber", "seq", "loss", "metrics")
+PAIR_FIELDS: tuple[str, ...] = ("inference_id", "symbol", "timeframe", "timestamp", "knowable_time",
+                                "subscriber", "seq", "loss", "metrics")
+
+#: Fields of one buffered pivot delivery: its frames' ids (a tuple; ``(None,)``
+#: for none), the event itself, the subscriber, the seq, loss and metrics.
+PIVOT_DELIVERY_FIELDS: tuple[str, ...] = ("inference_ids", "event", "subscriber", "seq", "loss", "metrics")
 
 #: Columns of :func:`pairs_table` (``training_events`` before its ``event_key`` is made).
 PAIR_COLUMNS: tuple[str, ...] = (
@@ -118,9 +121,7 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "seq",
 )
 
-#: Getters of an event's symbol, timeframe, pivot type, bar time and knowable time, by kind
-_CANDLE_FIELDS = tuple(None if n is None else attrgetter(n)
-                       for n in ("symbol", "timeframe", None, "timestamp", "close_time"))
+#: Getters of a pivot's symbol, timeframe, pivot type, bar time and knowable time
 _PIVOT_FIELDS = tuple(map(attrgetter, ("symbol", "timeframe", "pivot_type", "timestamp", "confirmed_at")))
 
 # event_key as ettlib.replay.events.event_key writes it, made in the INSERT
@@ -224,11 +225,13 @@ _PAIRS_SCHEMA = pa.schema([(name, pa.int64() if name in ("timestamp", "knowable_
 def _pairs_part(pairs: Sequence[tuple], kind: str) -> pa.Table:
     if kind == "pivot":  # one row per delivery, with the ids of its frames: one row per pair
         pairs = [(iid, e, s, q, lo, m) for ids, e, s, q, lo, m in pairs for iid in ids]
-    ids, events, subscribers, seqs, losses, metrics = zip(*pairs)
+    if kind == "candle":
+        ids, symbols, timeframes, times, knowable, subscribers, seqs, losses, metrics = zip(*pairs)
+        pivot_types = None
+    else:
+        ids, events, subscribers, seqs, losses, metrics = zip(*pairs)
+        symbols, timeframes, pivot_types, times, knowable = (list(map(f, events)) for f in _PIVOT_FIELDS)
     n, i64 = len(ids), pa.int64()
-    fields = _CANDLE_FIELDS if kind == "candle" else _PIVOT_FIELDS
-    symbols, timeframes, pivot_types, times, knowable = (
-        None if f is None else list(map(f, events)) for f in fields)
     return pa.table({
         "inference_id": _id_text(ids),
         "event_kind": _text((kind,) * n),
@@ -247,11 +250,11 @@ def _pairs_part(pairs: Sequence[tuple], kind: str) -> pa.Table:
 def pairs_table(candle_pairs: Sequence[tuple] = (), pivot_pairs: Sequence[tuple] = ()) -> pa.Table:
     """Buffered candle pairs and pivot deliveries as one Arrow table of :data:`PAIR_COLUMNS`.
 
-    ``candle_pairs`` are rows of :data:`PAIR_FIELDS`; ``pivot_pairs`` the
-    same with a tuple of frame ids (``(None,)`` for none) in the first field.
+    ``candle_pairs`` are rows of :data:`PAIR_FIELDS`, ``pivot_pairs`` rows
+    of :data:`PIVOT_DELIVERY_FIELDS`.
 
-    Built column by column: the events' fields are read with one C-level
-    getter per event, the ids converted in Arrow (no Python per value).
+    Built column by column (a pivot's fields read with one C-level getter
+    per event), the ids converted in Arrow, repeated text as dictionaries.
     """
     parts = [_pairs_part(p, k) for p, k in ((candle_pairs, "candle"), (pivot_pairs, "pivot")) if p]
     if not parts:
@@ -292,7 +295,8 @@ def commit_flush(
     ``pending`` are the frames retained now (they replace the run's pending
     rows: those with a prediction time from ``stored_pending_from`` on, all
     of them when it is 0, none when ``None``); ``expired`` holds ``(frame, expired_at)`` of frames to record as
-    expired; ``pairs`` rows of :data:`PAIR_FIELDS`; ``dead_letters`` rows of
+    expired; ``pairs`` rows of :data:`PAIR_FIELDS` (candle pairs); ``pivot_pairs``
+    rows of :data:`PIVOT_DELIVERY_FIELDS`; ``dead_letters`` rows of
     :data:`DEAD_LETTER_COLUMNS`; each of ``hooks`` is called with ``con``
     inside the transaction; then each ``(subscriber, get_state)`` of
     ``states`` is called and its bytes stored (see :func:`_write_states`).
