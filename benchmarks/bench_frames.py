@@ -317,9 +317,9 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
 
     built = [build(i) for i in range(n_built)]
     targets, pairs, deliver = {}, [], Null().on_candle_completion
-    t = time.perf_counter()
     events = [CandleCompletionEvent(SYMBOL, "1m", T0 + (i - 1) * M, T0 + i * M, 1.0, 1.0, 1.0, 1.0, 1.0)
               for i in range(n_built)]  # what the replay builds
+    t = time.perf_counter()
     for ref, event in zip(built, events):
         target = ref.target_timestamp
         targets[target] = ref
