@@ -13,8 +13,8 @@ inserted with one statement each, never one INSERT per row):
   'expired'`` and ``expired_at``, appended once per frame;
 - delivered pairs -> ``training_events``, appended as one columnar batch
   (one row per (frame, event, subscriber); ``inference_id = ''`` where an
-  event was delivered without a frame; ``event_key`` made by the INSERT
-  from the event's stream and time).  The table has no key: a pair is
+  event was delivered without a frame; ``event_key`` made in Arrow from
+  the event's stream and time, not per pair in Python).  The table has no key: a pair is
   unique by the protocol (see the coordinator), which
   :func:`check_pairs_before` verifies when a run resumes;
 - subscriber failures -> ``dead_letters``;
@@ -79,6 +79,7 @@ __all__ = [
     "frames_table",
     "insert_pairs",
     "pairs_table",
+    "event_keys",
     "delete_run_state",
     "new_run_id",
 ]
@@ -93,10 +94,11 @@ PAIR_FIELDS: tuple[str, ...] = ("inference_id", "symbol", "timeframe", "timestam
 #: for none), the event itself, the subscriber, the seq, loss and metrics.
 PIVOT_DELIVERY_FIELDS: tuple[str, ...] = ("inference_ids", "event", "subscriber", "seq", "loss", "metrics")
 
-#: Columns of :func:`pairs_table` (``training_events`` before its ``event_key`` is made).
+#: Columns of :func:`pairs_table` (``training_events`` less ``run_id``, plus the event's fields).
 PAIR_COLUMNS: tuple[str, ...] = (
     "inference_id",
     "event_kind",
+    "event_key",
     "symbol",
     "timeframe",
     "pivot_type",
@@ -124,11 +126,6 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
 #: Getters of a pivot's symbol, timeframe, pivot type, bar time and knowable time
 _PIVOT_FIELDS = tuple(map(attrgetter, ("symbol", "timeframe", "pivot_type", "timestamp", "confirmed_at")))
 
-# event_key as ettlib.replay.events.event_key writes it, made in the INSERT
-_EVENT_KEY_SQL = ("CASE WHEN event_kind = 'candle'"
-                  " THEN 'candle:' || symbol || ':' || timeframe || ':' || CAST(timestamp AS VARCHAR)"
-                  " ELSE 'pivot:' || symbol || ':' || timeframe || ':' || pivot_type || ':'"
-                  " || CAST(timestamp AS VARCHAR) END")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +219,20 @@ _PAIRS_SCHEMA = pa.schema([(name, pa.int64() if name in ("timestamp", "knowable_
                             pa.float64() if name == "loss" else pa.string()) for name in PAIR_COLUMNS])
 
 
+def event_keys(kind: str, symbols: pa.Array, timeframes: pa.Array, pivot_types: pa.Array,
+               times: pa.Array) -> pa.Array:
+    """:func:`ettlib.replay.events.event_key` of each event of one ``kind``, made in Arrow.
+
+    >>> event_keys("candle", pa.array(["X"]), pa.array(["1m"]), pa.nulls(1, pa.string()), pa.array([0])).tolist()
+    ['candle:X:1m:0']
+    """
+    text = pa.string()
+    parts = [kind, symbols.cast(text), timeframes.cast(text)]
+    if kind == "pivot":
+        parts.append(pivot_types.cast(text))
+    return pc.binary_join_element_wise(*parts, times.cast(text), ":")
+
+
 def _pairs_part(pairs: Sequence[tuple], kind: str) -> pa.Table:
     if kind == "pivot":  # one row per delivery, with the ids of its frames: one row per pair
         pairs = [(iid, e, s, q, lo, m) for ids, e, s, q, lo, m in pairs for iid in ids]
@@ -232,13 +243,16 @@ def _pairs_part(pairs: Sequence[tuple], kind: str) -> pa.Table:
         ids, events, subscribers, seqs, losses, metrics = zip(*pairs)
         symbols, timeframes, pivot_types, times, knowable = (list(map(f, events)) for f in _PIVOT_FIELDS)
     n, i64 = len(ids), pa.int64()
+    symbols, timeframes, times = _text(symbols), _text(timeframes), pa.array(times, i64)
+    pivot_types = pa.nulls(n, pa.string()) if pivot_types is None else _text(pivot_types)
     return pa.table({
         "inference_id": _id_text(ids),
         "event_kind": _text((kind,) * n),
-        "symbol": _text(symbols),
-        "timeframe": _text(timeframes),
-        "pivot_type": pa.nulls(n, pa.string()) if pivot_types is None else _text(pivot_types),
-        "timestamp": pa.array(times, i64),
+        "event_key": event_keys(kind, symbols, timeframes, pivot_types, times),
+        "symbol": symbols,
+        "timeframe": timeframes,
+        "pivot_type": pivot_types,
+        "timestamp": times,
         "subscriber": _text(subscribers),
         "knowable_time": pa.array(knowable, i64),
         "seq": pa.array(seqs, i64),
@@ -265,11 +279,11 @@ def pairs_table(candle_pairs: Sequence[tuple] = (), pivot_pairs: Sequence[tuple]
 
 
 def insert_pairs(con: duckdb.DuckDBPyConnection, run_id: str, pairs: pa.Table) -> None:
-    """Append :func:`pairs_table` rows to ``training_events``, each ``event_key`` made by the INSERT."""
+    """Append :func:`pairs_table` rows to ``training_events`` (one INSERT, ``run_id`` a parameter)."""
     with registered(con, "_ett_flush_pairs", pairs) as name:
         con.execute(
             "INSERT INTO training_events (run_id, inference_id, event_kind, event_key, subscriber,"
-            f" knowable_time, seq, loss, metrics) SELECT ?, inference_id, event_kind, {_EVENT_KEY_SQL},"
+            " knowable_time, seq, loss, metrics) SELECT ?, inference_id, event_kind, event_key,"
             f" subscriber, knowable_time, seq, loss, metrics FROM {name}",
             [run_id],
         )
