@@ -75,10 +75,11 @@ _SWEEP_CANDLES = 64  # candles between sweeps of a stream's expired frames, when
 class _Stream:
     """Retained frames of one (symbol, timeframe), sorted by prediction time."""
 
-    __slots__ = ("times", "refs", "head", "targets", "tf", "span", "grace", "now", "sweep_at",
-                 "sweep_every", "last_event", "last_refs")
+    __slots__ = ("symbol", "timeframe", "times", "refs", "head", "targets", "tf", "span", "grace", "now",
+                 "sweep_at", "sweep_every", "last_event", "last_refs")
 
     def __init__(self, tf: int, span: int, grace: int, sweep_every: int = 0):
+        self.symbol = self.timeframe = ""  # the stream's key (set by FrameIndex)
         self.times: list[int] = []
         self.refs: list[InferenceFrameReference | None] = []
         self.head = 0  # refs[:head] are dropped (None)
@@ -144,8 +145,14 @@ class FrameIndex:
         self.retention = retention
         self.record_expired = record_expired
         self._streams: dict[tuple[str, str], _Stream] = {}
-        self.pending = self.matched = self.dropped = self.added = 0
+        self.matched = self.dropped = self.added = 0
+        self._added_to: _Stream | None = None
         self.expired: list[tuple[InferenceFrameReference, int]] = []
+
+    @property
+    def pending(self) -> int:
+        """Frames retained now (added, less dropped)."""
+        return self.added - self.dropped
 
     def _stream(self, key: tuple[str, str]) -> _Stream:
         stream = self._streams.get(key)
@@ -154,6 +161,7 @@ class FrameIndex:
             # without a record of when each frame expired, memory is swept every _SWEEP_CANDLES
             sweep = 0 if self.record_expired else _SWEEP_CANDLES * tf
             stream = self._streams[key] = _Stream(tf, self.pivot_lookback * tf, self.retention * tf, sweep)
+            stream.symbol, stream.timeframe = key
         return stream
 
     def expires_at(self, ref: InferenceFrameReference) -> int:
@@ -162,9 +170,10 @@ class FrameIndex:
 
     def add(self, ref: InferenceFrameReference, *, with_target: bool = True) -> None:
         """Retain ``ref`` (``with_target=False``: for pivots only; its target candle has passed)."""
-        stream = self._streams.get((ref.symbol, ref.timeframe))
-        if stream is None:
-            stream = self._stream((ref.symbol, ref.timeframe))
+        stream = self._added_to  # the stream of the last frame added: usually this one's
+        if stream is None or ref.symbol is not stream.symbol or ref.timeframe is not stream.timeframe:
+            stream = self._added_to = self._stream((ref.symbol, ref.timeframe))
+            stream.symbol, stream.timeframe = ref.symbol, ref.timeframe  # equal; the frames' own strings
         t = ref.prediction_timestamp
         times = stream.times
         if not times or t >= times[-1]:
@@ -176,15 +185,12 @@ class FrameIndex:
             stream.refs.insert(i, ref)
         if with_target:
             targets = stream.targets
-            key = ref.target_timestamp
-            held = targets.get(key)
-            if held is None:
-                targets[key] = ref
-            elif type(held) is list:
-                held.append(ref)
-            else:
-                targets[key] = [held, ref]
-        self.pending += 1
+            held = targets.setdefault(ref.target_timestamp, ref)
+            if held is not ref:  # the target is shared
+                if type(held) is list:
+                    held.append(ref)
+                else:
+                    targets[ref.target_timestamp] = [held, ref]
         self.added += 1
 
     def match_candle(self, event, key: tuple[str, str] | None = None) -> tuple:
@@ -277,7 +283,6 @@ class FrameIndex:
             if expired is not None:
                 expired.append((ref, now))
         if head != first:
-            self.pending -= head - first
             self.dropped += head - first
             stream.head = head
             if head > _COMPACT_AFTER and head * 2 > n:
