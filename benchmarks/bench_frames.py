@@ -292,7 +292,7 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
     persists, into a DuckDB file, from Arrow tables built before the timing,
     10,000 candles per transaction, no Python per row: each candle's
     delivered pair appended to ``training_events`` (no key; its ``event_key``
-    made by the INSERT, as a flush does), and per transaction the retained
+    made in Arrow inside the timing, as a flush does), and per transaction the retained
     frames (``pivot_lookback + retention + 1``) replacing the pending rows of
     ``inference_frames``.  With the replay's own cost they bound the
     candles/s of ``measure_replay`` from above, whatever the rest costs.
@@ -301,7 +301,7 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
     import pyarrow.compute as pc
 
     from ettlib.coordinator.frames import NormParams
-    from ettlib.coordinator.persistence import frames_table, insert_pairs, pairs_table
+    from ettlib.coordinator.persistence import event_keys, frames_table, insert_pairs, pairs_table
 
     params = NormParams(100.0, 1.0, 10.0, 1.0)
     n_built = min(n_candles, 200_000)
@@ -317,19 +317,21 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
 
     built = [build(i) for i in range(n_built)]
     targets, pairs, deliver = {}, [], Null().on_candle_completion
+    events = [CandleCompletionEvent(SYMBOL, "1m", T0 + (i - 1) * M, T0 + i * M, 1.0, 1.0, 1.0, 1.0, 1.0)
+              for i in range(n_built)]  # what the replay builds
     t = time.perf_counter()
-    for ref in built:
+    for ref, event in zip(built, events):
         target = ref.target_timestamp
         targets[target] = ref
-        deliver(None, targets.pop(target - M, None))
-        pairs.append((ref.inference_id, "candle", SYMBOL, "1m", None, target, "null", target + M,
+        deliver(event, targets.pop(target - M, None))
+        pairs.append((ref.inference_id, SYMBOL, "1m", event.timestamp, event.close_time, "null",
                       ref.inference_id, None, None))
     match_s = (time.perf_counter() - t) / n_built
     retained = 30 + 60 + 1  # the coordinator's defaults: pivot_lookback + retention + the newest
     pending = frames_table(built[:retained]).append_column("run_id", pa.array(["r"] * retained))
     step = 10_000
     batches = [pairs_table(pairs[lo:lo + step]) for lo in range(0, min(len(pairs), step * 4), step)]
-    del built, targets, pairs
+    del built, targets, pairs, events
     with tempfile.TemporaryDirectory() as tmp:
         storage = DuckDBStorage(Path(tmp) / "floor.duckdb")
         con = storage.con
@@ -337,7 +339,12 @@ def measure_floor(n_candles: int) -> tuple[float, float, float]:
         t = time.perf_counter()
         for k, lo in enumerate(range(0, n_candles, step)):
             batch = batches[k % len(batches)]
-            rows = pa.table({**{c: batch[c] for c in batch.column_names if c not in ("knowable_time", "seq")},
+            timestamps = pc.add(batch["timestamp"], lo * M)
+            keys = event_keys("candle", batch["symbol"].combine_chunks(), batch["timeframe"].combine_chunks(),
+                              batch["pivot_type"].combine_chunks(), timestamps.combine_chunks())
+            rows = pa.table({**{c: batch[c] for c in batch.column_names
+                                if c not in ("timestamp", "event_key", "knowable_time", "seq")},
+                             "timestamp": timestamps, "event_key": keys,
                              "knowable_time": pc.add(batch["knowable_time"], lo * M),
                              "seq": pc.add(batch["seq"], lo)})
             con.execute("BEGIN TRANSACTION")

@@ -23,13 +23,13 @@ transaction** (see :mod:`ettlib.coordinator.persistence`):
 1. the frames retained now, as the run's ``pending`` rows of
    ``inference_frames`` (replacing those of the previous commit: a few,
    what matching retains), and, with ``record_expired=True``, every frame
-   that left memory since, as an ``expired`` row (an audit of every
-   prediction; a frame is written once);
-2. the delivered pairs and dead letters, appended as columnar batches:
-   ``training_events`` has no key, because the protocol itself makes each
-   pair unique (below);
-3. a checkpoint: ``resume_time`` (every event with a knowable time before it
-   has been processed), the delivery sequence number and the id counter;
+   that left memory since, as an ``expired`` row (written once);
+2. the delivered pairs and dead letters, appended as columnar batches
+   (buffered as short rows of atoms, one per pivot delivery; made columns
+   at the flush): ``training_events`` has no key, because the protocol
+   itself makes each pair unique (below);
+3. a checkpoint (one UPDATE): ``resume_time`` (every event with a knowable
+   time before it has been processed), the next seq and the id counter;
 4. each subscriber's own state, on the same connection and in the same
    transaction: first its optional ``checkpoint(con)`` hook (write what you
    like), then its optional ``checkpoint_state()`` bytes, stored in
@@ -262,15 +262,16 @@ class InferenceTrainingCoordinator:
         # the reader's methods themselves (the methods below document them): no extra call per window
         self.get_inference_data = self._windows.get
         self.get_inference_data_batch = self._windows.get_batch
-        self._index = FrameIndex(pivot_lookback, retention)
+        self._index = FrameIndex(pivot_lookback, retention, record_expired=self.record_expired)
         self._buffer = DeliveryBuffer(strict=self.strict)
         self._subs = Subscriptions(data_provider, self._on_candle, self._on_pivot, run_id=run_id)
-        self._events_since_flush = 0
+        self._flushed_events = 0  # self._events at the last flush
         self._time: int | None = None  # the latest knowable time handled
         self._next_id = 1
         self._stored_pending_from: int | None = None  # the stored pending rows' first prediction time
+        self._stored_states: set[str] = set()  # subscribers with a row in subscriber_states
         self.resume_time: int | None = None
-        self._registered = self._events = 0
+        self._loaded = self._events = 0  # frames reloaded by a resume; events handled
         self._closed = False
 
         if replace:
@@ -300,28 +301,31 @@ class InferenceTrainingCoordinator:
         self._buffer.seq = checkpoint.next_seq
         self._next_id = checkpoint.next_inference_id
         self._subs.stored = load_subscriber_states(self._con, run_id)
+        self._stored_states = set(self._subs.stored)
         pending = load_pending_frames(self._con, run_id)
         for ref in pending:
             self._index.add(ref, with_target=ref.target_close_time >= checkpoint.resume_time)
+        self._loaded = len(pending)
         self._stored_pending_from = min((r.prediction_timestamp for r in pending), default=None)
 
     # -- ids, subscriptions --------------------------------------------------------
 
     def new_inference_id(self) -> int:
         """A new int id, unique in this run (part of the checkpoint: resumes continue it)."""
-        with self._lock:
-            value = self._next_id
-            self._next_id += 1
-            return value
+        lock = self._lock  # acquire/release: half the cost of a with block, on the hot path
+        lock.acquire()
+        value = self._next_id
+        self._next_id = value + 1
+        lock.release()
+        return value
 
     def subscribe_to_candle_completion(self, subscriber, symbol: str, timeframe: str, *, name: str | None = None) -> None:
         """Call ``subscriber.on_candle_completion`` for each candle of the stream."""
         with self._lock:
             self._subs.add_candles(subscriber, symbol, timeframe, name)
 
-    def subscribe_to_pivot_events(
-        self, subscriber, symbol: str, timeframe: str, pivot_types: Iterable[str], *, name: str | None = None
-    ) -> None:
+    def subscribe_to_pivot_events(self, subscriber, symbol: str, timeframe: str, pivot_types: Iterable[str],
+                                  *, name: str | None = None) -> None:
         """Call ``subscriber.on_pivot_event`` for each confirmed pivot of ``pivot_types``."""
         with self._lock:
             self._subs.add_pivots(subscriber, symbol, timeframe, pivot_types, name)
@@ -329,22 +333,18 @@ class InferenceTrainingCoordinator:
     # -- frames ------------------------------------------------------------------------
 
     def _clock_time(self) -> int | None:
-        clock = self.clock
-        if clock is None:
-            clock = getattr(self.data_provider, "clock", None)
+        clock = self.clock or getattr(self.data_provider, "clock", None)
         return None if clock is None else clock.now()
 
     def register_inference_frame(self, ref: InferenceFrameReference) -> None:
         """Retain ``ref`` until it can no longer match; persist it at the next flush.
 
-        While a clock is known (``clock=``, or the provider's, set by a replay
-        or live feed), ``ref.prediction_timestamp`` must be the clock's time
-        ``now`` (or, live, at most ``late_registration_ms`` behind it): a
-        frame from later than ``now`` would predict from the future, an
-        earlier (backdated) one could have seen what happened after its
-        prediction time.  Either is a :class:`~ettlib.errors.LookAheadError`
-        naming both times.  (The frame itself guarantees that its window
-        closed by its prediction time.)
+        While a clock is known (``clock=``, or the provider's), the frame
+        must predict at its time ``now`` (live, at most ``late_registration_ms``
+        behind it): a later frame would predict from the future, a backdated
+        one could have seen what followed its prediction time.  Either is a
+        :class:`~ettlib.errors.LookAheadError` naming both times.  (The frame
+        itself guarantees that its window closed by its prediction time.)
         """
         if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
             raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
@@ -356,47 +356,52 @@ class InferenceTrainingCoordinator:
             t = ref.prediction_timestamp
             if t > now or t < now - self.late_registration_ms:
                 check_registration(ref, now, self.late_registration_ms)  # raises
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             self._index.add(ref)
-            self._registered += 1
+        finally:
+            lock.release()
 
     # -- events ------------------------------------------------------------------------
 
-    def _advance(self, t: int) -> bool:
+    def _advance(self, t: int) -> bool:  # (inlined in _on_candle)
         """Move the coordinator's time to ``t``; False for an event already processed."""
         if self.resume_time is not None and t < self.resume_time:
             return False
         latest = self._time
         if latest is None or t > latest:
-            if self._events_since_flush >= self.persist_every:
+            if self._events - self._flushed_events >= self.persist_every:
                 self._flush(resume_time=t)
             self._time = t
         return True
 
     def _on_candle(self, event: CandleCompletionEvent) -> None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             t = event.close_time
             latest = self._time
-            if latest is None or t > latest or self.resume_time is not None:
-                if not self._advance(t):
-                    return
+            if latest is None or t > latest:  # a new instant: _advance, inlined
+                if self._events - self._flushed_events >= self.persist_every:
+                    self._flush(resume_time=t)
+                self._time = t
+            elif self.resume_time is not None and t < self.resume_time:
+                return  # processed before the checkpoint resumed from
             self._events += 1
-            self._events_since_flush += 1
-            refs = self._index.match_candle(event)
-            subs = self._subs.candles.get((event.symbol, event.timeframe))
-            if subs:
-                deliver = self._buffer.deliver_candle
-                for label, method in subs:  # an immutable tuple
-                    for ref in refs:
-                        deliver(label, method, event, ref)
+            key = (event.symbol, event.timeframe)
+            refs = self._index.match_candle(event, key)
+            subs = self._subs.candles.get(key)
+            if subs:  # an immutable tuple
+                self._buffer.deliver_candles(subs, event, refs)
+        finally:
+            lock.release()
 
     def _on_pivot(self, event: PivotEvent) -> None:
         with self._lock:
-            t = event.confirmed_at
-            if not self._advance(t):
+            if not self._advance(event.confirmed_at):
                 return
             self._events += 1
-            self._events_since_flush += 1
             refs = self._index.match_pivot(event)
             subs = self._subs.pivots.get((event.symbol, event.timeframe, event.pivot_type), ())
             for label, method in tuple(subs):
@@ -407,12 +412,10 @@ class InferenceTrainingCoordinator:
     def get_inference_data(self, ref: InferenceFrameReference) -> InferenceData | None:
         """The rows of ``[ref.data_range_start, ref.data_range_end]``, normalized; None if none.
 
-        From the cache when it covers the range, else from DuckDB: the same
-        values either way (bit for bit).  Never a row after ``data_range_end``,
-        and, while a clock is known, a :class:`~ettlib.errors.LookAheadError`
-        for a window not closed by ``now()``.  Each call builds a new
-        ``InferenceData`` whose ``values`` are a new float32 array (nothing
-        is kept between calls).  See :mod:`ettlib.coordinator.windows`.
+        From the cache when it covers the range, else from DuckDB (the same
+        bits).  Never a row after ``data_range_end``; while a clock is known,
+        a :class:`~ettlib.errors.LookAheadError` for a window not closed by
+        ``now()``.  A new float32 array each call (see :mod:`ettlib.coordinator.windows`).
         """
         return self._windows.get(ref)
 
@@ -426,22 +429,22 @@ class InferenceTrainingCoordinator:
         index = self._index
         if self._time is not None:
             index.drop_all_expired(self._time)
-        pairs, dead = self._buffer.take()
+        pairs, pivot_pairs, dead = self._buffer.take()
         expired, index.expired = index.expired, []
         pending = index.retained_frames()
         commit_flush(self._con, self.run_id, pending=pending, stored_pending_from=self._stored_pending_from,
-                     expired=expired if self.record_expired else (), pairs=pairs, dead_letters=dead,
+                     expired=expired, pairs=pairs, pivot_pairs=pivot_pairs, dead_letters=dead,
                      checkpoint=Checkpoint(resume_time, self._buffer.seq, self._next_id),
-                     hooks=self._subs.hooks(), states=self._subs.state_getters())
+                     hooks=self._subs.hooks(), states=self._subs.state_getters(),
+                     stored_states=self._stored_states)
         self._stored_pending_from = min((r.prediction_timestamp for r in pending), default=None)
-        self._events_since_flush = 0
+        self._flushed_events = self._events
 
     def flush(self) -> None:
         """Commit everything buffered, with a checkpoint after the current instant.
 
         Call it between instants (a resume restarts after the latest event
-        time handled); the coordinator flushes by itself every
-        ``persist_every`` events and at :meth:`close`.
+        time handled); the coordinator flushes by itself as well.
         """
         with self._lock:
             resume = (self._time + 1) if self._time is not None else (self.resume_time or 0)
@@ -477,7 +480,8 @@ class InferenceTrainingCoordinator:
         """A frozen snapshot of the live counters."""
         with self._lock:
             index, buffer = self._index, self._buffer
-            return CoordinatorCounters(self._registered, index.pending, index.matched, index.dropped,
+            index.sweep()  # the frames that can no longer match, dropped now
+            return CoordinatorCounters(index.added - self._loaded, index.pending, index.matched, index.dropped,
                                        buffer.delivered, buffer.failed, self._events)
 
     def last_matches(self, symbol: str, timeframe: str) -> tuple[object, list[InferenceFrameReference]]:
@@ -492,4 +496,5 @@ class InferenceTrainingCoordinator:
     def retained_frames(self) -> list[InferenceFrameReference]:
         """Every retained frame, by stream then prediction time (a copy)."""
         with self._lock:
+            self._index.sweep()
             return self._index.retained_frames()

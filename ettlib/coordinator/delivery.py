@@ -7,14 +7,21 @@ traceback; re-raised as :class:`~ettlib.errors.SubscriberError` when
 ``dead_letters`` until the coordinator's next flush takes them
 (:meth:`DeliveryBuffer.take`).
 
+A buffered candle pair is a short row of atoms (the garbage collector soon
+stops tracking it), :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`: the
+frame's id as is, the candle's stream and times, the subscriber, the seq
+and what the subscriber returned; a pivot delivery is one row for all its
+frames (:data:`~ettlib.coordinator.persistence.PIVOT_DELIVERY_FIELDS`).
+The flush turns them into columns.
+
 Examples
 --------
 >>> from ettlib.replay.events import CandleCompletionEvent
 >>> buffer = DeliveryBuffer()
 >>> event = CandleCompletionEvent("X", "1m", 0, 60_000, 1.0, 1.0, 1.0, 1.0, 1.0)
->>> buffer.deliver_candle("printer", lambda event, ref: 0.5, event, None)
->>> buffer.pairs, buffer.delivered
-([(None, 'candle', 'X', '1m', None, 0, 'printer', 60000, 0, 0.5, None)], 1)
+>>> buffer.deliver_candles((("printer", lambda event, ref: 0.5),), event, (None,))
+>>> buffer.candle_pairs, buffer.delivered
+([(None, 'X', '1m', 0, 60000, 'printer', 0, 0.5, None)], 1)
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ def loss_and_metrics(result) -> tuple[float | None, str | None]:
     """
     if result is None:
         return None, None
+    if type(result) is float:
+        return (result if result - result == 0.0 else None), None  # NaN and inf: no loss
     if isinstance(result, (int, float, np.floating, np.integer)) and not isinstance(result, bool):
         value = float(result)
         return (value if math.isfinite(value) else None), None
@@ -59,10 +68,11 @@ class DeliveryBuffer:
     ----------
     seq
         The next delivery's sequence number.
-    pairs, dead
-        Buffered since the last :meth:`take`: delivered pairs (rows of :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`:
-        ``training_events`` before its ``event_key`` is made), rows of
-        ``dead_letters``.
+    candle_pairs, pivot_pairs, dead
+        Buffered since the last :meth:`take`: delivered candle pairs (rows of
+        :data:`~ettlib.coordinator.persistence.PAIR_FIELDS`), pivot
+        deliveries (one row each, :data:`~ettlib.coordinator.persistence.PIVOT_DELIVERY_FIELDS`),
+        rows of ``dead_letters``.
     delivered, failed
         Pairs delivered (including deliveries without a frame) / whose
         subscriber raised, so far.
@@ -71,14 +81,15 @@ class DeliveryBuffer:
     def __init__(self, *, strict: bool = False, seq: int = 0):
         self.strict = strict
         self.seq = seq
-        self.pairs: list[tuple] = []
+        self.candle_pairs: list[tuple] = []
+        self.pivot_pairs: list[tuple] = []
         self.dead: list[tuple] = []
         self.delivered = self.failed = 0
 
-    def take(self) -> tuple[list, list]:
-        """``(pairs, dead)`` buffered so far; the buffers start empty again."""
-        out = (self.pairs, self.dead)
-        self.pairs, self.dead = [], []
+    def take(self) -> tuple[list, list, list]:
+        """``(candle_pairs, pivot_pairs, dead)`` buffered so far; the buffers start empty again."""
+        out = (self.candle_pairs, self.pivot_pairs, self.dead)
+        self.candle_pairs, self.pivot_pairs, self.dead = [], [], []
         return out
 
     def _dead_letter(self, exc, label, method, event, ids, kind, event_key, t, seq) -> None:
@@ -93,26 +104,40 @@ class DeliveryBuffer:
                 f"subscriber {label!r} raised {error} on {event!r}", event=event, callback=method
             ) from exc
 
+    def deliver_candles(self, subs, event, refs) -> None:
+        """``method(event, ref)`` for each ``(label, method)`` of ``subs`` and each of ``refs``.
+
+        The hot path of a replay: ``refs`` is the matched frames, or
+        ``(None,)`` for none.  Each call gets its own seq, taken before it
+        (a subscriber may cause deliveries itself).
+        """
+        append = self.candle_pairs.append
+        n = 0
+        for label, method in subs:
+            for ref in refs:
+                seq = self.seq
+                self.seq = seq + 1
+                try:
+                    result = method(event, ref)
+                except Exception as exc:
+                    iid = "" if ref is None else str(ref.inference_id)
+                    self._dead_letter(exc, label, method, event, [iid], "candle", event_key(event),
+                                      event.close_time, seq)
+                    continue
+                # the frame's id as is (int or str; None for no frame): made text at the flush
+                if result is None:
+                    append((None if ref is None else ref.inference_id, event.symbol, event.timeframe,
+                            event.timestamp, event.close_time, label, seq, None, None))
+                else:
+                    loss, metrics = loss_and_metrics(result)
+                    append((None if ref is None else ref.inference_id, event.symbol, event.timeframe,
+                            event.timestamp, event.close_time, label, seq, loss, metrics))
+                n += 1
+        self.delivered += n
+
     def deliver_candle(self, label, method, event, ref) -> None:
-        """``method(event, ref)``: one candle pair (the hot path of a replay)."""
-        seq = self.seq
-        self.seq = seq + 1
-        try:
-            result = method(event, ref)
-        except Exception as exc:
-            iid = "" if ref is None else str(ref.inference_id)
-            self._dead_letter(exc, label, method, event, [iid], "candle", event_key(event), event.close_time, seq)
-            return
-        # The frame's id as is (int or str; None for no frame): made text at the flush.
-        iid = None if ref is None else ref.inference_id
-        if result is None:
-            self.pairs.append((iid, "candle", event.symbol, event.timeframe, None, event.timestamp, label,
-                               event.close_time, seq, None, None))
-        else:
-            loss, metrics = loss_and_metrics(result)
-            self.pairs.append((iid, "candle", event.symbol, event.timeframe, None, event.timestamp, label,
-                               event.close_time, seq, loss, metrics))
-        self.delivered += 1
+        """``method(event, ref)``: one candle pair."""
+        self.deliver_candles(((label, method),), event, (ref,))
 
     def deliver_pivot(self, label, method, event, refs) -> None:
         """``method(event, refs)``: the pairs of a pivot with each of ``refs`` (or none), in one call."""
@@ -126,7 +151,7 @@ class DeliveryBuffer:
             self._dead_letter(exc, label, method, event, ids, "pivot", event_key(event), t, seq)
             return
         loss, metrics = loss_and_metrics(result)
-        for iid in [r.inference_id for r in refs] or [None]:  # made text at the flush
-            self.pairs.append((iid, "pivot", event.symbol, event.timeframe, event.pivot_type, event.timestamp,
-                               label, t, seq, loss, metrics))
+        # one row for the delivery, its frames' ids as a tuple (of atoms: the garbage collector
+        # stops tracking it), expanded to one row per pair at the flush; made text there
+        self.pivot_pairs.append((tuple([r.inference_id for r in refs]) or (None,), event, label, seq, loss, metrics))
         self.delivered += max(1, len(refs))

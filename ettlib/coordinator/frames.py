@@ -235,40 +235,38 @@ class InferenceFrameReference:
         # them; the same checks as _validate in fewer steps.  Anything else,
         # or any failed check, goes through _validate, which names the field.
         t, target, start, end = prediction_timestamp, target_timestamp, data_range_start, data_range_end
-        tf_entry = _TF_CANON.get(timeframe) if type(timeframe) is str else None
-        canon_symbol = _SYMBOLS.get(symbol) if type(symbol) is str else None
-        action = _ACTIONS.get(predicted_action) if type(predicted_action) is str else None
+        try:  # the canonical (interned) names; anything unknown or unhashable: _validate says why
+            tf_name, tf_ms = _TF_CANON[timeframe]
+            canon_symbol = _SYMBOLS[symbol]
+            action = _ACTIONS[predicted_action]
+        except (KeyError, TypeError):
+            tf_ms = 0
         (s_id, s_symbol, s_tf, s_t, s_target, s_start, s_end, s_params, s_action, s_candle,
          s_conf) = _SLOT_SETTERS
         if (
-            type(inference_id) is int
-            and tf_entry is not None
-            and canon_symbol is not None
-            and action is not None
+            tf_ms
+            and type(inference_id) is int
             and type(t) is int and type(target) is int and type(start) is int and type(end) is int
             and type(norm_params) is NormParams
             and type(confidence) is float and 0.0 <= confidence <= 1.0
             and type(predicted_candle) is tuple
+            and not (start % tf_ms or end % tf_ms or target % tf_ms)
+            and start <= end < target
+            and end + tf_ms <= t < target + tf_ms
+            and (not predicted_candle or _finite_floats(predicted_candle))
         ):
-            tf_ms = tf_entry[1]
-            if (
-                not (start % tf_ms or end % tf_ms or target % tf_ms)
-                and start <= end < target
-                and end + tf_ms <= t < target + tf_ms
-                and (not predicted_candle or _finite_floats(predicted_candle))
-            ):
-                s_id(self, inference_id)
-                s_symbol(self, canon_symbol)
-                s_tf(self, tf_entry[0])
-                s_t(self, t)
-                s_target(self, target)
-                s_start(self, start)
-                s_end(self, end)
-                s_params(self, norm_params)
-                s_action(self, action)
-                s_candle(self, predicted_candle)
-                s_conf(self, confidence)
-                return
+            s_id(self, inference_id)
+            s_symbol(self, canon_symbol)
+            s_tf(self, tf_name)
+            s_t(self, t)
+            s_target(self, target)
+            s_start(self, start)
+            s_end(self, end)
+            s_params(self, norm_params)
+            s_action(self, action)
+            s_candle(self, predicted_candle)
+            s_conf(self, confidence)
+            return
         s_id(self, inference_id)
         s_symbol(self, symbol)
         s_tf(self, timeframe)

@@ -28,9 +28,14 @@ event satisfies ``T <= expires_at(ref)`` where::
 
 i.e. until its target candle has closed and no pivot bar it could match is
 left, plus ``retention`` candles of grace for late confirmations.  The rule
-is exact and does not depend on when memory is cleaned: frames past it are
-dropped as the stream's events advance (``O(1)`` amortized) and listed in
-:attr:`FrameIndex.expired` as ``(frame, T)``.
+is exact and does not depend on when memory is cleaned (each match checks
+the frame's expiry): frames past it are dropped as the stream's events
+advance (``O(1)`` amortized) and, with ``record_expired`` (the default),
+listed in :attr:`FrameIndex.expired` as ``(frame, T)`` at the first event
+past their expiry.  Without it, nothing records when a frame left, and a
+stream's memory is swept every 64 candles instead of at each event
+(:meth:`FrameIndex.sweep` drops them all at once; ``pending`` counts the
+frames not yet swept).
 
 Examples
 --------
@@ -64,14 +69,17 @@ __all__ = ["FrameIndex", "NO_FRAME"]
 NO_FRAME = (None,)
 
 _COMPACT_AFTER = 1024  # dropped slots kept at a stream's head before the lists are compacted
+_SWEEP_CANDLES = 64  # candles between sweeps of a stream's expired frames, when not recorded
 
 
 class _Stream:
     """Retained frames of one (symbol, timeframe), sorted by prediction time."""
 
-    __slots__ = ("times", "refs", "head", "targets", "tf", "span", "grace")
+    __slots__ = ("symbol", "timeframe", "times", "refs", "head", "targets", "tf", "span", "grace", "now",
+                 "sweep_at", "sweep_every", "last_event", "last_refs")
 
-    def __init__(self, tf: int, span: int, grace: int):
+    def __init__(self, tf: int, span: int, grace: int, sweep_every: int = 0):
+        self.symbol = self.timeframe = ""  # the stream's key (set by FrameIndex)
         self.times: list[int] = []
         self.refs: list[InferenceFrameReference | None] = []
         self.head = 0  # refs[:head] are dropped (None)
@@ -80,6 +88,11 @@ class _Stream:
         self.tf = tf  # timeframe length, ms
         self.span = span  # pivot lookback, ms
         self.grace = grace  # retention, ms
+        self.now: int | None = None  # the knowable time of the stream's last event
+        self.sweep_at = 0  # expired frames are dropped at the first event from this time on
+        self.sweep_every = sweep_every  # ms between sweeps (0: at every event)
+        self.last_event = None  # the stream's last event and what it matched
+        self.last_refs: tuple = ()
 
     def expires_at(self, ref: InferenceFrameReference) -> int:
         a = ref.target_timestamp + self.tf
@@ -112,29 +125,43 @@ class FrameIndex:
         Candles before a pivot bar whose frames it matches.
     retention
         Extra candles a frame is kept after its last possible match.
+    record_expired
+        List each dropped frame in :attr:`expired` (default True; a
+        coordinator that does not record expired frames needs no list).
 
     Attributes
     ----------
-    pending, matched, dropped
-        Frames retained now; (frame, event) matches so far; frames dropped so far.
+    pending, matched, dropped, added
+        Frames retained now; (frame, event) matches so far; frames dropped
+        so far; frames added so far.
     expired
         ``(frame, T)`` of each frame dropped since the list was last
-        emptied (the coordinator takes it at each flush).
+        emptied (the coordinator takes it at each flush); empty without
+        ``record_expired``.
     """
 
-    def __init__(self, pivot_lookback: int, retention: int):
+    def __init__(self, pivot_lookback: int, retention: int, *, record_expired: bool = True):
         self.pivot_lookback = pivot_lookback
         self.retention = retention
+        self.record_expired = record_expired
         self._streams: dict[tuple[str, str], _Stream] = {}
-        self._last: dict[tuple[str, str], tuple[object, tuple]] = {}
-        self.pending = self.matched = self.dropped = 0
+        self.matched = self.dropped = self.added = 0
+        self._added_to: _Stream | None = None
         self.expired: list[tuple[InferenceFrameReference, int]] = []
+
+    @property
+    def pending(self) -> int:
+        """Frames retained now (added, less dropped)."""
+        return self.added - self.dropped
 
     def _stream(self, key: tuple[str, str]) -> _Stream:
         stream = self._streams.get(key)
         if stream is None:
             tf = TIMEFRAMES[key[1]]
-            stream = self._streams[key] = _Stream(tf, self.pivot_lookback * tf, self.retention * tf)
+            # without a record of when each frame expired, memory is swept every _SWEEP_CANDLES
+            sweep = 0 if self.record_expired else _SWEEP_CANDLES * tf
+            stream = self._streams[key] = _Stream(tf, self.pivot_lookback * tf, self.retention * tf, sweep)
+            stream.symbol, stream.timeframe = key
         return stream
 
     def expires_at(self, ref: InferenceFrameReference) -> int:
@@ -143,9 +170,10 @@ class FrameIndex:
 
     def add(self, ref: InferenceFrameReference, *, with_target: bool = True) -> None:
         """Retain ``ref`` (``with_target=False``: for pivots only; its target candle has passed)."""
-        stream = self._streams.get((ref.symbol, ref.timeframe))
-        if stream is None:
-            stream = self._stream((ref.symbol, ref.timeframe))
+        stream = self._added_to  # the stream of the last frame added: usually this one's
+        if stream is None or ref.symbol is not stream.symbol or ref.timeframe is not stream.timeframe:
+            stream = self._added_to = self._stream((ref.symbol, ref.timeframe))
+            stream.symbol, stream.timeframe = ref.symbol, ref.timeframe  # equal; the frames' own strings
         t = ref.prediction_timestamp
         times = stream.times
         if not times or t >= times[-1]:
@@ -157,64 +185,77 @@ class FrameIndex:
             stream.refs.insert(i, ref)
         if with_target:
             targets = stream.targets
-            key = ref.target_timestamp
-            held = targets.get(key)
-            if held is None:
-                targets[key] = ref
-            elif type(held) is list:
-                held.append(ref)
-            else:
-                targets[key] = [held, ref]
-        self.pending += 1
+            held = targets.setdefault(ref.target_timestamp, ref)
+            if held is not ref:  # the target is shared
+                if type(held) is list:
+                    held.append(ref)
+                else:
+                    targets[ref.target_timestamp] = [held, ref]
+        self.added += 1
 
-    def match_candle(self, event) -> tuple:
+    def match_candle(self, event, key: tuple[str, str] | None = None) -> tuple:
         """The retained frames whose target is the candle ``event`` (:data:`NO_FRAME` if none).
 
         The stream's frames past their expiry at the candle's close are
-        dropped first; the target is consumed (a candle closes once).
+        dropped first (see :meth:`sweep`); the target is consumed (a candle
+        closes once).  ``key``: ``(event.symbol, event.timeframe)``, when
+        the caller has it.
         """
-        key = (event.symbol, event.timeframe)
-        t = event.close_time
-        stream = self._streams.get(key)
+        stream = self._streams.get((event.symbol, event.timeframe) if key is None else key)
         if stream is None:
-            self._last[key] = (event, ())
-            return NO_FRAME
-        if stream.head < len(stream.refs):
-            self._drop(stream, t)
+            stream = self._stream((event.symbol, event.timeframe))
+        t = event.close_time
+        stream.now = t
+        if t >= stream.sweep_at:
+            if stream.head < len(stream.refs):
+                self._drop(stream, t)
+            stream.sweep_at = t + stream.sweep_every
         held = stream.targets.pop(event.timestamp, None)
         if held is None:
             refs = NO_FRAME
         elif type(held) is not list:
-            # expiry is not monotone in prediction time (horizons differ): a frame behind
-            # the dropped head may be past its expiry, so it is checked here too
+            # expiry is not monotone in prediction time (horizons differ), and memory is swept
+            # only now and then: a retained frame may be past its expiry, so it is checked here
             a = held.target_timestamp + stream.tf  # stream.expires_at(held), inlined
             b = held.prediction_timestamp + stream.span
             refs = (held,) if (a if a > b else b) + stream.grace >= t else NO_FRAME
         else:
             refs = tuple(r for r in held if stream.expires_at(r) >= t) or NO_FRAME
-        if refs is NO_FRAME:
-            self._last[key] = (event, ())
-        else:
+        if refs is not NO_FRAME:
             self.matched += len(refs)
-            self._last[key] = (event, refs)
+        stream.last_event = event
+        stream.last_refs = refs
         return refs
 
     def match_pivot(self, event) -> list[InferenceFrameReference]:
         """The retained frames made within ``pivot_lookback`` candles before the pivot's bar."""
-        key = (event.symbol, event.timeframe)
+        stream = self._stream((event.symbol, event.timeframe))
         t = event.confirmed_at
-        stream = self._streams.get(key)
-        refs: list[InferenceFrameReference] = []
-        if stream is not None:
+        stream.now = t
+        if t >= stream.sweep_at:
             if stream.head < len(stream.refs):
                 self._drop(stream, t)
-            lo = event.timestamp - stream.span
-            i = bisect_left(stream.times, lo, stream.head)
-            j = bisect_right(stream.times, event.timestamp, i)
-            refs = [r for r in stream.refs[i:j] if stream.expires_at(r) >= t]
+            stream.sweep_at = t + stream.sweep_every
+        lo = event.timestamp - stream.span
+        i = bisect_left(stream.times, lo, stream.head)
+        j = bisect_right(stream.times, event.timestamp, i)
+        refs = [r for r in stream.refs[i:j] if stream.expires_at(r) >= t]
         self.matched += len(refs)
-        self._last[key] = (event, tuple(refs))
+        stream.last_event = event
+        stream.last_refs = tuple(refs)
         return refs
+
+    def sweep(self) -> None:
+        """Drop every stream's expired frames at the time of its last event.
+
+        Without ``record_expired`` the frames that can no longer match are
+        freed every few dozen candles, not at each event (matching checks
+        each frame's expiry itself, so what matches never depends on it);
+        what reads the retained frames or counts them sweeps first.
+        """
+        for stream in self._streams.values():
+            if stream.now is not None and stream.head < len(stream.refs):
+                self._drop(stream, stream.now)
 
     def drop_expired(self, key: tuple[str, str], now: int) -> None:
         """Drop the frames of stream ``key`` that can no longer match at knowable time ``now``."""
@@ -228,7 +269,7 @@ class FrameIndex:
         n = len(refs)
         tf, span, grace = stream.tf, stream.span, stream.grace
         targets = stream.targets
-        expired = self.expired
+        expired = self.expired if self.record_expired else None
         while head < n:
             ref = refs[head]
             a = ref.target_timestamp + tf
@@ -239,9 +280,9 @@ class FrameIndex:
             head += 1
             if ref.target_timestamp in targets:  # its target candle has not closed (or it shares it)
                 stream.forget_target(ref)
-            expired.append((ref, now))
+            if expired is not None:
+                expired.append((ref, now))
         if head != first:
-            self.pending -= head - first
             self.dropped += head - first
             stream.head = head
             if head > _COMPACT_AFTER and head * 2 > n:
@@ -254,8 +295,10 @@ class FrameIndex:
 
     def last_matches(self, symbol: str, timeframe: str) -> tuple[object, list[InferenceFrameReference]]:
         """``(event, frames)``: the stream's last event matched and its frames (``(None, [])`` before any)."""
-        event, refs = self._last.get((symbol, timeframe), (None, ()))
-        return event, list(refs)
+        stream = self._streams.get((symbol, timeframe))
+        if stream is None or stream.last_event is None:
+            return None, []
+        return stream.last_event, [] if stream.last_refs is NO_FRAME else list(stream.last_refs)
 
     def retained_frames(self) -> list[InferenceFrameReference]:
         """Every retained frame, by stream then prediction time (a copy)."""

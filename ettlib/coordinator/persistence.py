@@ -13,8 +13,8 @@ inserted with one statement each, never one INSERT per row):
   'expired'`` and ``expired_at``, appended once per frame;
 - delivered pairs -> ``training_events``, appended as one columnar batch
   (one row per (frame, event, subscriber); ``inference_id = ''`` where an
-  event was delivered without a frame; ``event_key`` made by the INSERT
-  from the event's stream and time).  The table has no key: a pair is
+  event was delivered without a frame; ``event_key`` made in Arrow from
+  the event's stream and time, not per pair in Python).  The table has no key: a pair is
   unique by the protocol (see the coordinator), which
   :func:`check_pairs_before` verifies when a run resumes;
 - subscriber failures -> ``dead_letters``;
@@ -37,7 +37,7 @@ Examples
 >>> _ = ensure_schema(con)
 >>> ref = InferenceFrameReference(1, "X", "1m", 180_000, 180_000, 0, 120_000,
 ...                               (1.0, 1.0, 1.0, 1.0), "BUY", (1.5,), 0.5)
->>> pair = (1, "candle", "X", "1m", None, 180_000, "learner", 240_000, 0, 0.5, None)
+>>> pair = (1, "X", "1m", 180_000, 240_000, "learner", 0, 0.5, None)
 >>> commit_flush(con, "r", pending=[ref], pairs=[pair], checkpoint=Checkpoint(240_000, 1, 2))
 >>> load_checkpoint(con, "r")
 Checkpoint(resume_time=240000, next_seq=1, next_inference_id=2)
@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -67,6 +68,8 @@ from ettlib.coordinator.frames import FRAME_COLUMNS, InferenceFrameReference
 __all__ = [
     "Checkpoint",
     "PAIR_FIELDS",
+    "PAIR_COLUMNS",
+    "PIVOT_DELIVERY_FIELDS",
     "DEAD_LETTER_COLUMNS",
     "commit_flush",
     "load_checkpoint",
@@ -76,17 +79,26 @@ __all__ = [
     "frames_table",
     "insert_pairs",
     "pairs_table",
+    "event_keys",
     "delete_run_state",
     "new_run_id",
 ]
 
-#: Fields of one buffered delivered pair: the frame's id (int, str, or None
-#: for none), the event's kind, stream, pivot type (None for a candle) and
-#: bar time, the subscriber, the knowable time, the delivery's seq and what
-#: the subscriber returned (loss, metrics JSON).
-PAIR_FIELDS: tuple[str, ...] = (
+#: Fields of one buffered candle pair: the frame's id (int, str, or None for
+#: none), the candle's stream, open time and close time, the subscriber, the
+#: delivery's seq and what the subscriber returned (loss, metrics JSON).
+PAIR_FIELDS: tuple[str, ...] = ("inference_id", "symbol", "timeframe", "timestamp", "knowable_time",
+                                "subscriber", "seq", "loss", "metrics")
+
+#: Fields of one buffered pivot delivery: its frames' ids (a tuple; ``(None,)``
+#: for none), the event itself, the subscriber, the seq, loss and metrics.
+PIVOT_DELIVERY_FIELDS: tuple[str, ...] = ("inference_ids", "event", "subscriber", "seq", "loss", "metrics")
+
+#: Columns of :func:`pairs_table` (``training_events`` less ``run_id``, plus the event's fields).
+PAIR_COLUMNS: tuple[str, ...] = (
     "inference_id",
     "event_kind",
+    "event_key",
     "symbol",
     "timeframe",
     "pivot_type",
@@ -111,14 +123,9 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "seq",
 )
 
-_PAIR_TYPES = (None, pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(), pa.string(),
-               pa.int64(), pa.int64(), pa.float64(), pa.string())
+#: Getters of a pivot's symbol, timeframe, pivot type, bar time and knowable time
+_PIVOT_FIELDS = tuple(map(attrgetter, ("symbol", "timeframe", "pivot_type", "timestamp", "confirmed_at")))
 
-# event_key as ettlib.replay.events.event_key writes it, made in the INSERT
-_EVENT_KEY_SQL = ("CASE WHEN event_kind = 'candle'"
-                  " THEN 'candle:' || symbol || ':' || timeframe || ':' || CAST(timestamp AS VARCHAR)"
-                  " ELSE 'pivot:' || symbol || ':' || timeframe || ':' || pivot_type || ':'"
-                  " || CAST(timestamp AS VARCHAR) END")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,21 +200,90 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, run_id: str, data: pa.Ta
         )
 
 
-def pairs_table(pairs: Sequence[tuple]) -> pa.Table:
-    """Buffered pairs (rows of :data:`PAIR_FIELDS`) as an Arrow table, column by column."""
-    columns = list(zip(*pairs))
-    data = {PAIR_FIELDS[0]: _id_text(columns[0])}
-    for n, c, t in zip(PAIR_FIELDS[1:], columns[1:], _PAIR_TYPES[1:]):
-        data[n] = pa.array(c, type=t)
-    return pa.table(data)
+def _column(values: Sequence, kind: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array; all ``None`` (a subscriber returning nothing) without a scan per item."""
+    if values.count(None) == len(values):
+        return pa.nulls(len(values), kind)
+    return pa.array(values, kind)
+
+
+def _text(values: Sequence[str]) -> pa.Array:
+    """Strings as an Arrow array: one value repeated (a stream, a subscriber) as a one-entry dictionary."""
+    n = len(values)
+    if n and values.count(values[0]) == n:
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([values[0]], pa.string()))
+    return pa.array(values, pa.string())
+
+
+_PAIRS_SCHEMA = pa.schema([(name, pa.int64() if name in ("timestamp", "knowable_time", "seq") else
+                            pa.float64() if name == "loss" else pa.string()) for name in PAIR_COLUMNS])
+
+
+def event_keys(kind: str, symbols: pa.Array, timeframes: pa.Array, pivot_types: pa.Array,
+               times: pa.Array) -> pa.Array:
+    """:func:`ettlib.replay.events.event_key` of each event of one ``kind``, made in Arrow.
+
+    >>> event_keys("candle", pa.array(["X"]), pa.array(["1m"]), pa.nulls(1, pa.string()), pa.array([0])).tolist()
+    ['candle:X:1m:0']
+    """
+    text = pa.string()
+    parts = [kind, symbols.cast(text), timeframes.cast(text)]
+    if kind == "pivot":
+        parts.append(pivot_types.cast(text))
+    return pc.binary_join_element_wise(*parts, times.cast(text), ":")
+
+
+def _pairs_part(pairs: Sequence[tuple], kind: str) -> pa.Table:
+    if kind == "pivot":  # one row per delivery, with the ids of its frames: one row per pair
+        pairs = [(iid, e, s, q, lo, m) for ids, e, s, q, lo, m in pairs for iid in ids]
+    if kind == "candle":
+        ids, symbols, timeframes, times, knowable, subscribers, seqs, losses, metrics = zip(*pairs)
+        pivot_types = None
+    else:
+        ids, events, subscribers, seqs, losses, metrics = zip(*pairs)
+        symbols, timeframes, pivot_types, times, knowable = (list(map(f, events)) for f in _PIVOT_FIELDS)
+    n, i64 = len(ids), pa.int64()
+    symbols, timeframes, times = _text(symbols), _text(timeframes), pa.array(times, i64)
+    pivot_types = pa.nulls(n, pa.string()) if pivot_types is None else _text(pivot_types)
+    return pa.table({
+        "inference_id": _id_text(ids),
+        "event_kind": _text((kind,) * n),
+        "event_key": event_keys(kind, symbols, timeframes, pivot_types, times),
+        "symbol": symbols,
+        "timeframe": timeframes,
+        "pivot_type": pivot_types,
+        "timestamp": times,
+        "subscriber": _text(subscribers),
+        "knowable_time": pa.array(knowable, i64),
+        "seq": pa.array(seqs, i64),
+        "loss": _column(losses, pa.float64()),
+        "metrics": _column(metrics, pa.string()),
+    })
+
+
+def pairs_table(candle_pairs: Sequence[tuple] = (), pivot_pairs: Sequence[tuple] = ()) -> pa.Table:
+    """Buffered candle pairs and pivot deliveries as one Arrow table of :data:`PAIR_COLUMNS`.
+
+    ``candle_pairs`` are rows of :data:`PAIR_FIELDS`, ``pivot_pairs`` rows
+    of :data:`PIVOT_DELIVERY_FIELDS`.
+
+    Built column by column (a pivot's fields read with one C-level getter
+    per event), the ids converted in Arrow, repeated text as dictionaries.
+    """
+    parts = [_pairs_part(p, k) for p, k in ((candle_pairs, "candle"), (pivot_pairs, "pivot")) if p]
+    if not parts:
+        raise ValueError("pairs_table needs at least one pair")
+    if len(parts) == 1:
+        return parts[0]
+    return pa.concat_tables([part.cast(_PAIRS_SCHEMA) for part in parts])  # dictionaries as plain text
 
 
 def insert_pairs(con: duckdb.DuckDBPyConnection, run_id: str, pairs: pa.Table) -> None:
-    """Append :func:`pairs_table` rows to ``training_events``, each ``event_key`` made by the INSERT."""
+    """Append :func:`pairs_table` rows to ``training_events`` (one INSERT, ``run_id`` a parameter)."""
     with registered(con, "_ett_flush_pairs", pairs) as name:
         con.execute(
             "INSERT INTO training_events (run_id, inference_id, event_kind, event_key, subscriber,"
-            f" knowable_time, seq, loss, metrics) SELECT ?, inference_id, event_kind, {_EVENT_KEY_SQL},"
+            " knowable_time, seq, loss, metrics) SELECT ?, inference_id, event_kind, event_key,"
             f" subscriber, knowable_time, seq, loss, metrics FROM {name}",
             [run_id],
         )
@@ -221,20 +297,26 @@ def commit_flush(
     stored_pending_from: int | None = 0,
     expired: Sequence[tuple[InferenceFrameReference, int]] = (),
     pairs: Sequence[tuple] = (),
+    pivot_pairs: Sequence[tuple] = (),
     dead_letters: Sequence[tuple] = (),
     checkpoint: Checkpoint,
     hooks: Iterable[Callable[[duckdb.DuckDBPyConnection], object]] = (),
     states: Iterable[tuple[str, Callable[[], bytes | None]]] = (),
+    stored_states: set[str] | None = None,
 ) -> None:
     """Write one flush in one transaction; on any error roll back and raise.
 
     ``pending`` are the frames retained now (they replace the run's pending
     rows: those with a prediction time from ``stored_pending_from`` on, all
     of them when it is 0, none when ``None``); ``expired`` holds ``(frame, expired_at)`` of frames to record as
-    expired; ``pairs`` rows of :data:`PAIR_FIELDS`; ``dead_letters`` rows of
+    expired; ``pairs`` rows of :data:`PAIR_FIELDS` (candle pairs); ``pivot_pairs``
+    rows of :data:`PIVOT_DELIVERY_FIELDS`; ``dead_letters`` rows of
     :data:`DEAD_LETTER_COLUMNS`; each of ``hooks`` is called with ``con``
     inside the transaction; then each ``(subscriber, get_state)`` of
     ``states`` is called and its bytes stored (see :func:`_write_states`).
+    ``stored_states``, when given, is the set of the subscribers that have a
+    stored state (the caller's own record, updated here once the transaction
+    has committed): a ``None`` state deletes a row only where there is one.
     """
     with transaction(con):
         if stored_pending_from is not None:  # the last flush's pending rows (zone maps skip older rows)
@@ -252,8 +334,8 @@ def commit_flush(
                     f"run {run_id!r}: an inference_id was registered twice ({exc}); "
                     "ids must be unique within a run (use coordinator.new_inference_id())"
                 ) from exc
-        if pairs:
-            insert_pairs(con, run_id, pairs_table(pairs))
+        if pairs or pivot_pairs:
+            insert_pairs(con, run_id, pairs_table(pairs, pivot_pairs))
         if dead_letters:
             placeholders = ", ".join("?" * (len(DEAD_LETTER_COLUMNS) + 1))
             con.executemany(
@@ -261,14 +343,19 @@ def commit_flush(
                 f" VALUES ({placeholders})",
                 [(run_id, *row) for row in dead_letters],
             )
-        con.execute(
-            "INSERT OR REPLACE INTO coordinator_checkpoints"
-            " (run_id, resume_time, next_seq, next_inference_id) VALUES (?, ?, ?, ?)",
-            [run_id, checkpoint.resume_time, checkpoint.next_seq, checkpoint.next_inference_id],
-        )
+        values = [checkpoint.resume_time, checkpoint.next_seq, checkpoint.next_inference_id, run_id]
+        updated = con.execute(  # an UPDATE costs half an INSERT OR REPLACE; a run's first flush inserts
+            "UPDATE coordinator_checkpoints SET resume_time = ?, next_seq = ?, next_inference_id = ?"
+            " WHERE run_id = ?", values).fetchone()[0]
+        if not updated:
+            con.execute("INSERT INTO coordinator_checkpoints (resume_time, next_seq, next_inference_id, run_id)"
+                        " VALUES (?, ?, ?, ?)", values)
         for hook in hooks:
             hook(con)
-        _write_states(con, run_id, checkpoint.resume_time, states)
+        has_state = _write_states(con, run_id, checkpoint.resume_time, states, stored_states)
+    if stored_states is not None:  # committed
+        stored_states.difference_update(n for n, has in has_state.items() if not has)
+        stored_states.update(n for n, has in has_state.items() if has)
 
 
 def check_pairs_before(con: duckdb.DuckDBPyConnection, run_id: str, checkpoint: Checkpoint) -> None:
@@ -295,13 +382,22 @@ def check_pairs_before(con: duckdb.DuckDBPyConnection, run_id: str, checkpoint: 
 
 
 def _write_states(con: duckdb.DuckDBPyConnection, run_id: str, resume_time: int,
-                  states: Iterable[tuple[str, Callable[[], bytes | None]]]) -> None:
-    """Store each subscriber's ``get_state()`` bytes in ``subscriber_states`` (``None``: delete)."""
+                  states: Iterable[tuple[str, Callable[[], bytes | None]]],
+                  stored: set[str] | None = None) -> dict[str, bool]:
+    """Store each subscriber's ``get_state()`` bytes in ``subscriber_states`` (``None``: delete).
+
+    Returns ``{subscriber: whether it has a stored state now}``; with
+    ``stored`` (the names that have one), a ``None`` state of a name not in
+    it deletes nothing.
+    """
+    has_state: dict[str, bool] = {}
     for name, get_state in states:
         state = get_state()
         if state is None:
-            con.execute("DELETE FROM subscriber_states WHERE run_id = ? AND subscriber = ?",
-                        [run_id, name])
+            if stored is None or name in stored:
+                con.execute("DELETE FROM subscriber_states WHERE run_id = ? AND subscriber = ?",
+                            [run_id, name])
+            has_state[name] = False
             continue
         if not isinstance(state, (bytes, bytearray, memoryview)):
             raise ConfigTypeError(
@@ -313,6 +409,8 @@ def _write_states(con: duckdb.DuckDBPyConnection, run_id: str, resume_time: int,
             " VALUES (?, ?, ?, ?)",
             [run_id, name, bytes(state), resume_time],
         )
+        has_state[name] = True
+    return has_state
 
 
 def load_subscriber_states(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, bytes]:
