@@ -125,11 +125,16 @@ class WindowReader:
     def __init__(self, store, cache=None, *, columns: Sequence[str] = CANDLE_COLUMNS, now=None,
                  lock=None):
         self.store = store
-        self.cache = cache
+        self._cache = cache
         self.columns = CANDLE_COLUMNS if tuple(columns) == CANDLE_COLUMNS else tuple(columns)
         self._normalize = ColumnNormalizer(self.columns)
         self._clock_time = now
         self._lock = threading.RLock() if lock is None else lock
+
+    @property
+    def cache(self):
+        """The window cache tried before the store (None: the store alone)."""
+        return self._cache
 
     def check_knowable(self, ref: InferenceFrameReference) -> None:
         """Refuse a window whose last candle has not closed at the clock (whatever its source)."""
@@ -146,7 +151,7 @@ class WindowReader:
         the window (O(1) for a gap-free stream); any other cache's rows are
         clipped to the window.
         """
-        cache = self.cache
+        cache = self._cache
         if cache is None:
             return None
         start, end = ref.data_range_start, ref.data_range_end
