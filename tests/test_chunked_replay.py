@@ -174,3 +174,16 @@ def test_the_cache_holds_recent_rows_only_and_its_windows_equal_the_whole_ranges
     assert checked > 15
     whole.close()
     chunked.close()
+
+
+def test_the_first_stored_candle_is_asked_only_for_ranges_longer_than_a_span(store, monkeypatch):
+    from ettlib.replay import planner
+
+    asked = []
+    real = planner._first_stored
+    monkeypatch.setattr(planner, "_first_stored", lambda *a: asked.append(a) or real(*a))
+    early = START_MS - 20_000 * M  # long before the first stored candle
+    whole, _ = _events(store, 10**9, start=early)  # one span covers the range: it ends at ``end``
+    assert asked == [] and len(whole) > 10_000
+    assert _events(store, 97, start=early)[0] == whole  # the first span jumps to the first candle
+    assert len(asked) == 1

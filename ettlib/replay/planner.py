@@ -96,9 +96,10 @@ class SpanPlanner:
         longest = max(TIMEFRAMES[tf] for tf in config.timeframes)
         load_start = start - warmup * longest
         self._next = load_start - load_start % longest  # whole buckets of every timeframe
-        # the first span reaches from there to the first stored candle, and a span beyond
-        self._first = _first_stored(cache.storage, symbols, config.base_timeframe, self._next)
         self.span_ms = span_candles * self.base_ms
+        # the first span reaches from there to the first stored candle, and a span beyond; a
+        # range that one span from here covers needs no query (its first span ends at ``end``)
+        self._first = self._next if self.end - self._next < self.span_ms else None
         self._state = {s: _SymbolState(config, start) for s in symbols}
 
     @property
@@ -114,6 +115,8 @@ class SpanPlanner:
         """
         while not self.done:
             lo = self._next
+            if self._first is None:
+                self._first = _first_stored(self.cache.storage, self.symbols, self.config.base_timeframe, lo)
             hi = min(self.end, max(lo, self._first) + self.span_ms - 1)
             self._next = hi + 1
             behind = lo if now is None else min(lo, now)
