@@ -41,7 +41,7 @@ class Null(base.Regressor):
     """A River regressor that does nothing: what is left is the path around it."""
 
     def learn_one(self, x, y):
-        pass
+        """Learns nothing."""
 
     def predict_one(self, x):
         return 0.0

@@ -193,6 +193,14 @@ class FrameIndex:
                     targets[ref.target_timestamp] = [held, ref]
         self.added += 1
 
+    def _advance(self, stream, t: int) -> None:
+        """The stream's clock to ``t``; its expired frames swept when a sweep is due."""
+        stream.now = t
+        if t >= stream.sweep_at:
+            if stream.head < len(stream.refs):
+                self._drop(stream, t)
+            stream.sweep_at = t + stream.sweep_every
+
     def match_candle(self, event, key: tuple[str, str] | None = None) -> tuple:
         """The retained frames whose target is the candle ``event`` (:data:`NO_FRAME` if none).
 
@@ -205,11 +213,7 @@ class FrameIndex:
         if stream is None:
             stream = self._stream((event.symbol, event.timeframe))
         t = event.close_time
-        stream.now = t
-        if t >= stream.sweep_at:
-            if stream.head < len(stream.refs):
-                self._drop(stream, t)
-            stream.sweep_at = t + stream.sweep_every
+        self._advance(stream, t)
         held = stream.targets.pop(event.timestamp, None)
         if held is None:
             refs = NO_FRAME
@@ -231,11 +235,7 @@ class FrameIndex:
         """The retained frames made within ``pivot_lookback`` candles before the pivot's bar."""
         stream = self._stream((event.symbol, event.timeframe))
         t = event.confirmed_at
-        stream.now = t
-        if t >= stream.sweep_at:
-            if stream.head < len(stream.refs):
-                self._drop(stream, t)
-            stream.sweep_at = t + stream.sweep_every
+        self._advance(stream, t)
         lo = event.timestamp - stream.span
         i = bisect_left(stream.times, lo, stream.head)
         j = bisect_right(stream.times, event.timestamp, i)
