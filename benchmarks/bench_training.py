@@ -36,8 +36,8 @@ DuckDB file:
    (:func:`bench_river_like_for_like`): the whole ettlib River path (replay,
    frames, matching, features once per frame, predict, learn) against
    ``progressive_val_score`` with ``moment`` and a one-candle ``delay`` computing
-   the same features from the same windows (``river_path_vs_progressive_val_ratio``,
-   target >= 0.8).
+   the same features from the same raw windows, normalization included
+   (``river_path_vs_progressive_val_ratio``, target >= 0.8).
 4. **The default configuration**: a full :func:`run_experiment` with the
    default :class:`ExperimentConfig` (context 64, d_model 32, 2 layers,
    batch 32, 1 torch thread) on demo data: wall time and whether the model
@@ -129,8 +129,13 @@ def instrument(adapter):
     return adapter
 
 
-def replay(storage, adapter, start, end, context, *, use_cache=True, pivots=PIVOTS, on_prediction=None):
+def replay(storage, adapter, start, end, context, *, use_cache=True, pivots=PIVOTS, on_prediction=None,
+           closing=None):
     """Drive ``adapter`` through a session's replay; return (timed source, wall seconds, coordinator).
+
+    Timed: ``session.run()`` and the adapter's ``flush()``.  ``closing``: a list
+    that gets the seconds of ``session.close()`` (the last commit: frames,
+    pairs, checkpoint, the adapter's state) appended.
 
     ``use_cache=False``: the coordinator re-reads training windows from DuckDB.
     ``pivots``: the pivot types the adapter learns from (none: candle pairs only).
@@ -148,7 +153,10 @@ def replay(storage, adapter, start, end, context, *, use_cache=True, pivots=PIVO
     session.run()
     adapter.flush()
     wall = time.perf_counter() - t
+    t = time.perf_counter()
     session.close()
+    if closing is not None:
+        closing.append(time.perf_counter() - t)
     return timed, wall, coordinator
 
 
@@ -296,15 +304,23 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
       matching, delivery, features, ``predict_one``, ``learn_one``.  Candle pairs
       only (no pivot classifier: River's side has none).
     * River: ``progressive_val_score(moment=..., delay=one candle)`` over a
-      generator that computes each frame's features from its normalized window
-      (recorded from the same replay, untimed) as it is asked for.
+      generator that, as each item is asked for, does what the inference loop
+      and the adapter do per frame to make it: the frame's raw window (recorded
+      from the same replay, untimed) normalized by the same
+      :class:`~ettlib.coordinator.window_norm.WindowNormalizer`, its features by
+      the same :meth:`RiverAdapter.features_of`, and the target in those units
+      by the adapter's own arithmetic (the label candle's close, recorded
+      untimed).  Its windows are not normalized beforehand: features from raw
+      windows are the work both sides must do.
 
     The two end with the same regressor weights (checked).  Median of ``repeats``
-    runs each, alternating.
+    runs each, alternating.  ``ratio_with_commit`` also counts the ettlib
+    session's closing commit (what makes its deliveries exactly once; a long
+    run commits every ``persist_every`` events): River's side has nothing like it.
     """
     from river import evaluate, metrics
 
-    from ettlib.coordinator.normalization import normalize
+    from ettlib.coordinator.window_norm import WindowNormalizer
 
     recorded, labels = [], {}
 
@@ -320,34 +336,41 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
     replay(storage, Labels(), start, end, context, pivots=(), on_prediction=record)
 
     shaper = RiverAdapter()
-    items = []  # (normalized window, columns, target change, moment) of every labelled frame
+    items = []  # (raw window, label close, moment) of every labelled frame
     for ref, values, columns in recorded:
         event = labels.get(ref.target_timestamp)
         if event is None:
             continue
-        window = normalize(values, columns, ref.norm_params)
-        last = float(window[-1, columns.index("close")])
-        target = float(normalized_target(event, ref.norm_params, ("close",))[0])
-        items.append((window, columns, float(np.clip(target - last, -5, 5)), ref.prediction_timestamp))
+        # the recorded window is the one the frame was made from: the same NormParams again
+        assert WindowNormalizer(columns)(values)[0] == ref.norm_params
+        items.append((values, float(event.close), ref.prediction_timestamp))
+    columns = recorded[0][2]
+    clip = shaper.target_clip
 
     def river_side():
         model = RiverAdapter()._build()[0]
+        normalizer = WindowNormalizer(columns)
         when = {}
 
         def dataset():
-            for window, columns, y, t in items:
-                x = shaper.features_of(window, columns)
+            for values, close, t in items:
+                params, window = normalizer(values)
+                x, last = shaper._features_and_close(window, columns)
+                # RiverAdapter._learn_candle's target: the close in the frame's units, less the last close
+                y = (close - params.price_offset) * (1.0 / params.price_scale) - last
                 when[id(x)] = t
-                yield x, y
+                yield x, (clip if y > clip else (-clip if y < -clip else y))
 
         t0 = time.perf_counter()
         evaluate.progressive_val_score(dataset(), model, metrics.MAE(), moment=lambda x: when[id(x)],
                                        delay=60_000)
         return time.perf_counter() - t0, model
 
+    closing = []
+
     def ettlib_side():
         adapter = RiverAdapter(batch_size=1)
-        _, seconds, _ = replay(storage, adapter, start, end, context, pivots=())
+        _, seconds, _ = replay(storage, adapter, start, end, context, pivots=(), closing=closing)
         return seconds, adapter
 
     river_s, ettlib_s = [], []
@@ -356,6 +379,7 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
         river_s.append(seconds)
         seconds, adapter = ettlib_side()
         ettlib_s.append(seconds)
+    committed_s = [run + close for run, close in zip(ettlib_s, closing)]
     ours = adapter.regressor["LinearRegression"].weights
     theirs = model["LinearRegression"].weights
     same = set(ours) == set(theirs) and all(abs(ours[k] - theirs[k]) <= 1e-9 * max(1.0, abs(theirs[k]))
@@ -363,8 +387,11 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
     n = len(items)
     river_rate = n / float(np.median(river_s))
     ettlib_rate = adapter.pairs_learned / float(np.median(ettlib_s))
+    committed_rate = adapter.pairs_learned / float(np.median(committed_s))
     return {"items": n, "pairs": adapter.pairs_learned, "river_items_per_s": river_rate,
-            "ettlib_pairs_per_s": ettlib_rate, "ratio": ettlib_rate / river_rate, "same_weights": same}
+            "ettlib_pairs_per_s": ettlib_rate, "ratio": ettlib_rate / river_rate, "same_weights": same,
+            "repeats": repeats, "ratios": [float(r / e) for r, e in zip(river_s, ettlib_s)],
+            "commit_ms": float(np.median(closing)) * 1e3, "ratio_with_commit": committed_rate / river_rate}
 
 
 def bench_default_run(path, start, end):
@@ -400,7 +427,8 @@ def main(argv=None) -> int:
             cached = bench_transformer(storage, start, end, params)
             uncached = bench_transformer(storage, start, end, params, use_cache=False)
             river = bench_river(storage, start, end, params["context_length"])
-            like = bench_river_like_for_like(storage, start, end, params["context_length"])
+            like = bench_river_like_for_like(storage, start, end, params["context_length"],
+                                             repeats=3 if args.quick else 7)
             seed_sized = None
             if not args.quick:  # a 600-candle model: about 2.5 s a step on one thread
                 seed_params = dict(params, context_length=600, d_model=64, d_ff=256)
@@ -443,6 +471,10 @@ def main(argv=None) -> int:
          "items/s", f"{like['ettlib_pairs_per_s']:.0f} / {like['river_items_per_s']:.0f}"),
         ("ettlib River path / progressive_val_score (same weights after)",
          f"{like['ratio']:.3f}  (target >= 0.8; {like['same_weights']})"),
+        (f"  each of the {like['repeats']} alternating pairs of runs",
+         " ".join(f"{r:.2f}" for r in like["ratios"])),
+        ("  with the session's closing commit (ms; ratio)",
+         f"{like['commit_ms']:.1f}; {like['ratio_with_commit']:.3f}"),
         (f"default run: {default_hours} h of 1m, wall s", f"{default['wall_s']:.1f}"),
         ("default run: MAE model / frozen / persistence",
          f"{default['model_mae']:.4f} / {default['frozen_mae']:.4f} / {default['persistence_mae']:.4f}"),
@@ -478,6 +510,8 @@ def main(argv=None) -> int:
         "river_path_pairs_per_s": round(like["ettlib_pairs_per_s"], 1),
         "river_progressive_val_delayed_items_per_s": round(like["river_items_per_s"], 1),
         "river_like_for_like_same_weights": like["same_weights"],
+        "river_path_with_commit_vs_progressive_val_ratio": round(like["ratio_with_commit"], 4),
+        "river_path_commit_ms": round(like["commit_ms"], 2),
         "default_run_wall_s": round(default["wall_s"], 2),
         "default_run_hours": default_hours,
         "default_model_mae": default["model_mae"],

@@ -462,3 +462,20 @@ def test_river_one_pair_batches_learn_the_kept_features_of_the_learning_windows(
     assert fast.regressor["LinearRegression"].weights == slow.regressor["LinearRegression"].weights
     assert [(r.inference_id, r.event_key, r.loss) for r in fast.results] == [
         (r.inference_id, r.event_key, r.loss) for r in slow.results]
+
+
+def test_pair_results_pickle_compactly_and_old_pickles_still_load():
+    """Checkpoints pickle every undrained result: they must round-trip, fast form or the old one."""
+    import pickle
+
+    from ettlib.training.adapters.base import PairResult, pair_result
+
+    results = [pair_result(7, "candle", "candle:ETH/USDT:1m:0", 60_000, 0.25, {}),
+               PairResult("a7", "pivot", "pivot:ETH/USDT:1m:L2L:0", 120_000, 1.5, {"hit": 1.0})]
+    back = pickle.loads(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == results and all(type(r) is PairResult for r in back)
+    # what the dataclass's own pickling wrote before (a stored checkpoint of an earlier version)
+    old = (b'\x80\x05\x95_\x00\x00\x00\x00\x00\x00\x00]\x94\x8c\x1dettlib.training.adapters.base\x94\x8c\n'
+           b'PairResult\x94\x93\x94)\x81\x94]\x94(\x8c\x011\x94\x8c\x05pivot\x94\x8c\x01k\x94K\x03G?\xf0'
+           b'\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K\x01seba.')
+    assert pickle.loads(old) == [PairResult("1", "pivot", "k", 3, 1.0, {"a": 1})]

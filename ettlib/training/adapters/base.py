@@ -124,6 +124,13 @@ class PairResult:
     loss: float
     metrics: dict = field(default_factory=dict)
 
+    def __reduce__(self):
+        # pickled as a call of pair_result with the six fields: an adapter's checkpoint holds
+        # every result not yet drained, and the dataclass's own pickling (a dict of fields per
+        # object, through dataclasses.fields) cost several times the rest of the state
+        return pair_result, (self.inference_id, self.event_kind, self.event_key, self.knowable_time,
+                             self.loss, self.metrics)
+
 
 _PAIR_RESULT_SETTERS = tuple(PairResult.__dict__[f].__set__ for f in (
     "inference_id", "event_kind", "event_key", "knowable_time", "loss", "metrics"))
