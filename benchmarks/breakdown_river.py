@@ -5,8 +5,9 @@ fastest of 7 ``session.run()`` timings (the benchmark's timed region) with one m
 replay only; + the inference loop with a constant model; + a River adapter that predicts
 (features, predict_one) but learns nothing; + matching and delivery; the whole path.  Then River's
 own ``predict_one`` + ``learn_one`` on the same features, alone; River's ``progressive_val_score``
-(``moment``, one-candle ``delay``) on the same windows with the real model and with a model that does
-nothing, and ettlib's whole path with that null model: each side's overhead without River's learner.
+(``moment``, one-candle ``delay``) on the same raw windows, normalized as the loop does, with the
+real model and with a model that does nothing, and ettlib's whole path with that null model: each
+side's overhead without River's learner.
 """
 import sys, time, tempfile
 sys.path.insert(0, "benchmarks")
@@ -20,7 +21,7 @@ from ettlib.training.adapters import RiverAdapter
 from ettlib.training.adapters.base import Prediction
 from ettlib.training.inference_loop import InferenceLoop
 from ettlib.workbench import Workbench
-from ettlib.coordinator.normalization import normalize
+from ettlib.coordinator.window_norm import WindowNormalizer
 
 hours = int(sys.argv[1]) if len(sys.argv) > 1 else 24
 
@@ -113,9 +114,9 @@ with tempfile.TemporaryDirectory() as tmp:
             core.append(time.perf_counter() - t)
         print(f"{'River predict_one + learn_one alone':45s} {float(np.min(core)) / len(feats) * 1e6:7.1f} µs/item")
         # both sides with a model that does nothing: what is left is each side's own overhead
-        windows = []
+        windows = []  # raw, as the loop reads them: River's side normalizes them as the loop does
         record = lambda ref, window, predictions: windows.append(
-            (normalize(window.values, window.columns, ref.norm_params), window.columns, ref.prediction_timestamp))
+            (np.array(window.values), window.columns, ref.prediction_timestamp))
         session = Workbench(storage).session(bt.SYMBOL, start, end, columns=OHLCV_COLUMNS, pivot_lookback=5,
                                              warmup=65)
         InferenceLoop(Constant(), session, symbol=bt.SYMBOL, timeframe=bt.TF, context_length=64,
@@ -126,10 +127,11 @@ with tempfile.TemporaryDirectory() as tmp:
 
         def river(model):
             when = {}
+            normalizer = WindowNormalizer(windows[0][1])
 
             def dataset():
-                for window, columns, t in windows[:-1]:
-                    x = shaper.features_of(window, columns)
+                for values, columns, t in windows[:-1]:
+                    x = shaper.features_of(normalizer(values)[1], columns)
                     when[id(x)] = t
                     yield x, 0.1
 
