@@ -390,7 +390,7 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
     committed_rate = adapter.pairs_learned / float(np.median(committed_s))
     return {"items": n, "pairs": adapter.pairs_learned, "river_items_per_s": river_rate,
             "ettlib_pairs_per_s": ettlib_rate, "ratio": ettlib_rate / river_rate, "same_weights": same,
-            "repeats": repeats, "ratios": [float(r / e) for r, e in zip(river_s, ettlib_s)],
+            "repeats": repeats, "ratios": [(adapter.pairs_learned / e) / (n / r) for r, e in zip(river_s, ettlib_s)],
             "commit_ms": float(np.median(closing)) * 1e3, "ratio_with_commit": committed_rate / river_rate}
 
 
