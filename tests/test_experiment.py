@@ -340,3 +340,42 @@ def test_validating_a_config_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# -- the frozen baseline -------------------------------------------------------
+
+
+def test_a_river_runs_frozen_baseline_is_its_own_untrained_model(db):
+    """Not a Transformer: an untrained River model, which predicts no change (persistence's close)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ettlib.experiment.runner import ExperimentConfig, run_experiment;"
+            f"r = run_experiment(ExperimentConfig(db_path={str(db)!r}, adapter='river', context_length=16,"
+            " batch_size=8, seed=11), quiet=True);"
+            "print(r.scores['frozen']['mae_close'], r.scores['persistence']['mae_close'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    frozen, persistence, torch_imported = out.stdout.split()
+    assert float(frozen) == pytest.approx(float(persistence), rel=1e-9)
+    assert torch_imported == "False"  # the run never built a Transformer
+
+
+def test_the_frozen_baseline_of_an_adapter_object_is_a_copy_taken_before_the_run(db):
+    import threading
+
+    from ettlib.experiment.runner import build_baseline, resolve_config
+    from ettlib.training.adapters import RiverAdapter, TransformerAdapter
+    from ettlib.store import DuckDBStorage
+
+    model = RiverAdapter(learning_rate=0.05)
+    with DuckDBStorage(db, read_only=True) as storage:
+        config = resolve_config(storage, _config(db, adapter_params={}), model)
+    frozen = build_baseline("frozen", config, model)
+    assert type(frozen) is RiverAdapter and frozen is not model and frozen.regressor is not model.regressor
+    assert frozen.learning_rate == 0.05
+    # a registered Transformer keeps the registered frozen Transformer (same parameters and seed)
+    assert type(build_baseline("frozen", _config(db), None)) is TransformerAdapter
+    model.lock = threading.Lock()  # cannot be deep-copied
+    with pytest.raises(ConfigError, match="leave 'frozen' out of baselines"):
+        build_baseline("frozen", config, model)

@@ -67,7 +67,8 @@ class ExperimentConfig:
         object records ``"object:<module>.<class>"``.
     baselines
         Adapters predicting beside the model on the same frames (scored,
-        never registered as frames).
+        never registered as frames); ``"frozen"`` is the run's own model,
+        never trained (:func:`~ettlib.experiment.runner.build_baseline`).
     context_length
         Candles per input window.
     columns
@@ -88,8 +89,8 @@ class ExperimentConfig:
     checkpoint
         Where to save the trained adapter (``None``: not saved).
     torch_threads
-        PyTorch CPU threads during the run (restored afterwards); ``None``
-        leaves torch's setting.  Default 1: small models predicting one
+        PyTorch CPU threads during the run (restored afterwards), where a
+        model of the run imported PyTorch; ``None`` leaves torch's setting.  Default 1: small models predicting one
         window at a time run several times faster on one thread than on two
         busy cores (measured: 0.7 ms against 27 ms per prediction).
     """

@@ -28,9 +28,9 @@
 
 Every score is prequential: a prediction is scored when its truth arrives,
 and it was made -- frozen into its frame -- before the model could learn
-from that truth.  Baselines (``persistence``, ``frozen``: the same
-Transformer, same seed, never trained) predict on the same windows at the
-same steps.
+from that truth.  Baselines (``persistence``, ``frozen``: the run's own
+model, never trained; see :func:`build_baseline`) predict on the same
+windows at the same steps.
 
 A run that raises keeps what it had: the coordinator's buffered frames and
 pairs are flushed, learned losses are written, the manifest gets status
@@ -94,7 +94,9 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import functools
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -122,6 +124,7 @@ __all__ = [
     "RunInterrupted",
     "run_experiment",
     "build_adapter",
+    "build_baseline",
     "resolve_config",
 ]
 
@@ -155,6 +158,30 @@ def build_adapter(name: str, config: ExperimentConfig, *, learn_params: bool = T
         return registry.create(name, **params)
     except TypeError as err:
         raise ConfigError(f"adapter {name!r} refused its parameters: {err}") from None
+
+
+def build_baseline(name: str, config: ExperimentConfig, model):
+    """The baseline ``name`` that predicts beside ``model`` (the run's adapter).
+
+    ``"frozen"`` is the run's own model, never trained: for a Transformer
+    the registered ``frozen`` (:func:`build_adapter`: the same parameters and
+    seed); for another registered adapter a new one built as the model is
+    (a River run's frozen baseline is an untrained River model, not a
+    Transformer: the same kind of model, at its own cost); for an adapter
+    object a deep copy of it taken before the run, as it was handed in.
+    Any other name is :func:`build_adapter`'s.
+    """
+    if name != "frozen" or config.adapter in _SEQUENCE_ADAPTERS:
+        return build_adapter(name, config)
+    if not config.adapter.startswith(OBJECT_PREFIX):
+        return build_adapter(config.adapter, config)
+    try:
+        return copy.deepcopy(model)
+    except Exception as err:  # an object holding a lock, a connection, ...
+        raise ConfigError(
+            f"the 'frozen' baseline is a copy of the model taken before the run, and this "
+            f"{type(model).__name__} cannot be copied ({type(err).__name__}: {err}): leave 'frozen' "
+            "out of baselines") from None
 
 
 def resolve_config(storage, config: ExperimentConfig, adapter=None) -> ExperimentConfig:
@@ -195,8 +222,13 @@ def _replay_range(candles, config: ExperimentConfig) -> tuple[int, int]:
 
 @contextmanager
 def _torch_threads(count: int | None):
-    """Run the block with PyTorch on ``count`` CPU threads (``None``: as it is), then restore."""
-    if count is None:
+    """Run the block with PyTorch on ``count`` CPU threads (``None``: as it is), then restore.
+
+    The run's models are built before the block: where none of them imported
+    PyTorch (a River run, whose ``frozen`` baseline is River too), it is
+    left alone, and the run never imports it.
+    """
+    if count is None or "torch" not in sys.modules:
         yield
         return
     import torch
@@ -301,7 +333,7 @@ def run_experiment(config, *, adapter=None, storage=None, progress: bool = False
         config = resolve_config(candles, config, adapter)
         start, end = _replay_range(candles, config)
         model = adapter if adapter is not None else build_adapter(config.adapter, config)
-        baselines = {name: build_adapter(name, config) for name in config.baselines}
+        baselines = {name: build_baseline(name, config, model) for name in config.baselines}
         fingerprint = data_fingerprint(candles, config)
         if results_db is not None:
             Path(results_db).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Baselines that never learn: ``"persistence"`` (the last close again), no PyTorch.
 
-(The other baseline, ``"frozen"``, is the Transformer never trained:
-:func:`ettlib.training.adapters.transformer.frozen_transformer`.)
+(The other baseline, ``"frozen"``, is the run's own model never trained:
+:func:`ettlib.experiment.runner.build_baseline`; for a Transformer, the
+registered :func:`ettlib.training.adapters.transformer.frozen_transformer`.)
 
 Examples
 --------
