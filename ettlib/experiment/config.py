@@ -90,9 +90,10 @@ class ExperimentConfig:
         Where to save the trained adapter (``None``: not saved).
     torch_threads
         PyTorch CPU threads during the run (restored afterwards), where a
-        model of the run imported PyTorch; ``None`` leaves torch's setting.  Default 1: small models predicting one
-        window at a time run several times faster on one thread than on two
-        busy cores (measured: 0.7 ms against 27 ms per prediction).
+        model of the run imported PyTorch; ``None`` leaves torch's setting.
+        Default 1: small models predicting one window at a time run several
+        times faster on one thread than on two busy cores (measured: 0.7 ms
+        against 27 ms per prediction).
     """
 
     symbols: tuple[str, ...] = ("ETH/USDT",)
