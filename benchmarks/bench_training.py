@@ -336,20 +336,20 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
     replay(storage, Labels(), start, end, context, pivots=(), on_prediction=record)
 
     shaper = RiverAdapter()
+    columns = recorded[0][2]
+    normalizer = WindowNormalizer(columns)  # stateless: the loop's, for the loop's columns
     items = []  # (raw window, label close, moment) of every labelled frame
-    for ref, values, columns in recorded:
+    for ref, values, _ in recorded:
         event = labels.get(ref.target_timestamp)
         if event is None:
             continue
         # the recorded window is the one the frame was made from: the same NormParams again
-        assert WindowNormalizer(columns)(values)[0] == ref.norm_params
+        assert normalizer(values)[0] == ref.norm_params
         items.append((values, float(event.close), ref.prediction_timestamp))
-    columns = recorded[0][2]
     clip = shaper.target_clip
 
     def river_side():
         model = RiverAdapter()._build()[0]
-        normalizer = WindowNormalizer(columns)
         when = {}
 
         def dataset():
