@@ -464,6 +464,29 @@ def test_river_one_pair_batches_learn_the_kept_features_of_the_learning_windows(
         (r.inference_id, r.event_key, r.loss) for r in slow.results]
 
 
+def test_the_river_memo_keeps_the_most_recent_frames_and_evicts_the_oldest(monkeypatch):
+    """Past ``MEMO_FRAMES`` each new frame evicts the oldest one kept, in registration order."""
+    from ettlib.coordinator.frames import InferenceFrameReference
+    from ettlib.training.adapters import river
+
+    monkeypatch.setattr(river, "MEMO_FRAMES", 4)
+    adapter = RiverAdapter(seed=1)
+    window = np.column_stack([np.linspace(1.0, 2.0, 30)] * 3)
+    for i in range(1, 11):
+        adapter.predict(window, ("high", "low", "close"))
+        t = 1_800_000 + i * 60_000
+        adapter.frame_registered(InferenceFrameReference(
+            i, "ETH/USDT", "1m", t, t, t - 30 * 60_000, t - 60_000, (0.0, 1.0, 0.0, 1.0), "HOLD", (), 0.5))
+    assert list(adapter.memo) == [7, 8, 9, 10]
+    adapter.load_state_dict(adapter.state_dict())
+    assert len(adapter.memo) == 0
+    adapter.predict(window, ("high", "low", "close"))
+    adapter.frame_registered(InferenceFrameReference(
+        11, "ETH/USDT", "1m", 3_000_000, 3_000_000, 3_000_000 - 30 * 60_000, 3_000_000 - 60_000,
+        (0.0, 1.0, 0.0, 1.0), "HOLD", (), 0.5))
+    assert list(adapter.memo) == [11]
+
+
 def test_pair_results_pickle_compactly_and_old_pickles_still_load():
     """Checkpoints pickle every undrained result: they must round-trip, fast form or the old one."""
     import pickle

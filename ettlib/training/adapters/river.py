@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -96,7 +97,9 @@ class RiverAdapter(TrainingAdapter):
         self.pivots_seen = 0
         self._updates = 0  # regressor updates in this process (what a kept guess is valid for)
         self._last = None  # what the last prediction computed, until its frame is registered
-        self.memo: dict[str, tuple] = {}  # inference_id -> (frame, features, last close, guess, updates)
+        # inference_id -> (frame, features, last close, guess, updates), oldest first.  An OrderedDict:
+        # evicting a plain dict's first key scans the deleted slots before it (2.4 us, against 0.26)
+        self.memo: OrderedDict[int | str, tuple] = OrderedDict()
         self._where: dict[tuple, tuple] = {}  # window columns -> (close, high, low) indices
 
     def _build(self):
@@ -159,7 +162,7 @@ class RiverAdapter(TrainingAdapter):
             self.memo[ref.inference_id] = (ref, *self._last)
             self._last = None
             if len(self.memo) > MEMO_FRAMES:
-                del self.memo[next(iter(self.memo))]
+                self.memo.popitem(last=False)
 
     def attach(self, coordinator, symbol: str, timeframe: str, pivot_types: Sequence[str] = ()):
         self.memo.clear()  # frames of another coordinator
@@ -255,4 +258,4 @@ class RiverAdapter(TrainingAdapter):
             raise ConfigError(f"checkpoint holds river model {state['model']!r}, not {self.model_name!r}")
         self.regressor, self.classifier = pickle.loads(state["learners"])
         self.pivots_seen = int(state["pivots_seen"])
-        self.memo, self._last, self._updates = {}, None, 0
+        self.memo, self._last, self._updates = OrderedDict(), None, 0
