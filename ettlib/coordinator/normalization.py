@@ -411,23 +411,32 @@ class ColumnNormalizer:
     [[0.5, 2.0]]
     """
 
-    __slots__ = ("columns", "_codes")
+    __slots__ = ("columns", "_codes", "_width")
 
     def __init__(self, columns: Sequence[str]):
         self.columns = tuple(columns)
         self._codes = _kind_codes(self.columns)
+        self._width = len(self.columns)
 
     def __call__(self, values: np.ndarray, norm_params, *, dtype=np.float32) -> np.ndarray:
         if type(values) is not np.ndarray:
             values = np.asarray(values)
         shape = values.shape
-        if len(shape) != 2 or shape[1] != len(self.columns):
+        if len(shape) != 2 or shape[1] != self._width:
             raise DataValidationError(
                 f"values have shape {shape}, expected (n, {len(self.columns)}) for columns {self.columns}"
             )
         if values.dtype is not _FLOAT64 or not values.flags.c_contiguous:
             values = np.ascontiguousarray(values, dtype=np.float64)  # the cast the arithmetic does
-        po, ips, vo, ivs = _kernel_args(norm_params)
+        if type(norm_params) is NormParams:  # finite floats, scales > 0 (checked on construction)
+            po, ips, vo, ivs = (norm_params.price_offset, 1.0 / norm_params.price_scale,
+                                norm_params.volume_offset, 1.0 / norm_params.volume_scale)
+        else:
+            po, ips, vo, ivs = _kernel_args(norm_params)
+        if dtype is np.float32:  # the usual output, written by the kernel
+            out = np.empty(shape, np.float32)
+            (_COMPILED[0] if _COMPILED else _kernel())(values, self._codes, po, ips, vo, ivs, out)
+            return out
         if dtype in _KERNEL_DTYPES:
             out = np.empty(shape, dtype=dtype)
             (_COMPILED[0] if _COMPILED else _kernel())(values, self._codes, po, ips, vo, ivs, out)

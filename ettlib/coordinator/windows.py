@@ -74,6 +74,10 @@ class InferenceData:
         return CandleArrays.column(self, name)  # same lookup rule
 
 
+_new_object = object.__new__
+_DATA_SLOT_SETTERS = tuple(InferenceData.__dict__[f].__set__ for f in ("timestamps", "values", "columns", "ref"))
+
+
 def read_window(cache, store, symbol: str, timeframe: str, start: int, end: int,
                 columns: Sequence[str] | None = None) -> tuple[CandleArrays | None, bool]:
     """``(rows of [start, end], from_cache)``: the cache's when it covers the range, else the store's.
@@ -163,7 +167,14 @@ class WindowReader:
     def _data(self, ref: InferenceFrameReference, ts: np.ndarray, values: np.ndarray) -> InferenceData | None:
         if len(ts) == 0:
             return None
-        return InferenceData(ts, self._normalize(values, ref.norm_params), self.columns, ref)
+        # InferenceData(...) through its slots: the frozen dataclass's __init__ costs twice as much
+        data = _new_object(InferenceData)
+        a, b, c, d = _DATA_SLOT_SETTERS
+        a(data, ts)
+        b(data, self._normalize(values, ref.norm_params))
+        c(data, self.columns)
+        d(data, ref)
+        return data
 
     def get(self, ref: InferenceFrameReference) -> InferenceData | None:
         """The rows of ``[ref.data_range_start, ref.data_range_end]``, normalized; ``None`` if none.
