@@ -92,6 +92,7 @@ __all__ = [
     "TrainingAdapter",
     "STATE_FORMAT",
     "normalized_target",
+    "check_label_knowable",
     "normalized_targets",
 ]
 
@@ -194,7 +195,22 @@ def normalized_targets(events, norm_params, columns: Sequence[str] = OHLCV_COLUM
     return (raw - offset) * (1.0 / scale)
 
 
-def _check_knowable(event, ref) -> None:
+def check_label_knowable(event, ref) -> None:
+    """Refuse a label that was known no later than the frame's last input candle opened.
+
+    A :class:`~ettlib.errors.LookAheadError` naming the event and the frame:
+    learning from it would teach the model what it could have read.
+
+    >>> from ettlib.replay.events import CandleCompletionEvent
+    >>> from ettlib.coordinator.frames import InferenceFrameReference
+    >>> ref = InferenceFrameReference(1, "X", "1m", 120_000, 120_000, 0, 60_000,
+    ...                               (0.0, 1.0, 0.0, 1.0), "HOLD", (), 0.5)
+    >>> check_label_knowable(CandleCompletionEvent("X", "1m", 120_000, 180_000, 1, 1, 1, 1, 1), ref)
+    >>> check_label_knowable(CandleCompletionEvent("X", "1m", 0, 60_000, 1, 1, 1, 1, 1), ref)
+    Traceback (most recent call last):
+    ...
+    ettlib.errors.LookAheadError: label candle:X:1m:0 became known at 60000, not after the frame 1's last input candle (60000)
+    """
     if event.knowable_time <= ref.data_range_end:
         raise LookAheadError(
             f"label {event_key(event)} became known at {event.knowable_time}, not after the "
@@ -276,7 +292,7 @@ class TrainingAdapter(TrainingEventSubscriber):
         """Queue the pair ``(event, inference_ref)``; ``None`` (no frame) is ignored."""
         if inference_ref is None or not self.learns:
             return
-        _check_knowable(event, inference_ref)
+        check_label_knowable(event, inference_ref)
         self.pending.append(PendingPair(event, inference_ref, "candle"))
         self._maybe_train()
 
@@ -285,7 +301,7 @@ class TrainingAdapter(TrainingEventSubscriber):
         if not self.learns:
             return
         for ref in inference_refs:
-            _check_knowable(event, ref)
+            check_label_knowable(event, ref)
             self.pending.append(PendingPair(event, ref, "pivot"))
         self._maybe_train()
 

@@ -41,7 +41,7 @@ from ettlib.coordinator.normalization import NormParams
 from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.replay.events import CandleCompletionEvent, candle_key, event_key
 from ettlib.training.adapters.base import (PairResult, PendingPair, Prediction, TrainingAdapter,
-                                           _check_knowable, pair_result)
+                                           check_label_knowable, pair_result)
 from ettlib.training.features import block_features
 
 __all__ = ["RiverAdapter", "MEMO_FRAMES"]
@@ -197,7 +197,7 @@ class RiverAdapter(TrainingAdapter):
                 or not self.learns or type(event) is not CandleCompletionEvent:
             return super().on_candle_completion(event, inference_ref)
         if event.close_time <= inference_ref.data_range_end:  # its knowable_time
-            _check_knowable(event, inference_ref)  # raises
+            check_label_knowable(event, inference_ref)  # raises
         kept = self.memo.get(inference_ref.inference_id)
         if kept is not None and kept[0] is inference_ref:
             self.results.append(self._learn_candle(event, inference_ref, kept[1], kept[2], kept[3], kept[4]))
