@@ -5,7 +5,7 @@
 #   ./workbench.sh test     the whole test suite (extra arguments go to pytest)
 #
 # Installs into ./.venv: the CPU build of PyTorch first (torch==2.13.0), then
-# this project with `pip install -e .[test]`.  Re-running skips what is installed.
+# this project with `pip install -e .[test] torch==2.13.0`.  Re-running skips what is installed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,11 +19,13 @@ install() {  # install EXTRAS: create the venv and install the project once per 
     fi
     local stamp="$VENV/.installed-$extras"
     local want
-    want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+    want=$(cat pyproject.toml workbench.sh | sha256sum | cut -c1-16)  # reinstall when either changes
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q torch==2.13.0
-        "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+        # torch pinned again: backtracking over s3fs/aiobotocore/fsspec, pip otherwise "upgrades"
+        # the installed CPU torch to the newest CUDA build (torch 2.14.1+cu130, a 6.9 GB venv)
+        "$VENV/bin/python" -m pip install -q -e ".[$extras]" torch==2.13.0
         echo "$want" > "$stamp"
     fi
 }
