@@ -433,12 +433,8 @@ class ColumnNormalizer:
                                 norm_params.volume_offset, 1.0 / norm_params.volume_scale)
         else:
             po, ips, vo, ivs = _kernel_args(norm_params)
-        if dtype is np.float32:  # the usual output, written by the kernel
-            out = np.empty(shape, np.float32)
-            (_COMPILED[0] if _COMPILED else _kernel())(values, self._codes, po, ips, vo, ivs, out)
-            return out
-        if dtype in _KERNEL_DTYPES:
-            out = np.empty(shape, dtype=dtype)
+        if dtype is np.float32 or dtype in _KERNEL_DTYPES:  # written by the kernel (float32: no lookup)
+            out = np.empty(shape, dtype)
             (_COMPILED[0] if _COMPILED else _kernel())(values, self._codes, po, ips, vo, ivs, out)
             return out
         return self(values, norm_params, dtype=np.float64).astype(dtype)
