@@ -10,9 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=.venv
+TORCH=torch==2.13.0  # the CPU wheel
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 
-install() {  # install EXTRAS: create the venv and install the project once per pyproject change
+install() {  # install EXTRAS: create the venv; install the project once per change of pyproject.toml or this file
     local extras=$1
     if [ ! -x "$VENV/bin/python" ]; then
         "$PYTHON" -m venv "$VENV"
@@ -22,10 +23,10 @@ install() {  # install EXTRAS: create the venv and install the project once per 
     want=$(cat pyproject.toml workbench.sh | sha256sum | cut -c1-16)  # reinstall when either changes
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q torch==2.13.0
+        "$VENV/bin/python" -m pip install -q "$TORCH"
         # torch pinned again: backtracking over s3fs/aiobotocore/fsspec, pip otherwise "upgrades"
         # the installed CPU torch to the newest CUDA build (torch 2.14.1+cu130, a 6.9 GB venv)
-        "$VENV/bin/python" -m pip install -q -e ".[$extras]" torch==2.13.0
+        "$VENV/bin/python" -m pip install -q -e ".[$extras]" "$TORCH"
         echo "$want" > "$stamp"
     fi
 }

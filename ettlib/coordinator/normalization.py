@@ -411,18 +411,17 @@ class ColumnNormalizer:
     [[0.5, 2.0]]
     """
 
-    __slots__ = ("columns", "_codes", "_width")
+    __slots__ = ("columns", "_codes")
 
     def __init__(self, columns: Sequence[str]):
         self.columns = tuple(columns)
         self._codes = _kind_codes(self.columns)
-        self._width = len(self.columns)
 
     def __call__(self, values: np.ndarray, norm_params, *, dtype=np.float32) -> np.ndarray:
         if type(values) is not np.ndarray:
             values = np.asarray(values)
         shape = values.shape
-        if len(shape) != 2 or shape[1] != self._width:
+        if len(shape) != 2 or shape[1] != len(self.columns):
             raise DataValidationError(
                 f"values have shape {shape}, expected (n, {len(self.columns)}) for columns {self.columns}"
             )
@@ -433,7 +432,7 @@ class ColumnNormalizer:
                                 norm_params.volume_offset, 1.0 / norm_params.volume_scale)
         else:
             po, ips, vo, ivs = _kernel_args(norm_params)
-        if dtype is np.float32 or dtype in _KERNEL_DTYPES:  # written by the kernel (float32: no lookup)
+        if dtype in _KERNEL_DTYPES:
             out = np.empty(shape, dtype)
             (_COMPILED[0] if _COMPILED else _kernel())(values, self._codes, po, ips, vo, ivs, out)
             return out
