@@ -371,6 +371,34 @@ def test_subscriber_names_must_be_unique(setup):
     assert store.con.execute("SELECT count(*) FROM inference_frames").fetchone()[0] == 0  # rolled back
 
 
+def test_a_flush_runs_with_the_collector_paused_and_restores_it(setup):
+    import gc
+
+    provider, store = setup
+    seen = []
+
+    class Hook(Recorder):
+        def checkpoint(self, con):
+            seen.append(gc.isenabled())
+
+    coordinator = InferenceTrainingCoordinator(provider, store)
+    coordinator.subscribe_to_candle_completion(Hook("h"), SYMBOL, "1m")
+    assert gc.isenabled()
+    coordinator.flush()
+    assert seen == [False] and gc.isenabled()
+    coordinator.register_inference_frame(ref_at(1, START_MS))
+    coordinator.register_inference_frame(ref_at(1, START_MS + M))
+    with pytest.raises(StoreError, match="registered twice"):
+        coordinator.flush()
+    assert gc.isenabled()  # on again after a failed flush too
+    gc.disable()  # a caller that turned it off keeps it off
+    try:
+        InferenceTrainingCoordinator(provider, store).flush()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_frames_from_the_future_are_refused(setup):
     provider, store = setup
     from ettlib.clock import ReplayClock

@@ -63,6 +63,7 @@ import pyarrow.compute as pc
 
 from ettlib.store.db import registered, transaction
 from ettlib.errors import ConfigTypeError, StoreError
+from ettlib.gc_pause import gc_paused
 from ettlib.coordinator.frames import FRAME_COLUMNS, InferenceFrameReference
 
 __all__ = [
@@ -317,8 +318,11 @@ def commit_flush(
     ``stored_states``, when given, is the set of the subscribers that have a
     stored state (the caller's own record, updated here once the transaction
     has committed): a ``None`` state deletes a row only where there is one.
+    The garbage collector is paused meanwhile (:func:`ettlib.gc_pause.gc_paused`):
+    the columns of thousands of frames and pairs would otherwise trigger
+    collector passes over every object they are built from.
     """
-    with transaction(con):
+    with gc_paused(), transaction(con):
         if stored_pending_from is not None:  # the last flush's pending rows (zone maps skip older rows)
             con.execute("DELETE FROM inference_frames WHERE run_id = ? AND status = 'pending'"
                         " AND prediction_timestamp >= ?", [run_id, stored_pending_from])

@@ -62,7 +62,16 @@ class TrainingEventSubscriber:
         return None
 
     def checkpoint(self, con) -> None:
-        """Persist state on ``con`` (inside the coordinator's transaction)."""
+        """Persist state on ``con`` (inside the coordinator's transaction).
+
+        Write your own tables.  The protocol's tables (``inference_frames``,
+        ``training_events``, ``coordinator_checkpoints``, ``subscriber_states``)
+        belong to the coordinator: a row written there is not what the
+        coordinator recorded (a ``subscriber_states`` row it did not write is
+        not deleted when :meth:`checkpoint_state` returns ``None``, and comes
+        back through :meth:`restore_state` on resume).  Return state for
+        ``subscriber_states`` from :meth:`checkpoint_state` instead.
+        """
         return None
 
     def checkpoint_state(self) -> bytes | None:

@@ -12,10 +12,9 @@ event counted as passed.
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 
+from ettlib.gc_pause import gc_paused
 from ettlib.replay.events import EVENT_CLASSES
 from ettlib.replay.plan import CANDLE, PIVOT, STEP, Plan, columns
 
@@ -98,13 +97,8 @@ def dispatch(plan: Plan, a: int, b: int, callbacks: list, clock, provider, max_l
     # events alive at once would trigger full collections that cost more
     # than the replay itself.  Cyclic garbage made by callbacks is
     # collected after the chunk.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         _deliver_chunk(plan, positions, targets, b, clock, provider, max_level, passed)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _deliver_chunk(plan, positions, targets, b, clock, provider, max_level, passed) -> None:

@@ -93,7 +93,6 @@ True
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Iterator
 
@@ -102,6 +101,7 @@ import numpy as np
 from ettlib import interrupts
 from ettlib.clock import ReplayClock
 from ettlib.errors import ConfigError
+from ettlib.gc_pause import gc_paused
 from ettlib.replay import plan as event_plan
 from ettlib.replay.cache import CandleCache, ohlcv_columns_first
 from ettlib.replay.cursor import ReplayCursor
@@ -329,13 +329,8 @@ class ReplayEngine:
             if self._steps_on_demand:  # a stream's steps are events only while subscribed
                 subscribed = np.fromiter((bool(cbs) for cbs in self._snapshot(plan)), bool)
                 positions = positions[(plan.kind[a:b] != STEP) | subscribed[plan.channel[a:b]]]
-            gc_was_enabled = gc.isenabled()
-            gc.disable()  # building many events at once (see ettlib.replay.dispatch)
-            try:
+            with gc_paused():  # building many events at once
                 events = event_plan.events(plan, positions, self.config.pivot_levels)
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
             expected = self._pos
             for local, event, t in zip(positions.tolist(), events, plan.time[positions].tolist()):
                 if self._pos != expected or provider.version != version:
