@@ -322,9 +322,10 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
     times; ``paired_median`` is the median of the ratios of each alternating
     pair (run k of one side against run k of the other).  On a noisy machine
     the two can differ widely with few repeats (one slow River run moves the
-    first, not the second): read both, and trust neither alone when they disagree.  ``ratio_with_commit`` also counts the ettlib
-    session's closing commit (what makes its deliveries exactly once; a long
-    run commits every ``persist_every`` events): River's side has nothing like it.
+    first, not the second): read both, and trust neither alone when they
+    disagree.  ``ratio_with_commit`` also counts the ettlib session's closing
+    commit (what makes its deliveries exactly once; a long run commits every
+    ``persist_every`` events): River's side has nothing like it.
     """
     from river import evaluate, metrics
 
@@ -401,6 +402,11 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
             "ettlib_pairs_per_s": ettlib_rate, "ratio": ettlib_rate / river_rate, "same_weights": same,
             "repeats": repeats, "ratios": ratios, "paired_median": float(np.median(ratios)),
             "commit_ms": float(np.median(closing)) * 1e3, "ratio_with_commit": committed_rate / river_rate}
+
+
+def pair_ratios(like: dict) -> str:
+    """The alternating pairs' ratios of :func:`bench_river_like_for_like`, then their median."""
+    return " ".join(f"{r:.2f}" for r in like["ratios"]) + f"  ({like['paired_median']:.3f})"
 
 
 def bench_default_run(path, start, end):
@@ -485,13 +491,12 @@ def main(argv=None) -> int:
         ("ettlib River path / progressive_val_score (same weights after)",
          f"{like['ratio']:.3f}  (target >= 0.8; {like['same_weights']})"),
         (f"  each of the {like['repeats']} alternating pairs of runs (their median)",
-         " ".join(f"{r:.2f}" for r in like["ratios"]) + f"  ({like['paired_median']:.3f})"),
+         pair_ratios(like)),
         ("  with the session's closing commit (ms; ratio)",
          f"{like['commit_ms']:.1f}; {like['ratio_with_commit']:.3f}"),
         *([] if week is None else [
             (f"  over 7 days ({week['items']} frames; one commit inside the run), each pair of runs",
-             f"{week['ratio']:.3f}: " + " ".join(f"{r:.2f}" for r in week["ratios"])
-             + f"  ({week['paired_median']:.3f})"),
+             f"{week['ratio']:.3f}: {pair_ratios(week)}"),
         ]),
         (f"default run: {default_hours} h of 1m, wall s", f"{default['wall_s']:.1f}"),
         ("default run: MAE model / frozen / persistence",
