@@ -7,7 +7,9 @@ replay only; + the inference loop with a constant model; + a River adapter that 
 own ``predict_one`` + ``learn_one`` on the same features, alone; River's ``progressive_val_score``
 (``moment``, one-candle ``delay``) on the same raw windows, normalized as the loop does, with the
 real model and with a model that does nothing, and ettlib's whole path with that null model: each
-side's overhead without River's learner.
+side's overhead without River's learner.  Last, River's own ``predict_one`` and ``learn_one``
+timed call by call inside each side (the same wrapper on both; median of 7 alternating runs): the
+same calls on the same features, in two surroundings.
 """
 import sys, time, tempfile
 sys.path.insert(0, "benchmarks")
@@ -55,6 +57,38 @@ class NullRiver(RiverAdapter):
 
 class NullNoLearn(NullRiver):
     learns = False
+
+
+class CallTimer(base.Regressor):
+    """A River regressor around ``model`` that adds up the seconds of its ``learn_one`` and ``predict_one``."""
+
+    def __init__(self, model):
+        self.model = model
+        self.learn_s = self.predict_s = 0.0
+        self.learned = self.predicted = 0
+
+    def learn_one(self, x, y):
+        """``model.learn_one``, timed."""
+        t = time.perf_counter()
+        self.model.learn_one(x, y)
+        self.learn_s += time.perf_counter() - t
+        self.learned += 1
+
+    def predict_one(self, x):
+        t = time.perf_counter()
+        y = self.model.predict_one(x)
+        self.predict_s += time.perf_counter() - t
+        self.predicted += 1
+        return y
+
+    def per_call_us(self) -> tuple[float, float]:
+        return self.learn_s / self.learned * 1e6, self.predict_s / self.predicted * 1e6
+
+
+class TimedRiver(RiverAdapter):
+    def _build(self):
+        regressor, classifier = super()._build()
+        return CallTimer(regressor), classifier
 
 
 def run(storage, start, end, adapter, loop=True, attach=True):
@@ -147,3 +181,14 @@ with tempfile.TemporaryDirectory() as tmp:
         k = len(windows) - 1
         print(f"{'River progressive_val_score, real model':45s} {float(np.min(real)) / k * 1e6:7.1f} µs/item")
         print(f"{'River progressive_val_score, null model':45s} {float(np.min(null)) / k * 1e6:7.1f} µs/item")
+        inside = {"ettlib's path": [], "progressive_val_score": []}
+        for _ in range(7):
+            a = TimedRiver(batch_size=1)
+            run(storage, start, end, a)
+            inside["ettlib's path"].append(a.regressor.per_call_us())
+            timer = CallTimer(RiverAdapter()._build()[0])
+            river(timer)
+            inside["progressive_val_score"].append(timer.per_call_us())
+        for name, calls in inside.items():
+            learn, predict = (float(np.median([c[i] for c in calls])) for i in (0, 1))
+            print(f"{'River calls inside ' + name:45s} learn_one {learn:5.1f}, predict_one {predict:4.1f} µs/call")
