@@ -10,7 +10,9 @@ inserted with one statement each, never one INSERT per row):
   few: what matching retains): what a resume reloads;
 - frames that left memory since the last flush, when the coordinator
   records them (``record_expired``) -> ``inference_frames`` with ``status =
-  'expired'`` and ``expired_at``, appended once per frame;
+  'expired'`` and ``expired_at``, appended once per frame (in the same
+  INSERT as the pending ones: a statement's fixed cost is that of thousands
+  of rows);
 - delivered pairs -> ``training_events``, appended as one columnar batch
   (one row per (frame, event, subscriber); ``inference_id = ''`` where an
   event was delivered without a frame; ``event_key`` made in Arrow from
@@ -163,8 +165,8 @@ _PARAM_FIELDS = attrgetter("price_offset", "price_scale", "volume_offset", "volu
 def frames_table(frames: Sequence[InferenceFrameReference], expired_at: Sequence[int] | None = None) -> pa.Table:
     """The frames as an Arrow table, built column by column (no per-row tuples).
 
-    ``expired_at``: one time per frame (``None``: not expired); ``run_id``
-    and ``status`` are added by the INSERT.
+    ``expired_at``: one time per frame (``None``: not expired).  ``run_id``
+    is added by the INSERT, ``status`` by :func:`_frame_rows`.
     """
     (ids, symbols, timeframes, times, targets, starts, ends, params, actions, candles,
      confidences) = zip(*map(_FRAME_FIELDS, frames))
@@ -189,16 +191,31 @@ def frames_table(frames: Sequence[InferenceFrameReference], expired_at: Sequence
     })
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, run_id: str, data: pa.Table,
-            extra: str = "") -> None:
-    """INSERT ``data`` (plus ``run_id``, and ``extra`` = ``", col"``/``", expr"`` pairs) into ``table``."""
+def _insert(con: duckdb.DuckDBPyConnection, table: str, run_id: str, data: pa.Table) -> None:
+    """INSERT ``data``, plus ``run_id``, into ``table`` (one statement)."""
     cols = ", ".join(data.column_names)  # names from fixed tuples in this module
-    extra_cols, extra_exprs = extra or ("", "")
     with registered(con, f"_ett_flush_{table}", data) as name:
-        con.execute(
-            f"INSERT INTO {table} (run_id, {cols}{extra_cols}) SELECT ?, {cols}{extra_exprs} FROM {name}",
-            [run_id],
-        )
+        con.execute(f"INSERT INTO {table} (run_id, {cols}) SELECT ?, {cols} FROM {name}", [run_id])
+
+
+def _frame_rows(expired: Sequence[tuple[InferenceFrameReference, int]],
+                pending: Sequence[InferenceFrameReference]) -> pa.Table:
+    """The expired frames, then the pending ones, as one table of ``inference_frames`` rows (one INSERT).
+
+    >>> from ettlib.coordinator.frames import InferenceFrameReference
+    >>> ref = InferenceFrameReference(1, "X", "1m", 180_000, 180_000, 0, 120_000,
+    ...                               (1.0, 1.0, 1.0, 1.0), "BUY", (1.5,), 0.5)
+    >>> rows = _frame_rows([(ref, 600_000)], [ref])
+    >>> rows.column("status").to_pylist(), rows.column("expired_at").to_pylist()
+    (['expired', 'pending'], [600000, None])
+    """
+    frames = [f for f, _ in expired]
+    frames.extend(pending)
+    expired_at = [t for _, t in expired] + [None] * len(pending) if expired else None
+    status = pa.DictionaryArray.from_arrays(
+        pa.array(np.repeat(np.array([0, 1], np.int32), [len(expired), len(pending)])),
+        pa.array(["expired", "pending"], pa.string()))
+    return frames_table(frames, expired_at).append_column("status", status)
 
 
 def _column(values: Sequence, kind: pa.DataType) -> pa.Array:
@@ -326,13 +343,9 @@ def commit_flush(
         if stored_pending_from is not None:  # the last flush's pending rows (zone maps skip older rows)
             con.execute("DELETE FROM inference_frames WHERE run_id = ? AND status = 'pending'"
                         " AND prediction_timestamp >= ?", [run_id, stored_pending_from])
-        for frames, status in ((expired, "expired"), (pending, "pending")):
-            if not frames:
-                continue
-            table = frames_table([f for f, _ in frames] if status == "expired" else frames,
-                                  [t for _, t in frames] if status == "expired" else None)
+        if expired or pending:
             try:
-                _insert(con, "inference_frames", run_id, table, (", status", f", '{status}'"))
+                _insert(con, "inference_frames", run_id, _frame_rows(expired, pending))
             except duckdb.ConstraintException as exc:
                 raise StoreError(
                     f"run {run_id!r}: an inference_id was registered twice ({exc}); "
