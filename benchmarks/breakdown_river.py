@@ -9,7 +9,10 @@ own ``predict_one`` + ``learn_one`` on the same features, alone; River's ``progr
 real model and with a model that does nothing, and ettlib's whole path with that null model: each
 side's overhead without River's learner.  Last, River's own ``predict_one`` and ``learn_one``
 timed call by call inside each side (the same wrapper on both; median of 7 alternating runs): the
-same calls on the same features, in two surroundings.
+same calls on the same features, in two surroundings; and, from the same runs and from runs with
+the timed null model, each side's time *around* River's calls (the run's time less the timed calls,
+per pair), real model against null: what each side's own work costs when River's learner runs
+between its steps, against when nothing does.
 """
 import sys, time, tempfile
 sys.path.insert(0, "benchmarks")
@@ -89,6 +92,11 @@ class TimedRiver(RiverAdapter):
     def _build(self):
         regressor, classifier = super()._build()
         return CallTimer(regressor), classifier
+
+
+class TimedNull(RiverAdapter):
+    def _build(self):
+        return CallTimer(Null()), Null()
 
 
 def run(storage, start, end, adapter, loop=True, attach=True):
@@ -182,13 +190,26 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"{'River progressive_val_score, real model':45s} {float(np.min(real)) / k * 1e6:7.1f} µs/item")
         print(f"{'River progressive_val_score, null model':45s} {float(np.min(null)) / k * 1e6:7.1f} µs/item")
         inside = {"ettlib's path": [], "progressive_val_score": []}
+        around = {(side, model): [] for side in inside for model in ("real", "null")}
+
+        def around_us(wall, timer, items):  # the run's time less River's timed calls, per pair
+            return (wall - timer.learn_s - timer.predict_s) / items * 1e6
+
         for _ in range(7):
-            a = TimedRiver(batch_size=1)
-            run(storage, start, end, a)
-            inside["ettlib's path"].append(a.regressor.per_call_us())
-            timer = CallTimer(RiverAdapter()._build()[0])
-            river(timer)
-            inside["progressive_val_score"].append(timer.per_call_us())
+            for model, adapter, make in (("real", TimedRiver, lambda: RiverAdapter()._build()[0]),
+                                         ("null", TimedNull, Null)):
+                a = adapter(batch_size=1)
+                wall = run(storage, start, end, a)
+                around["ettlib's path", model].append(around_us(wall, a.regressor, a.pairs_learned))
+                timer = CallTimer(make())
+                wall = river(timer)
+                around["progressive_val_score", model].append(around_us(wall, timer, k))
+                if model == "real":
+                    inside["ettlib's path"].append(a.regressor.per_call_us())
+                    inside["progressive_val_score"].append(timer.per_call_us())
         for name, calls in inside.items():
             learn, predict = (float(np.median([c[i] for c in calls])) for i in (0, 1))
             print(f"{'River calls inside ' + name:45s} learn_one {learn:5.1f}, predict_one {predict:4.1f} µs/call")
+        for name in inside:
+            real, null = (float(np.median(around[name, m])) for m in ("real", "null"))
+            print(f"{'around them in ' + name:45s} {real:5.1f} real model, {null:5.1f} null  (+{real - null:4.1f}) µs/pair")
