@@ -153,6 +153,62 @@ def test_failed_run_keeps_evidence_and_names_the_cell(tmp_path):
     assert (copy.cell_index, copy.ename, copy.html_path, str(copy)) == (3, "ValueError", err.html_path, str(err))
 
 
+def _counting_kernel(tmp_path, monkeypatch, dies: int) -> tuple[str, Path]:
+    """A real ipykernel spec whose first ``dies`` starts exit before the kernel binds anything.
+
+    Returns its name (found through ``JUPYTER_PATH``) and the file that counts its starts.
+    """
+    import sys
+
+    counter = tmp_path / "starts"
+    script = tmp_path / "kernel.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"counter = pathlib.Path({str(counter)!r})\n"
+        "starts = int(counter.read_text()) if counter.exists() else 0\n"
+        "counter.write_text(str(starts + 1))\n"
+        f"if starts < {dies}:\n"
+        "    sys.exit(1)  # as a kernel whose port was taken: dead before its first reply\n"
+        "from ipykernel import kernelapp\n"
+        "kernelapp.launch_new_instance()\n")
+    name = "python3-counted"
+    spec = tmp_path / "jupyter" / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, str(script), "-f", "{connection_file}"], "display_name": name,
+        "language": "python", "metadata": {"supported_encryption": ["curve"]}}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return name, counter
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path, monkeypatch):
+    from ettlib.reports.running import KERNEL_START_ATTEMPTS
+
+    assert KERNEL_START_ATTEMPTS >= 2
+    name, starts = _counting_kernel(tmp_path, monkeypatch, dies=KERNEL_START_ATTEMPTS - 1)
+    result = run_report(FIXTURE, {}, output_dir=tmp_path / "out", kernel_name=name)
+    assert starts.read_text() == str(KERNEL_START_ATTEMPTS)
+    assert parse_page(result.html_path).images  # the whole report, from the kernel that started
+
+
+def test_a_kernel_that_never_starts_is_an_error_after_the_last_attempt(tmp_path, monkeypatch):
+    from ettlib.reports.running import KERNEL_START_ATTEMPTS
+
+    name, starts = _counting_kernel(tmp_path, monkeypatch, dies=KERNEL_START_ATTEMPTS + 5)
+    with pytest.raises(ReportError) as info:
+        run_report(FIXTURE, {}, output_dir=tmp_path / "out", kernel_name=name)
+    assert starts.read_text() == str(KERNEL_START_ATTEMPTS)
+    assert "Kernel died before replying" in str(info.value)
+    assert f"{KERNEL_START_ATTEMPTS} starts tried" in str(info.value)
+
+
+def test_a_cell_that_raises_is_not_run_again(tmp_path, monkeypatch):
+    name, starts = _counting_kernel(tmp_path, monkeypatch, dies=0)
+    with pytest.raises(ReportError, match="deliberately broken"):
+        run_report(BROKEN, {"divisor": 3}, output_dir=tmp_path / "out", kernel_name=name)
+    assert starts.read_text() == "1"
+
+
 def test_unknown_parameter_suggests_and_starts_no_kernel(tmp_path):
     out = tmp_path / "never"
     with pytest.raises(UnknownNameError) as info:

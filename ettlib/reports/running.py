@@ -19,6 +19,15 @@ total) goes to stderr while the notebook runs.
 The kernel's channels are encrypted (CurveZMQ) where the kernel supports it
 (see :func:`_encrypted_kernel`).
 
+**A kernel that dies while starting is started again**, up to
+:data:`KERNEL_START_ATTEMPTS` starts in all.  jupyter_client chooses a
+kernel's TCP ports by binding and releasing them, and another process (a
+second kernel, a Dask worker's connections) can take one before the kernel
+binds it: the kernel then exits with ``Address already in use`` before it
+answers its first request, and no cell has run.  Nothing else is retried: a
+cell that raises, a kernel that dies later, or one that does not answer in
+``start_timeout`` is an error at once.
+
 A run that fails still writes its executed notebook (papermill puts an error
 banner at its top) and an HTML export showing the error, then raises
 :class:`ReportError` naming the cell and the error.
@@ -45,6 +54,8 @@ REPORT_MIME = "application/vnd.ettlib.report+json"
 
 #: Cells papermill adds to an executed notebook (not the author's).
 SKIPPED_TAGS = frozenset({"injected-parameters", "papermill-error-cell-tag"})
+KERNEL_START_ATTEMPTS = 3  # starts of a report's kernel, when it dies before answering (see the module doc)
+_DIED_STARTING = "Kernel died before replying to kernel_info"  # jupyter_client's RuntimeError
 
 
 class ReportError(EttError):
@@ -203,16 +214,21 @@ def run_report(
 
     started = time.perf_counter()
     failure: Exception | None = None
-    try:
-        papermill.execute_notebook(
-            str(path), str(running), parameters=parameters, kernel_name=kernel_name,
-            progress_bar=progress, log_output=False, cwd=str(cwd) if cwd is not None else None,
-            start_timeout=start_timeout,
-            **({"extra_arguments": ["--matplotlib=inline"]} if inline_figures and _is_ipython(path, kernel_name) else {}),
-            **_encrypted_kernel(),
-        )
-    except Exception as err:  # a cell raised, or the kernel died, timed out, could not start
-        failure = err
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            papermill.execute_notebook(
+                str(path), str(running), parameters=parameters, kernel_name=kernel_name,
+                progress_bar=progress, log_output=False, cwd=str(cwd) if cwd is not None else None,
+                start_timeout=start_timeout,
+                **({"extra_arguments": ["--matplotlib=inline"]} if inline_figures and _is_ipython(path, kernel_name) else {}),
+                **_encrypted_kernel(),
+            )
+            failure = None
+            break
+        except Exception as err:  # a cell raised, or the kernel died, timed out, could not start
+            failure = err
+            if not _died_starting(err):
+                break
     wall_s = time.perf_counter() - started
     meta = report_metadata(running) if running.exists() else {}
     run_id = meta.get("run_id")
@@ -239,6 +255,11 @@ def run_report(
     )
 
 
+def _died_starting(err: Exception) -> bool:
+    """Whether ``err`` is a kernel that died before answering its first request (no cell ran)."""
+    return isinstance(err, RuntimeError) and str(err).startswith(_DIED_STARTING)
+
+
 def _report_error(err: Exception, path: Path, executed: Path, html: Path) -> ReportError:
     from papermill.exceptions import PapermillExecutionError
 
@@ -252,8 +273,9 @@ def _report_error(err: Exception, path: Path, executed: Path, html: Path) -> Rep
             notebook=str(path), cell_index=cell_index, exec_count=err.exec_count, ename=err.ename,
             evalue=err.evalue, executed_notebook_path=executed, html_path=html,
         )
+    starts = f" ({KERNEL_START_ATTEMPTS} starts tried)" if _died_starting(err) else ""
     return ReportError(
-        f"{path.name}: the run failed before finishing: {type(err).__name__}: {err}\n"
+        f"{path.name}: the run failed before finishing: {type(err).__name__}: {err}{starts}\n"
         f"  executed notebook: {executed if executed.exists() else '(not written)'}",
         notebook=str(path), ename=type(err).__name__, evalue=str(err),
         executed_notebook_path=executed if executed.exists() else None, html_path=html,
