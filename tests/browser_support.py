@@ -157,12 +157,26 @@ class JupyterLab:
     def start(self, timeout: float = 60.0) -> "JupyterLab":
         """Start the server and wait until ``/api/status`` answers.
 
+        A port chosen here (``port=0``) can be taken by another process before
+        the server binds it; the server then exits saying so, and is started
+        again on another port (three starts in all).
+
         Raises
         ------
         LabStartError
             When the process exits or does not answer within ``timeout``
             seconds; the message ends with the server's log.
         """
+        chosen = not self.port
+        for attempt in range(1, 4):
+            try:
+                return self._start(timeout)
+            except LabStartError as err:
+                if not (chosen and attempt < 3 and f"The port {self.port} is already in use" in str(err)):
+                    raise
+                self.port = 0
+
+    def _start(self, timeout: float) -> "JupyterLab":
         work = Path(self.work_dir)
         settings = work / "user-settings"
         for sub in ("runtime", "config", "workspaces", settings / "@jupyterlab" / "apputils-extension"):
