@@ -214,7 +214,7 @@ def run_report(
 
     started = time.perf_counter()
     failure: Exception | None = None
-    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+    for _ in range(KERNEL_START_ATTEMPTS):
         try:
             papermill.execute_notebook(
                 str(path), str(running), parameters=parameters, kernel_name=kernel_name,
