@@ -318,7 +318,8 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
       windows are the work both sides must do.
 
     The two end with the same regressor weights (checked).  Median of ``repeats``
-    runs each, alternating: ``ratio`` is the ratio of the two sides' median
+    runs each, alternating, the side that runs first swapped from one pair to
+    the next (River first in even pairs): ``ratio`` is the ratio of the two sides' median
     times; ``paired_median`` is the median of the ratios of each alternating
     pair (run k of one side against run k of the other).  On a noisy machine
     the two can differ widely with few repeats (one slow River run moves the
@@ -383,11 +384,15 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
         return seconds, adapter
 
     river_s, ettlib_s = [], []
-    for _ in range(repeats):
-        seconds, model = river_side()
-        river_s.append(seconds)
-        seconds, adapter = ettlib_side()
-        ettlib_s.append(seconds)
+    for k in range(repeats):
+        for side in ((river_side, ettlib_side) if k % 2 == 0 else (ettlib_side, river_side)):
+            seconds, out = side()
+            if side is river_side:
+                river_s.append(seconds)
+                model = out
+            else:
+                ettlib_s.append(seconds)
+                adapter = out
     committed_s = [run + close for run, close in zip(ettlib_s, closing)]
     ours = adapter.regressor["LinearRegression"].weights
     theirs = model["LinearRegression"].weights
@@ -444,11 +449,11 @@ def main(argv=None) -> int:
             uncached = bench_transformer(storage, start, end, params, use_cache=False)
             river = bench_river(storage, start, end, params["context_length"])
             like = bench_river_like_for_like(storage, start, end, params["context_length"],
-                                             repeats=3 if args.quick else 7)
+                                             repeats=5 if args.quick else 21)
             week = seed_sized = None
             if not args.quick:  # a longer run: its memo full, one commit inside session.run()
                 week = bench_river_like_for_like(storage, start, start + WEEK_MS - 60_000,
-                                                 params["context_length"], repeats=3)
+                                                 params["context_length"], repeats=5)
                 # a 600-candle model: about 2.5 s a step on one thread
                 seed_params = dict(params, context_length=600, d_model=64, d_ff=256)
                 seed_end = start + (600 + 240) * 60_000
