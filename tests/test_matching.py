@@ -148,3 +148,65 @@ def test_expires_at_is_the_documented_rule():
     for horizon in (1, 3, 9):
         r = frame(horizon, T0 + 10 * M, horizon=horizon)
         assert index.expires_at(r) == expires_at(r, 4, 2)
+
+
+class EagerDropping:
+    """The retention rule applied at every event: each frame dropped at the first event (or
+    explicit drop) past its own expiry and those of the frames before it, by prediction time."""
+
+    def __init__(self, lookback, retention):
+        self.lookback, self.retention = lookback, retention
+        self.frames, self.expired = [], []
+
+    def add(self, ref):
+        at = len(self.frames)
+        while at and self.frames[at - 1].prediction_timestamp > ref.prediction_timestamp:
+            at -= 1
+        self.frames.insert(at, ref)
+
+    def drop(self, now):
+        while self.frames and expires_at(self.frames[0], self.lookback, self.retention) < now:
+            self.expired.append((self.frames.pop(0), now))
+
+
+def test_recorded_expiry_times_are_those_of_dropping_at_each_event():
+    # the index sweeps every few dozen candles; each recorded (frame, T) is still the first event
+    # past its expiry: frames of mixed horizons, some registered late or out of order, pivots
+    # confirmed late, explicit drops at flush-like times, and gaps in the stream's events
+    rng = random.Random(11)
+    lookback, retention = 5, 3
+    index, eager = FrameIndex(lookback, retention), EagerDropping(lookback, retention)
+    iid, t = 0, T0
+    for k in range(3000):
+        t += M * (1 if rng.random() < 0.97 else rng.randint(2, 40))  # now and then a gap
+        event = candle(t - M)
+        if rng.random() < 0.1:
+            event = pivot(t - rng.randint(1, 6) * M, t)
+        (index.match_candle if isinstance(event, CandleCompletionEvent) else index.match_pivot)(event)
+        eager.drop(t)
+        for _ in range(rng.choice([0, 1, 1, 1, 2])):
+            late = rng.random() < 0.05  # predicted up to 15 candles before the stream's last event
+            iid += 1
+            ref = frame(iid, t - late * rng.randint(1, 15) * M, horizon=rng.choice([1, 2, 4, 9]))
+            index.add(ref)
+            eager.add(ref)
+        if rng.random() < 0.02:  # a flush: drop at the coordinator's time, which may be later
+            now = t + rng.choice([0, 0, M, 30 * M])
+            index.drop_expired((SYMBOL, "1m"), now)
+            eager.drop(now)
+    index.sweep()
+    assert [(r.inference_id, at) for r, at in index.expired] == \
+        [(r.inference_id, at) for r, at in eager.expired]
+    assert len(eager.expired) > 2500 and len({at for _, at in eager.expired}) > 1000
+    assert [r.inference_id for r in index.retained_frames()] == [r.inference_id for r in eager.frames]
+    assert index.pending == len(eager.frames) and index.dropped == len(eager.expired)
+
+
+def test_a_recorded_stream_keeps_at_most_a_sweep_of_event_times():
+    index = FrameIndex(pivot_lookback=5, retention=10)
+    for k in range(1, 2000):
+        t = T0 + k * M
+        index.match_candle(candle(t - M))
+        index.add(frame(k, t))
+    stream = index._streams[(SYMBOL, "1m")]
+    assert 0 < len(stream.seen) <= 64 and index.pending <= 5 + 10 + 2 + 64

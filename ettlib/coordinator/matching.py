@@ -30,12 +30,16 @@ i.e. until its target candle has closed and no pivot bar it could match is
 left, plus ``retention`` candles of grace for late confirmations.  The rule
 is exact and does not depend on when memory is cleaned (each match checks
 the frame's expiry): frames past it are dropped as the stream's events
-advance (``O(1)`` amortized) and, with ``record_expired`` (the default),
-listed in :attr:`FrameIndex.expired` as ``(frame, T)`` at the first event
-past their expiry.  Without it, nothing records when a frame left, and a
-stream's memory is swept every 64 candles instead of at each event
-(:meth:`FrameIndex.sweep` drops them all at once; ``pending`` counts the
-frames not yet swept).
+advance (``O(1)`` amortized): a stream's memory is swept every 64
+candles, not at each event (:meth:`FrameIndex.sweep` drops them all at once;
+``pending`` counts the frames not yet swept).  With ``record_expired`` (the
+default), each dropped frame is listed in :attr:`FrameIndex.expired` as
+``(frame, T)``, ``T`` the first event of its stream past its expiry: the
+stream keeps its event times since the last sweep, so ``T`` is what dropping
+at each event would give (each frame at the first event past its own expiry
+and the expiries of the frames before it), whenever the sweep runs.  A frame
+added with a prediction time before the stream's last event (late, or out of
+order) sweeps the stream first, so that no event before it can be its ``T``.
 
 Examples
 --------
@@ -69,16 +73,16 @@ __all__ = ["FrameIndex", "NO_FRAME"]
 NO_FRAME = (None,)
 
 _COMPACT_AFTER = 1024  # dropped slots kept at a stream's head before the lists are compacted
-_SWEEP_CANDLES = 64  # candles between sweeps of a stream's expired frames, when not recorded
+_SWEEP_CANDLES = 64  # candles between sweeps of a stream's expired frames
 
 
 class _Stream:
     """Retained frames of one (symbol, timeframe), sorted by prediction time."""
 
     __slots__ = ("symbol", "timeframe", "times", "refs", "head", "targets", "tf", "span", "grace", "now",
-                 "sweep_at", "sweep_every", "last_event", "last_refs")
+                 "sweep_at", "sweep_every", "seen", "last_event", "last_refs")
 
-    def __init__(self, tf: int, span: int, grace: int, sweep_every: int = 0):
+    def __init__(self, tf: int, span: int, grace: int, sweep_every: int = 0, *, record: bool = False):
         self.symbol = self.timeframe = ""  # the stream's key (set by FrameIndex)
         self.times: list[int] = []
         self.refs: list[InferenceFrameReference | None] = []
@@ -91,6 +95,8 @@ class _Stream:
         self.now: int | None = None  # the knowable time of the stream's last event
         self.sweep_at = 0  # expired frames are dropped at the first event from this time on
         self.sweep_every = sweep_every  # ms between sweeps (0: at every event)
+        #: the knowable times of the stream's events since its last sweep (None: not recorded)
+        self.seen: list[int] | None = [] if record else None
         self.last_event = None  # the stream's last event and what it matched
         self.last_refs: tuple = ()
 
@@ -158,9 +164,8 @@ class FrameIndex:
         stream = self._streams.get(key)
         if stream is None:
             tf = TIMEFRAMES[key[1]]
-            # without a record of when each frame expired, memory is swept every _SWEEP_CANDLES
-            sweep = 0 if self.record_expired else _SWEEP_CANDLES * tf
-            stream = self._streams[key] = _Stream(tf, self.pivot_lookback * tf, self.retention * tf, sweep)
+            stream = self._streams[key] = _Stream(tf, self.pivot_lookback * tf, self.retention * tf,
+                                                  _SWEEP_CANDLES * tf, record=self.record_expired)
             stream.symbol, stream.timeframe = key
         return stream
 
@@ -175,6 +180,9 @@ class FrameIndex:
             stream = self._added_to = self._stream((ref.symbol, ref.timeframe))
             stream.symbol, stream.timeframe = ref.symbol, ref.timeframe  # equal; the frames' own strings
         t = ref.prediction_timestamp
+        seen = stream.seen
+        if seen and t < seen[-1]:  # late: no event before it may be the time it expires at
+            self._drop(stream, seen[-1])
         times = stream.times
         if not times or t >= times[-1]:
             times.append(t)
@@ -194,11 +202,13 @@ class FrameIndex:
         self.added += 1
 
     def _advance(self, stream, t: int) -> None:
-        """The stream's clock to ``t``; its expired frames swept when a sweep is due."""
+        """The stream's clock to ``t`` (kept in ``seen`` when recorded); a sweep when one is due."""
         stream.now = t
+        seen = stream.seen
+        if seen is not None:
+            seen.append(t)
         if t >= stream.sweep_at:
-            if stream.head < len(stream.refs):
-                self._drop(stream, t)
+            self._drop(stream, t)
             stream.sweep_at = t + stream.sweep_every
 
     def match_candle(self, event, key: tuple[str, str] | None = None) -> tuple:
@@ -248,40 +258,75 @@ class FrameIndex:
     def sweep(self) -> None:
         """Drop every stream's expired frames at the time of its last event.
 
-        Without ``record_expired`` the frames that can no longer match are
-        freed every few dozen candles, not at each event (matching checks
-        each frame's expiry itself, so what matches never depends on it);
-        what reads the retained frames or counts them sweeps first.
+        The frames that can no longer match are freed every few dozen
+        candles, not at each event (matching checks each frame's expiry
+        itself, so what matches never depends on it); what reads the
+        retained frames or counts them sweeps first.  With
+        ``record_expired`` each is listed at the time dropping at each event
+        would have given (see the module doc).
         """
         for stream in self._streams.values():
-            if stream.now is not None and stream.head < len(stream.refs):
+            if stream.now is not None:
                 self._drop(stream, stream.now)
 
     def drop_expired(self, key: tuple[str, str], now: int) -> None:
         """Drop the frames of stream ``key`` that can no longer match at knowable time ``now``."""
         stream = self._streams.get(key)
-        if stream is not None and stream.head < len(stream.refs):
+        if stream is not None:
             self._drop(stream, now)
 
     def _drop(self, stream: _Stream, now: int) -> None:
+        """Drop the stream's frames expired by ``now`` (and by its events in ``seen``, recorded).
+
+        A recorded frame expires at the first of the stream's events since
+        the last sweep that is past its expiry and those of the frames
+        before it (``high``), or at ``now`` when none is: the times that
+        dropping at each event, then at ``now``, would give.
+        """
         refs = stream.refs
         head = first = stream.head
         n = len(refs)
+        seen = stream.seen
+        if head == n:
+            if seen:
+                seen.clear()
+            return
         tf, span, grace = stream.tf, stream.span, stream.grace
         targets = stream.targets
-        expired = self.expired if self.record_expired else None
-        while head < n:
-            ref = refs[head]
-            a = ref.target_timestamp + tf
-            b = ref.prediction_timestamp + span
-            if (a if a > b else b) + grace >= now:
-                break
-            refs[head] = None  # free it now; compaction removes the slot
-            head += 1
-            if ref.target_timestamp in targets:  # its target candle has not closed (or it shares it)
-                stream.forget_target(ref)
-            if expired is not None:
-                expired.append((ref, now))
+        if seen is None:
+            while head < n:
+                ref = refs[head]
+                a = ref.target_timestamp + tf
+                b = ref.prediction_timestamp + span
+                if (a if a > b else b) + grace >= now:
+                    break
+                refs[head] = None  # free it now; compaction removes the slot
+                head += 1
+                if ref.target_timestamp in targets:  # its target candle has not closed (or it shares it)
+                    stream.forget_target(ref)
+        else:
+            expired = self.expired
+            k = len(seen)
+            limit = seen[-1] if k and seen[-1] > now else now
+            high = None  # the latest expiry of the frames dropped so far in this sweep
+            j = 0  # seen[j]: the first event past ``high``
+            while head < n:
+                ref = refs[head]
+                a = ref.target_timestamp + tf
+                b = ref.prediction_timestamp + span
+                e = (a if a > b else b) + grace
+                if high is None or e > high:
+                    high = e
+                if high >= limit:
+                    break
+                while j < k and seen[j] <= high:
+                    j += 1
+                refs[head] = None
+                head += 1
+                if ref.target_timestamp in targets:
+                    stream.forget_target(ref)
+                expired.append((ref, seen[j] if j < k else now))
+            seen.clear()
         if head != first:
             self.dropped += head - first
             stream.head = head
