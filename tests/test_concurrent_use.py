@@ -44,11 +44,23 @@ def _ett(*args, cwd) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def kernel(tmp_path):
-    """A real IPython kernel started through jupyter_client, with a helper to run code in it."""
+    """A real IPython kernel started through jupyter_client, with a helper to run code in it.
+
+    Started again when it dies before answering (a port taken between
+    jupyter_client's choice and the kernel's bind), as reports' kernels are.
+    """
     from jupyter_client.manager import start_new_kernel
 
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
-                                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    from ettlib.reports.running import KERNEL_START_ATTEMPTS, _died_starting
+
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
+                                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+            break
+        except RuntimeError as err:
+            if not _died_starting(err) or attempt == KERNEL_START_ATTEMPTS:
+                raise
 
     def run(code: str) -> str:
         out: list[str] = []
