@@ -287,45 +287,31 @@ class FrameIndex:
         head = first = stream.head
         n = len(refs)
         seen = stream.seen
-        if head == n:
-            if seen:
-                seen.clear()
-            return
         tf, span, grace = stream.tf, stream.span, stream.grace
         targets = stream.targets
-        if seen is None:
-            while head < n:
-                ref = refs[head]
-                a = ref.target_timestamp + tf
-                b = ref.prediction_timestamp + span
-                if (a if a > b else b) + grace >= now:
-                    break
-                refs[head] = None  # free it now; compaction removes the slot
-                head += 1
-                if ref.target_timestamp in targets:  # its target candle has not closed (or it shares it)
-                    stream.forget_target(ref)
-        else:
-            expired = self.expired
-            k = len(seen)
-            limit = seen[-1] if k and seen[-1] > now else now
-            high = None  # the latest expiry of the frames dropped so far in this sweep
-            j = 0  # seen[j]: the first event past ``high``
-            while head < n:
-                ref = refs[head]
-                a = ref.target_timestamp + tf
-                b = ref.prediction_timestamp + span
-                e = (a if a > b else b) + grace
-                if high is None or e > high:
-                    high = e
-                if high >= limit:
-                    break
+        expired = None if seen is None else self.expired
+        k = 0 if seen is None else len(seen)
+        limit = seen[-1] if k and seen[-1] > now else now
+        high = None  # the latest expiry of the frames dropped so far, and of the next one
+        j = 0  # seen[j]: the first event past ``high``
+        while head < n:
+            ref = refs[head]
+            a = ref.target_timestamp + tf
+            b = ref.prediction_timestamp + span
+            e = (a if a > b else b) + grace
+            if high is None or e > high:
+                high = e
+            if high >= limit:
+                break
+            refs[head] = None  # free it now; compaction removes the slot
+            head += 1
+            if ref.target_timestamp in targets:  # its target candle has not closed (or it shares it)
+                stream.forget_target(ref)
+            if expired is not None:
                 while j < k and seen[j] <= high:
                     j += 1
-                refs[head] = None
-                head += 1
-                if ref.target_timestamp in targets:
-                    stream.forget_target(ref)
                 expired.append((ref, seen[j] if j < k else now))
+        if seen:
             seen.clear()
         if head != first:
             self.dropped += head - first
