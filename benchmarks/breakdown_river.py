@@ -12,7 +12,10 @@ timed call by call inside each side (the same wrapper on both; median of 7 alter
 same calls on the same features, in two surroundings; and, from the same runs and from runs with
 the timed null model, each side's time *around* River's calls (the run's time less the timed calls,
 per pair), real model against null: what each side's own work costs when River's learner runs
-between its steps, against when nothing does.
+between its steps, against when nothing does.  Last, the whole path over the first 2 h and over
+the whole range (fastest of 7 each, alternating), split into what a ``session.run()`` costs once
+(planning, the span's read, the collector's pass after the replay's chunk) and what each pair
+costs at the margin.
 """
 import sys, time, tempfile
 sys.path.insert(0, "benchmarks")
@@ -213,3 +216,15 @@ with tempfile.TemporaryDirectory() as tmp:
         for name in inside:
             real, null = (float(np.median(around[name, m])) for m in ("real", "null"))
             print(f"{'around them in ' + name:45s} {real:5.1f} real model, {null:5.1f} null  (+{real - null:4.1f}) µs/pair")
+        if hours > 2:  # once per session.run(), and per pair at the margin
+            short_end = start + 2 * 3_600_000 - 60_000
+            best = {short_end: (float("inf"), 0), end: (float("inf"), 0)}
+            for _ in range(7):
+                for e in best:
+                    a = RiverAdapter(batch_size=1)
+                    wall = run(storage, start, e, a)
+                    best[e] = (min(best[e][0], wall), a.pairs_learned)
+            (s_short, n_short), (s_full, n_full) = best[short_end], best[end]
+            margin = (s_full - s_short) / (n_full - n_short)
+            print(f"{'whole path: once per session.run(); per pair':45s} {(s_short - margin * n_short) * 1e3:5.2f} ms;"
+                  f" {margin * 1e6:5.1f} µs/pair at the margin ({n_short} and {n_full} pairs)")
