@@ -411,7 +411,12 @@ class Session:
     # -- life cycle ----------------------------------------------------------------------
 
     def close(self, *, flush: bool = True) -> None:
-        """Close the coordinator (flushing it, unless ``flush=False``) and an owned results store."""
+        """Close the coordinator (flushing it, unless ``flush=False``) and an owned results store.
+
+        The replay can still step and read windows afterwards, but the
+        closed coordinator refuses frames: an inference loop still attached
+        raises at its next prediction rather than lose it.
+        """
         try:
             self.coordinator.close(flush=flush)
         finally:

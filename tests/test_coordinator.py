@@ -17,7 +17,7 @@ from ettlib.coordinator import InferenceData, InferenceTrainingCoordinator, Trai
 from ettlib.replay.provider import DataProvider
 from ettlib.errors import ConfigError, StoreError, SubscriberError
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
-from ettlib.coordinator.frames import InferenceFrameReference
+from ettlib.coordinator.frames import InferenceFrameReference, NormParams
 from ettlib.store.schema import CANDLE_COLUMNS
 
 from conftest import START_MS, make_candles, shuffled_in_chunks
@@ -491,3 +491,19 @@ def test_frames_table_holds_the_pending_frames_at_each_commit_and_pairs_are_chec
                 " seq + 1000 AS seq) FROM training_events WHERE run_id = 'q' ORDER BY seq DESC LIMIT 1")
     with pytest.raises(StoreError, match="after its checkpoint"):
         InferenceTrainingCoordinator(DataProvider(store), store, run_id="q", resume=True)
+
+
+def test_a_closed_coordinator_refuses_frames_and_changes_nothing(store):
+    # closed, it receives no events and writes nothing: a frame would be neither matched nor stored
+    provider = DataProvider(store)
+    coordinator = InferenceTrainingCoordinator(provider, store, run_id="closed-run")
+    t = START_MS + 10 * M
+    frame = InferenceFrameReference(coordinator.new_inference_id(), SYMBOL, "1m", t, t, t - 5 * M, t - M,
+                                    NormParams(100.0, 2.0, 10.0, 3.0), "BUY", (), 0.5)
+    coordinator.close()
+    before = coordinator.counters()
+    with pytest.raises(ConfigError, match=r"run 'closed-run' is closed: frame 1 \(ETH/USDT 1m, predicted at "
+                                          r"2024-01-01T00:10:00Z\) would be neither matched nor stored"):
+        coordinator.register_inference_frame(frame)
+    assert coordinator.counters() == before and coordinator.retained_frames() == []
+    assert store.con.execute("SELECT count(*) FROM inference_frames WHERE run_id = 'closed-run'").fetchone() == (0,)

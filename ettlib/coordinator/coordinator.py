@@ -137,6 +137,7 @@ from ettlib.coordinator.windows import InferenceData, WindowReader
 from ettlib.errors import ConfigError, UnknownNameError
 from ettlib.replay.events import CandleCompletionEvent, PivotEvent
 from ettlib.store.schema import CANDLE_COLUMNS
+from ettlib.times import format_ms
 
 __all__ = [
     "new_run_id",
@@ -345,9 +346,17 @@ class InferenceTrainingCoordinator:
         one could have seen what followed its prediction time.  Either is a
         :class:`~ettlib.errors.LookAheadError` naming both times.  (The frame
         itself guarantees that its window closed by its prediction time.)
+        A closed coordinator refuses frames (a :class:`~ettlib.errors.ConfigError`):
+        it receives no more events and writes nothing, so the frame would be
+        neither matched nor stored.
         """
         if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
             raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
+        if self._closed:
+            raise ConfigError(
+                f"coordinator of run {self.run_id!r} is closed: frame {ref.inference_id!r} "
+                f"({ref.symbol} {ref.timeframe}, predicted at {format_ms(ref.prediction_timestamp)}) "
+                "would be neither matched nor stored; open a new session, or resume the run")
         clock = self.clock
         if clock is None:
             clock = getattr(self.data_provider, "clock", None)
