@@ -352,11 +352,6 @@ class InferenceTrainingCoordinator:
         """
         if type(ref) is not InferenceFrameReference and not isinstance(ref, InferenceFrameReference):
             raise ConfigError(f"expected an InferenceFrameReference, got {type(ref).__name__}")
-        if self._closed:
-            raise ConfigError(
-                f"coordinator of run {self.run_id!r} is closed: frame {ref.inference_id!r} "
-                f"({ref.symbol} {ref.timeframe}, predicted at {format_ms(ref.prediction_timestamp)}) "
-                "would be neither matched nor stored; open a new session, or resume the run")
         clock = self.clock
         if clock is None:
             clock = getattr(self.data_provider, "clock", None)
@@ -368,6 +363,11 @@ class InferenceTrainingCoordinator:
         lock = self._lock
         lock.acquire()
         try:
+            if self._closed:  # under the lock: a close between the check and the add loses nothing
+                raise ConfigError(
+                    f"coordinator of run {self.run_id!r} is closed: frame {ref.inference_id!r} "
+                    f"({ref.symbol} {ref.timeframe}, predicted at {format_ms(ref.prediction_timestamp)}) "
+                    "would be neither matched nor stored; open a new session, or resume the run")
             self._index.add(ref)
         finally:
             lock.release()
