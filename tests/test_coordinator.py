@@ -505,5 +505,12 @@ def test_a_closed_coordinator_refuses_frames_and_changes_nothing(store):
     with pytest.raises(ConfigError, match=r"run 'closed-run' is closed: frame 1 \(ETH/USDT 1m, predicted at "
                                           r"2024-01-01T00:10:00Z\) would be neither matched nor stored"):
         coordinator.register_inference_frame(frame)
+    # nor does it take subscribers: it would deliver events again, and write none of the pairs
+    for subscribe in (lambda: coordinator.subscribe_to_candle_completion(Recorder(), SYMBOL, "1m"),
+                      lambda: coordinator.subscribe_to_pivot_events(Recorder(), SYMBOL, "1m", ["L1L"])):
+        with pytest.raises(ConfigError, match=r"run 'closed-run' is closed: a subscription to (candles|pivots) "
+                                              r"of ETH/USDT 1m would be neither matched nor stored"):
+            subscribe()
+    provider.publish_candle(CandleCompletionEvent(SYMBOL, "1m", t, t + M, 1.0, 1.0, 1.0, 1.0, 1.0))
     assert coordinator.counters() == before and coordinator.retained_frames() == []
     assert store.con.execute("SELECT count(*) FROM inference_frames WHERE run_id = 'closed-run'").fetchone() == (0,)

@@ -321,15 +321,27 @@ class InferenceTrainingCoordinator:
         return value
 
     def subscribe_to_candle_completion(self, subscriber, symbol: str, timeframe: str, *, name: str | None = None) -> None:
-        """Call ``subscriber.on_candle_completion`` for each candle of the stream."""
+        """Call ``subscriber.on_candle_completion`` for each candle of the stream (refused once closed)."""
         with self._lock:
+            self._refuse_if_closed(f"a subscription to candles of {symbol} {timeframe}")
             self._subs.add_candles(subscriber, symbol, timeframe, name)
 
     def subscribe_to_pivot_events(self, subscriber, symbol: str, timeframe: str, pivot_types: Iterable[str],
                                   *, name: str | None = None) -> None:
-        """Call ``subscriber.on_pivot_event`` for each confirmed pivot of ``pivot_types``."""
+        """Call ``subscriber.on_pivot_event`` for each confirmed pivot of ``pivot_types`` (refused once closed)."""
         with self._lock:
+            self._refuse_if_closed(f"a subscription to pivots of {symbol} {timeframe}")
             self._subs.add_pivots(subscriber, symbol, timeframe, pivot_types, name)
+
+    def _refuse_if_closed(self, what: str) -> None:
+        """A :class:`~ettlib.errors.ConfigError` naming ``what`` once closed (call it under the lock).
+
+        A closed coordinator writes nothing more: what it matched or
+        delivered after its close would be lost to the store, and a resume.
+        """
+        if self._closed:
+            raise ConfigError(f"coordinator of run {self.run_id!r} is closed: {what} would be neither "
+                              "matched nor stored; open a new session, or resume the run")
 
     # -- frames ------------------------------------------------------------------------
 
@@ -364,10 +376,8 @@ class InferenceTrainingCoordinator:
         lock.acquire()
         try:
             if self._closed:  # under the lock: a close between the check and the add loses nothing
-                raise ConfigError(
-                    f"coordinator of run {self.run_id!r} is closed: frame {ref.inference_id!r} "
-                    f"({ref.symbol} {ref.timeframe}, predicted at {format_ms(ref.prediction_timestamp)}) "
-                    "would be neither matched nor stored; open a new session, or resume the run")
+                self._refuse_if_closed(f"frame {ref.inference_id!r} ({ref.symbol} {ref.timeframe}, "
+                                       f"predicted at {format_ms(ref.prediction_timestamp)})")
             self._index.add(ref)
         finally:
             lock.release()
