@@ -385,14 +385,12 @@ def bench_river_like_for_like(storage, start, end, context, *, repeats=3):
 
     river_s, ettlib_s = [], []
     for k in range(repeats):
-        for side in ((river_side, ettlib_side) if k % 2 == 0 else (ettlib_side, river_side)):
-            seconds, out = side()
-            if side is river_side:
-                river_s.append(seconds)
-                model = out
-            else:
-                ettlib_s.append(seconds)
-                adapter = out
+        order = (river_side, ettlib_side) if k % 2 == 0 else (ettlib_side, river_side)
+        runs = {side: side() for side in order}
+        seconds, model = runs[river_side]
+        river_s.append(seconds)
+        seconds, adapter = runs[ettlib_side]
+        ettlib_s.append(seconds)
     committed_s = [run + close for run, close in zip(ettlib_s, closing)]
     ours = adapter.regressor["LinearRegression"].weights
     theirs = model["LinearRegression"].weights

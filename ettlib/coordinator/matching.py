@@ -82,7 +82,7 @@ class _Stream:
     __slots__ = ("symbol", "timeframe", "times", "refs", "head", "targets", "tf", "span", "grace", "now",
                  "sweep_at", "sweep_every", "seen", "last_event", "last_refs")
 
-    def __init__(self, tf: int, span: int, grace: int, sweep_every: int = 0, *, record: bool = False):
+    def __init__(self, tf: int, span: int, grace: int, sweep_every: int, *, record: bool):
         self.symbol = self.timeframe = ""  # the stream's key (set by FrameIndex)
         self.times: list[int] = []
         self.refs: list[InferenceFrameReference | None] = []
@@ -94,7 +94,7 @@ class _Stream:
         self.grace = grace  # retention, ms
         self.now: int | None = None  # the knowable time of the stream's last event
         self.sweep_at = 0  # expired frames are dropped at the first event from this time on
-        self.sweep_every = sweep_every  # ms between sweeps (0: at every event)
+        self.sweep_every = sweep_every  # ms between sweeps
         #: the knowable times of the stream's events since its last sweep (None: not recorded)
         self.seen: list[int] | None = [] if record else None
         self.last_event = None  # the stream's last event and what it matched
