@@ -514,3 +514,31 @@ def test_a_closed_coordinator_refuses_frames_and_changes_nothing(store):
     provider.publish_candle(CandleCompletionEvent(SYMBOL, "1m", t, t + M, 1.0, 1.0, 1.0, 1.0, 1.0))
     assert coordinator.counters() == before and coordinator.retained_frames() == []
     assert store.con.execute("SELECT count(*) FROM inference_frames WHERE run_id = 'closed-run'").fetchone() == (0,)
+
+
+def test_a_flush_after_close_commits_nothing(store):
+    # close(flush=False) drops the buffer on purpose; a checkpoint written after it would place the
+    # resume past the dropped pair, which a resumed run would then never deliver
+    provider = DataProvider(store)
+    coordinator = InferenceTrainingCoordinator(provider, store, run_id="dropped", persist_every=10**6)
+    coordinator.subscribe_to_candle_completion(Recorder(), SYMBOL, "1m")
+    t = START_MS + 10 * M
+    provider.publish_candle(candle(t - 2 * M))
+    coordinator.flush()
+
+    def stored():
+        return (store.con.execute("SELECT resume_time, next_seq, next_inference_id FROM coordinator_checkpoints "
+                                  "WHERE run_id = 'dropped'").fetchall(),
+                store.con.execute("SELECT count(*) FROM training_events WHERE run_id = 'dropped'").fetchone())
+
+    committed = stored()
+    assert committed == ([(t - M + 1, 1, 1)], (1,))
+    coordinator.register_inference_frame(ref_at(coordinator.new_inference_id(), t - M))
+    provider.publish_candle(candle(t - M))  # its frame's target: a pair buffered, not committed
+    assert coordinator.counters().matched == 1
+    coordinator.close(flush=False)
+    coordinator.flush()
+    assert stored() == committed
+    resumed = InferenceTrainingCoordinator(DataProvider(store), store, run_id="dropped", resume=True)
+    assert resumed.resume_time == t - M + 1  # the dropped pair's event is replayed, and delivered again
+    resumed.close(flush=False)

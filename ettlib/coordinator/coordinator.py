@@ -463,9 +463,15 @@ class InferenceTrainingCoordinator:
         """Commit everything buffered, with a checkpoint after the current instant.
 
         Call it between instants (a resume restarts after the latest event
-        time handled); the coordinator flushes by itself as well.
+        time handled); the coordinator flushes by itself as well.  On a
+        closed coordinator it does nothing: its close committed the buffer,
+        or (``flush=False``) dropped it on purpose, and a checkpoint written
+        now would place the resume after the dropped pairs, which would then
+        never be delivered again.
         """
         with self._lock:
+            if self._closed:
+                return
             resume = (self._time + 1) if self._time is not None else (self.resume_time or 0)
             self._flush(resume_time=resume)
 
