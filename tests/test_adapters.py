@@ -502,3 +502,29 @@ def test_pair_results_pickle_compactly_and_old_pickles_still_load():
            b'PairResult\x94\x93\x94)\x81\x94]\x94(\x8c\x011\x94\x8c\x05pivot\x94\x8c\x01k\x94K\x03G?\xf0'
            b'\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K\x01seba.')
     assert pickle.loads(old) == [PairResult("1", "pivot", "k", 3, 1.0, {"a": 1})]
+
+
+def test_undrained_results_are_checkpointed_as_columns_and_list_states_still_restore():
+    """A checkpoint stores the undrained results as six tuples; a state holding the list of results
+    (what earlier versions wrote) restores the same results."""
+    import pickle
+
+    from ettlib.training.adapters.base import PairResult, pair_result
+
+    adapter = RiverAdapter(seed=3)
+    adapter.results = [pair_result(7, "candle", "candle|ETH/USDT|1m||0", 60_000, 0.25, {}),
+                       pair_result("a7", "pivot", "pivot|ETH/USDT|1m|L2L|0", 120_000, 1.5, {"hit": 1.0})]
+    envelope = pickle.loads(adapter.checkpoint_state())
+    body = adapter._unpack(envelope["state"])
+    assert body["results"] == ((7, "a7"), ("candle", "pivot"), ("candle|ETH/USDT|1m||0", "pivot|ETH/USDT|1m|L2L|0"),
+                               (60_000, 120_000), (0.25, 1.5), ({}, {"hit": 1.0}))
+    body["results"] = list(adapter.results)  # the state of an earlier version
+    old_state = pickle.dumps({**envelope, "state": adapter._pack(body)}, protocol=pickle.HIGHEST_PROTOCOL)
+    for state in (adapter.checkpoint_state(), old_state):
+        restored = RiverAdapter(seed=3)
+        restored.restore_state(state)
+        assert restored.results == adapter.results and all(type(r) is PairResult for r in restored.results)
+    empty = RiverAdapter(seed=3)
+    restored = RiverAdapter(seed=3)
+    restored.restore_state(empty.checkpoint_state())
+    assert restored.results == []
