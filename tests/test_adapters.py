@@ -524,7 +524,6 @@ def test_undrained_results_are_checkpointed_as_columns_and_list_states_still_res
         restored = RiverAdapter(seed=3)
         restored.restore_state(state)
         assert restored.results == adapter.results and all(type(r) is PairResult for r in restored.results)
-    empty = RiverAdapter(seed=3)
     restored = RiverAdapter(seed=3)
-    restored.restore_state(empty.checkpoint_state())
+    restored.restore_state(RiverAdapter(seed=3).checkpoint_state())  # none undrained
     assert restored.results == []
