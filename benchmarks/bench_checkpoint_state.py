@@ -25,6 +25,7 @@ import json
 import pickle
 import sys
 import time
+import warnings
 
 from ettlib.training.adapters import RiverAdapter
 from ettlib.training.adapters.base import STATE_FORMAT, pair_result
@@ -53,6 +54,7 @@ def main(argv=None) -> dict:
     sizes = list(range(EVERY, n + 1, EVERY))
     seconds = {"columns": [], "objects": []}
     gc.disable()  # as inside a commit (ettlib.gc_pause)
+    warnings.simplefilter("ignore", UserWarning)  # the adapter's warning about undrained results: deliberate here
     try:
         for k, size in enumerate(sizes):
             adapter.results = results[:size]

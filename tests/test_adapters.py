@@ -527,3 +527,23 @@ def test_undrained_results_are_checkpointed_as_columns_and_list_states_still_res
     restored = RiverAdapter(seed=3)
     restored.restore_state(RiverAdapter(seed=3).checkpoint_state())  # none undrained
     assert restored.results == []
+
+
+def test_a_checkpoint_with_many_undrained_results_warns_once():
+    """Each commit stores every undrained result again: from UNDRAINED_RESULTS_WARNING on, the adapter says so, once."""
+    import warnings
+
+    from ettlib.training.adapters.base import UNDRAINED_RESULTS_WARNING, pair_result
+
+    adapter = RiverAdapter(seed=3)
+    result = pair_result(7, "candle", "candle|ETH/USDT|1m||0", 60_000, 0.25, {})
+    adapter.results = [result] * (UNDRAINED_RESULTS_WARNING - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adapter.checkpoint_state()  # below the threshold: silent
+    adapter.results.append(result)
+    with pytest.warns(UserWarning, match=r"river adapter holds 100,000 results not yet drained.*drain_results\(\)"):
+        adapter.checkpoint_state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adapter.checkpoint_state()  # once per adapter

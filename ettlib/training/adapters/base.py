@@ -72,6 +72,7 @@ ettlib.errors.ConfigError: river adapter: the stored state is of format 1 (torch
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,10 @@ ACTIONS: tuple[str, ...] = ("BUY", "SELL", "HOLD")
 STATE_FORMAT = 2
 
 _ZIP_MAGIC = b"PK\x03\x04"  # what torch.save writes
+
+#: Undrained results at which :meth:`TrainingAdapter.checkpoint_state` warns, once per adapter
+#: (about 70 days of 1m pairs: each commit then spends some 50 ms storing them again).
+UNDRAINED_RESULTS_WARNING = 100_000
 
 
 class Prediction(NamedTuple):
@@ -297,6 +302,7 @@ class TrainingAdapter(TrainingEventSubscriber):
         self.pending: list[PendingPair] = []
         self.results: list[PairResult] = []
         self.pairs_learned = 0
+        self._warned_undrained = False
 
     @property
     def subscriber_name(self) -> str:
@@ -424,7 +430,17 @@ class TrainingAdapter(TrainingEventSubscriber):
         A pickled envelope -- :data:`STATE_FORMAT` and :meth:`settings`, readable
         by any adapter -- around :meth:`_pack` of :meth:`state_dict`, the
         queued pairs and the results not yet drained.  Nothing is changed.
+        Holding :data:`UNDRAINED_RESULTS_WARNING` results or more, it warns
+        (once per adapter): each commit stores them all again, so a run that
+        never drains them slows quadratically.
         """
+        if len(self.results) >= UNDRAINED_RESULTS_WARNING and not self._warned_undrained:
+            self._warned_undrained = True
+            warnings.warn(
+                f"{self.name} adapter holds {len(self.results):,} results not yet drained, and each commit "
+                "stores them all again (quadratic over a long run): call drain_results() as you use them, "
+                "or write and drain them in a checkpoint(con) hook of your own (docs/training.md, "
+                "'Drain what you drive')", stacklevel=2)
         body = {"adapter": self.state_dict(), "pending": [(p.event, p.ref, p.kind) for p in self.pending],
                 "results": results_columns(self.results)}
         return pickle.dumps({"format": STATE_FORMAT, "settings": self.settings(), "state": self._pack(body)},
