@@ -409,6 +409,7 @@ def main(argv=None) -> dict:
         ("  bound: baseline + those three, nothing else", f"{bound_rate:,.0f} candles/s"),
         ("  bound without persisting (not exactly once)", f"{unpersisted_bound_rate:,.0f} candles/s"),
         ("  with frames / no-op baseline", f"{replay_rate / replay_bare_rate:.3f}"),
+        ("  with frames / the bound", f"{replay_rate / bound_rate:.3f}"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"bench_frames ({'quick' if args.quick else 'full'})")
@@ -429,6 +430,7 @@ def main(argv=None) -> dict:
         "persist_pair_and_pending_us": round(persist_s * 1e6, 3),
         "replay_with_frames_bound_candles_per_s": round(bound_rate),
         "replay_with_frames_unpersisted_bound_candles_per_s": round(unpersisted_bound_rate),
+        "replay_with_frames_vs_bound": round(replay_rate / bound_rate, 4),
         **{k: round(v, 4) for k, v in w.items()},
     }
     print(json.dumps(figures))
